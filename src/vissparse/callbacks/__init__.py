@@ -1,0 +1,1 @@
+"""Lightning callbacks that track accuracy delta, latency and speedup (see issue 4)."""

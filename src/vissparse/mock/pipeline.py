@@ -1,0 +1,82 @@
+"""Mock-mode pipeline: score, select and run the mock model on the kept tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vissparse.config import PruningConfig
+from vissparse.mock.model import MockModelConfig, MockVLM
+from vissparse.mock.samples import MockSample, MockSampleConfig, make_samples
+from vissparse.mock.world import MockWorld
+from vissparse.strategies.registry import build_scorer, build_strategy
+
+
+@dataclass
+class MockOutput:
+    """What one mock call returns.
+
+    Attributes:
+        text: the answer (a colour word).
+        keep_mask: ``[N]`` bool over the image tokens (all ``True`` for the baseline).
+    """
+
+    text: str
+    keep_mask: Tensor
+
+    @property
+    def n_kept(self) -> int:
+        """Number of image tokens the model saw."""
+        return int(self.keep_mask.sum())
+
+
+class MockPipeline:
+    """Prunes synthetic samples and answers them with :class:`MockVLM`.
+
+    Example:
+        >>> pipe = MockPipeline(PruningConfig(keep_ratio=0.25), dim=32, n_tokens=64)
+        >>> sample = pipe.samples(1)[0]
+        >>> pipe.run(sample.image_tokens, sample.prompt).n_kept
+        16
+    """
+
+    def __init__(
+        self,
+        config: PruningConfig,
+        dim: int = 128,
+        n_tokens: int = 1024,
+        seed: int = 0,
+        model_config: MockModelConfig | None = None,
+        sample_config: MockSampleConfig | None = None,
+    ) -> None:
+        self.config = config
+        self.scorer = build_scorer(config.scorer)
+        self.strategy = build_strategy(config.strategy)
+        self.world = MockWorld(dim=dim, seed=seed)
+        self.model = MockVLM(self.world, model_config)
+        self.sample_config = sample_config or MockSampleConfig(n_tokens=n_tokens)
+
+    def samples(self, n_samples: int, seed: int = 0) -> list[MockSample]:
+        """Synthetic samples drawn in this pipeline's world."""
+        return make_samples(n_samples, self.world, self.sample_config, seed=seed)
+
+    def run(self, image_tokens: Tensor, prompt: str, prune: bool = True) -> MockOutput:
+        """Answer ``prompt`` about ``image_tokens`` ``[N, D]``, pruned or not."""
+        if image_tokens.dim() != 2 or image_tokens.shape[1] != self.world.dim:
+            raise ValueError(
+                f"`image` must be mock image tokens of shape [N, {self.world.dim}], "
+                f"got {tuple(image_tokens.shape)}"
+            )
+        text, prompt_mask = self.model.embed_text(prompt)
+        query = self.model.query(text, prompt_mask)
+        if prune:
+            scores = self.scorer.score(image_tokens.unsqueeze(0), query.unsqueeze(0))
+            keep = self.strategy.select(scores, self.config.keep_ratio)[0]
+            # gathering copies; with nothing pruned the tokens are used as they are
+            kept_tokens = image_tokens if bool(keep.all()) else image_tokens[keep]
+        else:
+            keep = torch.ones(image_tokens.shape[0], dtype=torch.bool)
+            kept_tokens = image_tokens
+        return MockOutput(text=self.model(text, kept_tokens, query), keep_mask=keep)

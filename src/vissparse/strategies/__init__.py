@@ -1,0 +1,45 @@
+"""Scorers and mask strategies: pure tensor code, no transformers imports.
+
+Example:
+    >>> import torch
+    >>> from vissparse.strategies import CosineScorer, TopKStrategy
+    >>> tokens, query = torch.randn(1, 16, 8), torch.randn(1, 8)
+    >>> TopKStrategy().select(CosineScorer().score(tokens, query), 0.25).sum().item()
+    4
+"""
+
+from vissparse.strategies.base import MaskStrategy, TokenScorer
+from vissparse.strategies.baselines import RandomScorer, UniformScorer
+from vissparse.strategies.cosine import CosineScorer, LeastCosineScorer, cosine_scores
+from vissparse.strategies.registry import (
+    SCORERS,
+    STRATEGIES,
+    build_scorer,
+    build_strategy,
+    get_scorer,
+    get_strategy,
+    register_scorer,
+    register_strategy,
+)
+from vissparse.strategies.topk import TopKStrategy, kept_count, topk_mask
+
+__all__ = [
+    "SCORERS",
+    "STRATEGIES",
+    "CosineScorer",
+    "LeastCosineScorer",
+    "MaskStrategy",
+    "RandomScorer",
+    "TokenScorer",
+    "TopKStrategy",
+    "UniformScorer",
+    "build_scorer",
+    "build_strategy",
+    "cosine_scores",
+    "get_scorer",
+    "get_strategy",
+    "kept_count",
+    "register_scorer",
+    "register_strategy",
+    "topk_mask",
+]

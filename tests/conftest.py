@@ -1,0 +1,17 @@
+"""Shared test set-up: Hypothesis profiles and tiny-model fixtures."""
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+# "ci" keeps the property suite well under a minute on 2 cores; "dev" searches harder.
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))

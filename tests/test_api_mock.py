@@ -1,0 +1,83 @@
+"""The mock-mode user API, exactly as the README shows it."""
+
+import pytest
+
+from vissparse import VisSparse
+
+
+@pytest.fixture(scope="module")
+def cosine_results():
+    model = VisSparse(base_model="mock", keep_ratio=0.10, mock=True)
+    return model, model.benchmark(n_samples=100, progress=False)
+
+
+def test_readme_snippet(cosine_results, capsys):
+    model = VisSparse(base_model="mock", keep_ratio=0.10, mock=True)
+    results = model.benchmark(n_samples=100)
+    print(f"Speedup: {results['speedup']:.1f}x, Accuracy delta: {results['accuracy_delta']:.2%}")
+    assert capsys.readouterr().out.startswith("Speedup: ")
+    keys = {"speedup", "accuracy_delta", "accuracy", "baseline_accuracy", "latency_ms",
+            "baseline_latency_ms", "keep_ratio", "n_samples", "scorer"}  # fmt: skip
+    assert keys <= results.keys()
+    assert results["n_samples"] == 100 and results["keep_ratio"] == 0.10
+    assert results["scorer"] == "cosine"
+
+
+def test_every_call_is_recorded(cosine_results):
+    model, results = cosine_results
+    assert len(model.records) == len(results["records"]) == 100
+    for record in results["records"]:
+        assert {"accuracy", "latency_ms", "speedup", "baseline_latency_ms"} <= record.keys()
+        assert record["latency_ms"] > 0 and record["n_kept"] == 103
+    acc = sum(r["accuracy"] for r in results["records"]) / 100
+    assert acc == results["accuracy"]
+    base = sum(r["baseline_correct"] for r in results["records"]) / 100
+    assert results["accuracy_delta"] == pytest.approx(base - acc)
+
+
+def test_random_scorer_is_clearly_worse_than_cosine(cosine_results):
+    _, cosine = cosine_results
+    random = VisSparse(base_model="mock", keep_ratio=0.10, mock=True, scorer="random").benchmark(
+        n_samples=100, progress=False
+    )
+    assert random["baseline_accuracy"] == cosine["baseline_accuracy"]  # same samples
+    assert cosine["accuracy"] - random["accuracy"] >= 0.15
+
+
+def test_keep_ratio_one_costs_nothing():
+    results = VisSparse(base_model="mock", keep_ratio=1.0, mock=True).benchmark(
+        n_samples=30, progress=False
+    )
+    assert results["accuracy_delta"] == 0
+    assert all(r["answer"] == r["baseline_answer"] for r in results["records"])
+    assert 0.6 < results["speedup"] < 1.6  # same work on both sides; wide band for noisy CI
+
+
+def test_lower_keep_ratio_is_faster(cosine_results):
+    _, low = cosine_results
+    high = VisSparse(base_model="mock", keep_ratio=0.5, mock=True).benchmark(
+        n_samples=30, progress=False
+    )
+    assert low["speedup"] > 1.5 * high["speedup"]
+    assert high["speedup"] > 1.0
+
+
+def test_mock_errors():
+    with pytest.raises(ValueError, match="mock=True"):
+        VisSparse(base_model="mock")
+    with pytest.raises(ValueError, match="base_model='mock'"):
+        VisSparse(base_model="Qwen/Qwen2-VL-7B", mock=True)
+    with pytest.raises(ValueError, match="keep_ratio"):
+        VisSparse(base_model="mock", mock=True, keep_ratio=0.01)
+    model = VisSparse(base_model="mock", mock=True, dim=32, n_tokens=64)
+    for bad in (0, -1, True):
+        with pytest.raises(ValueError, match="n_samples"):
+            model.benchmark(n_samples=bad)
+    with pytest.raises(TypeError, match="unknown mock options"):
+        VisSparse(base_model="mock", mock=True, torch_dtype="bfloat16")
+
+
+def test_generate_in_mock_mode():
+    model = VisSparse(base_model="mock", mock=True)
+    sample = model.pipeline.samples(1, seed=5)[0]
+    assert model.generate(image=sample.image_tokens, prompt=sample.prompt) == sample.answer
