@@ -40,7 +40,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench-mock: setup
-	$(BIN)/python benchmarks/mock_benchmark.py --out benchmarks/results
+	$(BIN)/python benchmarks/mock_benchmark.py --out benchmarks/results --readme README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache

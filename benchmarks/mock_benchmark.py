@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--n-samples", type=int, default=100)
+    parser.add_argument("--readme", type=Path, help="also put the table into this README")
     args = parser.parse_args()
     rows = []
     for scorer in SCORERS:
@@ -56,6 +57,19 @@ def main() -> None:
     ]
     (args.out / "mock_cpu.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+    if args.readme:
+        replace_between_markers(args.readme, "mock-results", "\n".join(md))
+
+
+def replace_between_markers(path: Path, name: str, text: str) -> None:
+    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = path.read_text()
+    head, _, rest = content.partition(start)
+    _, found, tail = rest.partition(end)
+    if not found:
+        raise SystemExit(f"{path} has no {start} ... {end} block")
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 if __name__ == "__main__":
