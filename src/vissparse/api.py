@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
-
-from torch import Tensor
 
 from vissparse.bench.paired import paired_benchmark
 from vissparse.config import Mode, PruningConfig
-from vissparse.mock.pipeline import MockPipeline
 from vissparse.records import CallRecord
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 
@@ -20,14 +18,19 @@ class VisSparse:
     """Prune the image tokens of a vision-language model, and measure what it costs.
 
     Args:
-        base_model: ``"mock"`` (with ``mock=True``) for the CPU mock model.
+        base_model: a HuggingFace model id or local directory (loaded with
+            ``from_pretrained``), an already-loaded model (with ``processor=``), or
+            ``"mock"`` (with ``mock=True``) for the synthetic CPU model.
         keep_ratio: fraction of each image's tokens to keep, in [0.05, 1.0].
         scorer: registered scorer name or :class:`TokenScorer` instance.
         strategy: registered strategy name or :class:`MaskStrategy` instance.
-        mode: ``"drop"`` (remove pruned tokens) or ``"mask"`` (zero them in attention).
+        mode: ``"drop"`` (remove pruned tokens: real savings) or ``"mask"`` (zero them in
+            the attention mask; the full sequence still runs).
         mock: run the synthetic CPU workload (see ``vissparse.mock``).
-        **options: in mock mode ``dim``, ``n_tokens``, ``seed``, ``model_config``,
-            ``sample_config``.
+        processor: the processor, required with an already-loaded model.
+        **options: for HF models, passed to ``from_pretrained`` (``dtype``/``torch_dtype``,
+            ``device_map``, ``attn_implementation``, ...); in mock mode ``dim``,
+            ``n_tokens``, ``seed``, ``model_config``, ``sample_config``.
 
     Example:
         >>> model = VisSparse(base_model="mock", keep_ratio=0.10, mock=True, dim=32, n_tokens=64)
@@ -44,6 +47,7 @@ class VisSparse:
         strategy: str | MaskStrategy = "topk",
         mode: Mode = "drop",
         mock: bool = False,
+        processor: Any = None,
         **options: Any,
     ) -> None:
         self.config = PruningConfig(
@@ -64,6 +68,7 @@ class VisSparse:
         self.base_model = base_model
         self.mock = mock
         self.records: list[CallRecord] = []
+        self.pipeline: Any
         if mock:
             unknown = set(options) - _MOCK_OPTIONS
             if unknown:
@@ -71,19 +76,45 @@ class VisSparse:
                     f"unknown mock options {sorted(unknown)}; expected some of "
                     f"{sorted(_MOCK_OPTIONS)}"
                 )
+            if mode != "drop":
+                raise ValueError("mock mode supports `mode='drop'` only")
+            from vissparse.mock.pipeline import MockPipeline
+
             self.pipeline = MockPipeline(self.config, **options)
         else:
-            raise NotImplementedError(
-                "HuggingFace models are not supported yet; use base_model='mock', mock=True"
-            )
+            from vissparse.hf.loading import load_model_and_processor
+            from vissparse.hf.pipeline import HFPipeline
+
+            model, processor = load_model_and_processor(base_model, processor, **options)
+            self.pipeline = HFPipeline(model, processor, self.config)
 
     @property
     def keep_ratio(self) -> float:
         """The fraction of image tokens kept."""
         return self.config.keep_ratio
 
-    def generate(self, image: Tensor, prompt: str, prune: bool = True) -> str:
-        """Answer ``prompt`` about ``image``; in mock mode ``image`` is ``[N, D]`` tokens.
+    @property
+    def model(self) -> Any:
+        """The wrapped model (the HF model, or the mock model)."""
+        return self.pipeline.model
+
+    def prepare_inputs(self, image: Any, prompt: Any) -> Any:
+        """The processor output exactly as it is fed to the model (HF models only)."""
+        if self.mock:
+            raise ValueError("`prepare_inputs` needs a HuggingFace model, not mock mode")
+        return self.pipeline.prepare_inputs(image, prompt)
+
+    def generate(self, image: Any, prompt: Any, **kwargs: Any) -> Any:
+        """Answer ``prompt`` about ``image`` with pruned image tokens.
+
+        HF models: ``image`` is a PIL image or path, or a list of them (several images in
+        one prompt); ``prompt`` may be a list (a batch) with a list of images, one entry
+        per prompt. Returns the answer text (a list for a batch), or with
+        ``return_details=True`` an object with ``.text``, ``.sequences``, ``.keep_mask``
+        and ``.metrics``; ``measure_baseline=True`` adds the unpruned model's latency and
+        the speedup. Other keyword arguments go to ``model.generate``.
+
+        Mock mode: ``image`` is a ``[N, D]`` tensor of mock image tokens.
 
         Example:
             >>> model = VisSparse("mock", mock=True, dim=32, n_tokens=64)
@@ -92,12 +123,23 @@ class VisSparse:
             ...     "red", "green", "blue", "yellow", "black", "white", "orange", "purple")
             True
         """
-        return self.pipeline.run(image, prompt, prune=prune).text
+        if self.mock:
+            return self.pipeline.run(image, prompt, **kwargs).text
+        return self.pipeline.generate(image, prompt, **kwargs)
 
     def benchmark(
-        self, n_samples: int = 100, seed: int = 0, warmup: int = 3, progress: bool = True
+        self,
+        n_samples: int = 100,
+        seed: int = 0,
+        warmup: int = 3,
+        progress: bool = True,
+        samples: Iterable[Mapping[str, Any]] | None = None,
+        **generate_kwargs: Any,
     ) -> dict[str, Any]:
         """Paired baseline-vs-pruned run over ``n_samples`` samples.
+
+        Mock mode draws synthetic samples (``seed``). HF models take ``samples``: dicts
+        with ``image``, ``prompt`` and ``answer``; ``generate_kwargs`` go to generate.
 
         Returns a dict with ``speedup``, ``accuracy_delta``, ``accuracy``,
         ``baseline_accuracy``, ``latency_ms``, ``baseline_latency_ms``, ``keep_ratio``,
@@ -107,17 +149,29 @@ class VisSparse:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"`n_samples` must be an int >= 1, got {n_samples!r}")
         pipe = self.pipeline
-        samples = pipe.samples(n_samples, seed=seed)
+        if self.mock:
+            items: list[Any] = [
+                {"image": s.image_tokens, "prompt": s.prompt, "answer": s.answer}
+                for s in pipe.samples(n_samples, seed=seed)
+            ]
+        elif samples is None:
+            raise ValueError(
+                "benchmarking a HuggingFace model needs `samples=`: dicts with `image`, "
+                "`prompt` and `answer`"
+            )
+        else:
+            items = list(samples)[:n_samples]
         summary, records = paired_benchmark(
-            samples,
-            run_baseline=lambda s: pipe.run(s.image_tokens, s.prompt, prune=False),
-            run_pruned=lambda s: pipe.run(s.image_tokens, s.prompt, prune=True),
-            reference=lambda s: s.answer,
-            n_image_tokens=lambda s: int(s.image_tokens.shape[0]),
+            items,
+            run_baseline=lambda s: pipe.run(
+                s["image"], s["prompt"], prune=False, **generate_kwargs
+            ),
+            run_pruned=lambda s: pipe.run(s["image"], s["prompt"], prune=True, **generate_kwargs),
+            reference=lambda s: s["answer"],
             keep_ratio=self.keep_ratio,
             warmup=warmup,
             progress=progress,
-            desc=f"mock keep={self.keep_ratio:g}",
+            desc=f"{'mock' if self.mock else 'model'} keep={self.keep_ratio:g}",
         )
         self.records.extend(records)
         return {
@@ -125,16 +179,23 @@ class VisSparse:
             "scorer": _describe(pipe.scorer),
             "strategy": _describe(pipe.strategy),
             "mode": self.config.mode,
-            "model": MOCK_NAME,
+            "model": MOCK_NAME if self.mock else _model_name(self.base_model),
             "records": [r.to_dict() for r in records],
         }
 
     def __repr__(self) -> str:
         return (
-            f"VisSparse(base_model={self.base_model!r}, keep_ratio={self.keep_ratio}, "
-            f"scorer={self.config.scorer!r}, strategy={self.config.strategy!r}, "
-            f"mode={self.config.mode!r}, mock={self.mock})"
+            f"VisSparse(base_model={_model_name(self.base_model)!r}, "
+            f"keep_ratio={self.keep_ratio}, scorer={self.config.scorer!r}, "
+            f"strategy={self.config.strategy!r}, mode={self.config.mode!r}, mock={self.mock})"
         )
+
+
+def _model_name(base_model: Any) -> str:
+    if isinstance(base_model, str):
+        return base_model
+    config = getattr(base_model, "config", None)
+    return str(getattr(config, "_name_or_path", "") or type(base_model).__name__)
 
 
 def _describe(obj: TokenScorer | MaskStrategy) -> str:

@@ -11,14 +11,14 @@ def test_paired_benchmark_counts_and_alternates():
 
     def base(item):
         calls.append(("base", item))
-        return NS(text=item, n_kept=8)
+        return NS(text=item, n_kept=8, n_image_tokens=8)
 
     def pruned(item):
         calls.append(("pruned", item))
-        return NS(text="x" if item == "b" else item, n_kept=2)
+        return NS(text="x" if item == "b" else item, n_kept=2, n_image_tokens=8)
 
     summary, records = paired_benchmark(
-        ["a", "b", "c"], base, pruned, reference=lambda i: i, n_image_tokens=lambda i: 8,
+        ["a", "b", "c"], base, pruned, reference=lambda i: i,
         keep_ratio=0.25, warmup=1, progress=False,
     )  # fmt: skip
     assert calls[:2] == [("base", "a"), ("pruned", "a")]  # warm-up
@@ -32,9 +32,9 @@ def test_paired_benchmark_counts_and_alternates():
 
 def test_paired_benchmark_rejects_empty_and_bad_warmup():
     with pytest.raises(ValueError, match="items"):
-        paired_benchmark([], None, None, None, None, 0.5)
+        paired_benchmark([], None, None, None, 0.5)
     with pytest.raises(ValueError, match="warmup"):
-        paired_benchmark(["a"], None, None, None, None, 0.5, warmup=-1)
+        paired_benchmark(["a"], None, None, None, 0.5, warmup=-1)
 
 
 def test_helpers():

@@ -31,6 +31,10 @@ class Output(Protocol):
     def n_kept(self) -> int:
         """Number of image tokens the call kept."""
 
+    @property
+    def n_image_tokens(self) -> int:
+        """Number of image tokens before pruning."""
+
 
 _PUNCT = re.compile(r"[^\w\s]")
 
@@ -56,7 +60,6 @@ def paired_benchmark(
     run_baseline: Callable[[T], Output],
     run_pruned: Callable[[T], Output],
     reference: Callable[[T], str],
-    n_image_tokens: Callable[[T], int],
     keep_ratio: float,
     warmup: int = 3,
     progress: bool = True,
@@ -69,9 +72,9 @@ def paired_benchmark(
 
     Example:
         >>> from types import SimpleNamespace as NS
-        >>> out = NS(text="red", n_kept=1)
+        >>> out = NS(text="red", n_kept=1, n_image_tokens=4)
         >>> summary, records = paired_benchmark(
-        ...     ["x"], lambda i: out, lambda i: out, lambda i: "red", lambda i: 4, 0.25,
+        ...     ["x"], lambda i: out, lambda i: out, lambda i: "red", 0.25,
         ...     warmup=0, progress=False)
         >>> summary["accuracy"], len(records)
         (1.0, 1)
@@ -96,7 +99,7 @@ def paired_benchmark(
             CallRecord(
                 index=i,
                 keep_ratio=keep_ratio,
-                n_image_tokens=n_image_tokens(item),
+                n_image_tokens=pruned.n_image_tokens,
                 n_kept=pruned.n_kept,
                 answer=pruned.text,
                 baseline_answer=base.text,

@@ -31,6 +31,11 @@ class MockOutput:
         """Number of image tokens the model saw."""
         return int(self.keep_mask.sum())
 
+    @property
+    def n_image_tokens(self) -> int:
+        """Number of image tokens before pruning."""
+        return int(self.keep_mask.numel())
+
 
 class MockPipeline:
     """Prunes synthetic samples and answers them with :class:`MockVLM`.

@@ -1,0 +1,61 @@
+"""Model-family adapters: the only code that reads HuggingFace model internals.
+
+Example:
+    >>> sorted(SUPPORTED_MODEL_TYPES)
+    ['llava', 'llava_next', 'qwen2_5_vl', 'qwen2_vl']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vissparse.adapters.base import Embedded, FamilySpec, VLMAdapter
+from vissparse.adapters.llava import LLAVA, LLAVA_NEXT, LlavaAdapter
+from vissparse.adapters.qwen2_vl import QWEN2_5_VL, QWEN2_VL, QwenVLAdapter
+
+FAMILIES: dict[str, tuple[FamilySpec, type[VLMAdapter]]] = {
+    spec.name: (spec, cls)
+    for spec, cls in (
+        (QWEN2_VL, QwenVLAdapter),
+        (QWEN2_5_VL, QwenVLAdapter),
+        (LLAVA, LlavaAdapter),
+        (LLAVA_NEXT, LlavaAdapter),
+    )
+}
+SUPPORTED_MODEL_TYPES = {t: name for name, (spec, _) in FAMILIES.items() for t in spec.model_types}
+
+
+def family_of(model_type: str | None) -> tuple[FamilySpec, type[VLMAdapter]]:
+    """The family spec and adapter class for a ``config.model_type``.
+
+    Example:
+        >>> family_of("llama")
+        Traceback (most recent call last):
+        ...
+        ValueError: model type 'llama' is not supported; supported model types: llava, llava_next, qwen2_5_vl, qwen2_vl
+    """  # noqa: E501
+    name = SUPPORTED_MODEL_TYPES.get(model_type or "")
+    if name is None:
+        raise ValueError(
+            f"model type {model_type!r} is not supported; supported model types: "
+            f"{', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
+        )
+    return FAMILIES[name]
+
+
+def get_adapter(model: Any) -> VLMAdapter:
+    """The adapter for a loaded HF model, or a ``ValueError`` listing supported types."""
+    config = getattr(model, "config", None)
+    spec, cls = family_of(getattr(config, "model_type", None))
+    return cls(spec, model)
+
+
+__all__ = [
+    "FAMILIES",
+    "SUPPORTED_MODEL_TYPES",
+    "Embedded",
+    "FamilySpec",
+    "VLMAdapter",
+    "family_of",
+    "get_adapter",
+]

@@ -1,0 +1,135 @@
+"""What every model family adapter provides, and the code they share.
+
+An adapter is the only code that reads HuggingFace model internals. Family differences
+are data (:class:`FamilySpec`); behaviour that differs (image features, positions) is a
+small method on the family's adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Facts about one model family, as data.
+
+    Attributes:
+        name: the family name used by ``vissparse.testing.tiny_model``.
+        model_types: ``config.model_type`` values this family covers.
+        positions: ``"mrope"`` (3-D Qwen M-RoPE ids) or ``"linear"`` (1-D ids).
+        feature_inputs: processor outputs passed to ``get_image_features``, in order.
+        placeholders: image placeholder strings a user prompt must not contain.
+        image_newline: whether image features contain learned row-newline tokens
+            (LLaVA-NeXT), which are always kept and never scored.
+        processor_class: the transformers processor class name.
+        image_processor_class: the PIL-backend image processor class (no torchvision).
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    positions: Literal["mrope", "linear"]
+    feature_inputs: tuple[str, ...]
+    placeholders: tuple[str, ...]
+    image_newline: bool
+    processor_class: str
+    image_processor_class: str
+
+
+@dataclass
+class Embedded:
+    """A batch after the vision encoder and projector, before the language model.
+
+    Attributes:
+        inputs_embeds: ``[B, L, D]`` text embeddings with image features scattered in.
+        attention_mask: ``[B, L]`` as the processor made it (left padding).
+        position_ids: ``[B, L]`` or, for M-RoPE, ``[3, B, L]``, on the FULL sequence.
+        image_sample: for each image (in batch order), the row it belongs to.
+        image_positions: for each image, the sequence indices of its tokens.
+        scorable: for each image, which of its tokens may be pruned (``False`` for
+            LLaVA-NeXT newline tokens).
+    """
+
+    inputs_embeds: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    image_sample: list[int]
+    image_positions: list[Tensor]
+    scorable: list[Tensor]
+
+
+class VLMAdapter:
+    """Reads a HF vision-language model: image features, embeddings, positions.
+
+    Example:
+        >>> from vissparse.adapters import get_adapter
+        >>> from vissparse.testing import tiny_model
+        >>> model, _ = tiny_model("llava")
+        >>> get_adapter(model).spec.name
+        'llava'
+    """
+
+    def __init__(self, spec: FamilySpec, model: Any) -> None:
+        self.spec = spec
+        self.model = model
+        self.image_token_id = int(model.config.image_token_id)
+
+    # --- family-specific -------------------------------------------------------------
+    def image_features(self, inputs: dict[str, Any]) -> list[Tensor]:
+        """One ``[n_i, D]`` tensor per image, after the projector/merger."""
+        args = [inputs[name] for name in self.spec.feature_inputs]
+        output = self.model.model.get_image_features(*args)
+        return list(output.pooler_output)
+
+    def position_ids(self, inputs: dict[str, Any]) -> Tensor:
+        """Position ids of the full (unpruned) sequence, pads at 0."""
+        mask = inputs["attention_mask"]
+        return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+    def reset_state(self) -> None:
+        """Forget anything the model caches between calls (nothing by default)."""
+
+    # --- shared ----------------------------------------------------------------------
+    def newline_tokens(self, features: Tensor) -> Tensor:
+        """``[n]`` bool: which feature rows are the learned image-newline token."""
+        if not self.spec.image_newline:
+            return torch.zeros(features.shape[0], dtype=torch.bool, device=features.device)
+        newline = self.model.model.image_newline.to(features)
+        return (features == newline).all(dim=-1)
+
+    @torch.inference_mode()
+    def embed(self, inputs: dict[str, Any]) -> Embedded:
+        """Embed a processed batch: scatter image features, compute full positions."""
+        input_ids = inputs["input_ids"]
+        embeds = self.model.get_input_embeddings()(input_ids)
+        features = [f.to(embeds.device, embeds.dtype) for f in self.image_features(inputs)]
+        image_mask = input_ids == self.image_token_id
+        n_placeholders, n_features = int(image_mask.sum()), sum(f.shape[0] for f in features)
+        if n_placeholders != n_features:
+            raise ValueError(
+                f"the prompt holds {n_placeholders} image tokens but the images gave "
+                f"{n_features} features; the processor and model do not match"
+            )
+        flat = torch.cat(features) if features else embeds.new_zeros(0, embeds.shape[-1])
+        embeds = embeds.masked_scatter(image_mask.unsqueeze(-1).expand_as(embeds), flat)
+        rows, cols = image_mask.nonzero(as_tuple=True)  # row-major: the order of scattering
+        samples, positions, offset = [], [], 0
+        for f in features:
+            span_rows = rows[offset : offset + f.shape[0]]
+            if bool((span_rows != span_rows[0]).any()):
+                raise ValueError("an image's tokens span two prompts; the batch is malformed")
+            samples.append(int(span_rows[0]))
+            positions.append(cols[offset : offset + f.shape[0]])
+            offset += f.shape[0]
+        return Embedded(
+            inputs_embeds=embeds,
+            attention_mask=inputs["attention_mask"],
+            position_ids=self.position_ids(inputs),
+            image_sample=samples,
+            image_positions=positions,
+            scorable=[~self.newline_tokens(f) for f in features],
+        )

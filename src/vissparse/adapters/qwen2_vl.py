@@ -1,0 +1,83 @@
+"""Qwen2-VL and Qwen2.5-VL: ViT with a patch merger and 3-D M-RoPE positions."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from torch import Tensor
+
+from vissparse.adapters.base import FamilySpec, VLMAdapter
+
+_QWEN_PLACEHOLDERS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+QWEN2_VL = FamilySpec(
+    name="qwen2_vl",
+    model_types=("qwen2_vl",),
+    positions="mrope",
+    feature_inputs=("pixel_values", "image_grid_thw"),
+    placeholders=_QWEN_PLACEHOLDERS,
+    image_newline=False,
+    processor_class="Qwen2VLProcessor",
+    image_processor_class="Qwen2VLImageProcessorPil",
+)
+
+QWEN2_5_VL = FamilySpec(
+    name="qwen2_5_vl",
+    model_types=("qwen2_5_vl",),
+    positions="mrope",
+    feature_inputs=("pixel_values", "image_grid_thw"),
+    placeholders=_QWEN_PLACEHOLDERS,
+    image_newline=False,
+    processor_class="Qwen2_5_VLProcessor",
+    image_processor_class="Qwen2VLImageProcessorPil",
+)
+
+
+class QwenVLAdapter(VLMAdapter):
+    """M-RoPE: 3-D ids computed on the full sequence; the model's cached deltas reset."""
+
+    def position_ids(self, inputs: dict[str, Any]) -> Tensor:
+        """``[3, B, L]`` M-RoPE ids of the full sequence (pads at 0)."""
+        input_ids = inputs["input_ids"]
+        token_types = inputs.get("mm_token_type_ids")
+        if token_types is None:  # transformers 5.x needs it; rebuild it from the ids
+            token_types = (input_ids == self.image_token_id).long()
+        position_ids, _ = self.model.model.get_rope_index(
+            input_ids,
+            token_types,
+            image_grid_thw=inputs["image_grid_thw"],
+            attention_mask=inputs["attention_mask"],
+        )
+        return position_ids
+
+    def reset_state(self) -> None:
+        """Qwen models cache ``rope_deltas`` on the model between calls: clear them."""
+        self.model.model.rope_deltas = None
+
+
+@cache
+def image_only_processor_class(base: type) -> type:
+    """A Qwen processor class that needs no video processor (hence no torchvision).
+
+    Qwen2VLProcessor declares a ``video_processor`` attribute that ``ProcessorMixin``
+    type-checks against a class that exists only with torchvision. Leaving it out of
+    ``__init__``'s signature removes it from the processor's attributes.
+
+    Example:
+        >>> from transformers import Qwen2VLProcessor
+        >>> image_only_processor_class(Qwen2VLProcessor).__name__
+        'Qwen2VLProcessorImageOnly'
+    """
+
+    class ImageOnly(base):  # type: ignore[valid-type,misc]
+        def __init__(
+            self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None,
+            **kwargs: Any,
+        ) -> None:  # fmt: skip
+            base.__init__(
+                self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs
+            )
+
+    ImageOnly.__name__ = ImageOnly.__qualname__ = f"{base.__name__}ImageOnly"
+    return ImageOnly

@@ -1,0 +1,1 @@
+"""HuggingFace vision-language models: inputs, loading and the pruning pipeline."""

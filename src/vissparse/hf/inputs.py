@@ -1,0 +1,180 @@
+"""Turning ``image=`` / ``prompt=`` arguments into a validated, chat-templated batch.
+
+Everything is checked before any model runs, and an error in a batch names the item.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+
+@dataclass
+class Item:
+    """One prompt and the images that go with it, in order."""
+
+    images: list[Image.Image]
+    prompt: str
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None else f"item {index}: "
+
+
+def load_image(obj: Any, index: int | None = None) -> Image.Image:
+    """A PIL RGB image from a PIL image or a file path; clear errors otherwise.
+
+    Example:
+        >>> load_image(Image.new("RGB", (4, 3))).size
+        (4, 3)
+        >>> load_image(Image.new("RGB", (0, 3)), index=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: item 2: `image` has zero size (0, 3)
+    """
+    if isinstance(obj, str | os.PathLike):
+        try:
+            with Image.open(obj) as opened:
+                opened.load()
+                obj = opened.copy()
+        except (OSError, UnidentifiedImageError) as err:
+            raise ValueError(f"{_where(index)}`image` {str(obj)!r} cannot be read: {err}") from None
+    if not isinstance(obj, Image.Image):
+        raise TypeError(
+            f"{_where(index)}`image` must be a PIL image or a path, got {type(obj).__name__}"
+        )
+    if obj.width == 0 or obj.height == 0:
+        raise ValueError(f"{_where(index)}`image` has zero size {obj.size}")
+    return obj.convert("RGB")
+
+
+def _as_images(obj: Any, index: int | None) -> list[Image.Image]:
+    if obj is None:
+        raise ValueError(f"{_where(index)}`image` is required: VisSparse prunes image tokens")
+    items = list(obj) if isinstance(obj, list | tuple) else [obj]
+    if not items:
+        raise ValueError(f"{_where(index)}`image` is an empty list")
+    return [load_image(x, index) for x in items]
+
+
+def _check_prompt(prompt: Any, index: int | None, placeholders: tuple[str, ...]) -> str:
+    if not isinstance(prompt, str):
+        raise TypeError(f"{_where(index)}`prompt` must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise ValueError(f"{_where(index)}`prompt` is empty")
+    found = [p for p in placeholders if p in prompt]
+    if found:
+        raise ValueError(
+            f"{_where(index)}`prompt` contains the image placeholder {found[0]!r}; pass images "
+            "with `image=` and VisSparse puts one placeholder per image in the chat template"
+        )
+    return prompt
+
+
+def normalize_batch(
+    image: Any, prompt: Any, placeholders: tuple[str, ...]
+) -> tuple[list[Item], bool]:
+    """Validate ``image``/``prompt`` and return the items and whether it was a batch.
+
+    A single ``prompt`` string takes one image or a list of images (several images in
+    one prompt). A list of prompts takes a list of the same length whose elements are an
+    image or a list of images.
+
+    Example:
+        >>> img = Image.new("RGB", (8, 8))
+        >>> items, batched = normalize_batch([img, [img, img]], ["a?", "b?"], ("<image>",))
+        >>> [len(i.images) for i in items], batched
+        ([1, 2], True)
+    """
+    if isinstance(prompt, list | tuple):
+        if not prompt:
+            raise ValueError("`prompt` is an empty list")
+        if not isinstance(image, list | tuple) or len(image) != len(prompt):
+            got = len(image) if isinstance(image, list | tuple) else type(image).__name__
+            raise ValueError(
+                f"a list of {len(prompt)} prompts needs a list of {len(prompt)} images "
+                f"(each an image or a list of images), got {got}"
+            )
+        items = [
+            Item(images=_as_images(img, i), prompt=_check_prompt(p, i, placeholders))
+            for i, (img, p) in enumerate(zip(image, prompt, strict=True))
+        ]
+        return items, True
+    return [
+        Item(images=_as_images(image, None), prompt=_check_prompt(prompt, None, placeholders))
+    ], False
+
+
+def chat_text(processor: Any, item: Item) -> tuple[str, tuple[int, int]]:
+    """The chat-templated text of one item and the character span of the user's prompt.
+
+    Images come first in the user turn, then the prompt, as the model cards show.
+    """
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in item.images]
+    content.append({"type": "text", "text": item.prompt})
+    messages = [{"role": "user", "content": content}]
+    template_owner = processor if getattr(processor, "chat_template", None) else None
+    if template_owner is None:
+        tokenizer = getattr(processor, "tokenizer", None)
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the processor has no chat template; pass a processor that has one")
+        template_owner = tokenizer
+    text = template_owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    start = text.rfind(item.prompt)
+    if start < 0:
+        raise ValueError("the chat template changed the prompt text; cannot locate the prompt")
+    return text, (start, start + len(item.prompt))
+
+
+def prompt_token_mask(
+    tokenizer: Any,
+    text: str,
+    span: tuple[int, int],
+    expanded_ids: list[int],
+    image_token_id: int,
+) -> list[bool]:
+    """Which of the processor's (expanded, unpadded) tokens belong to the user's prompt.
+
+    ``text`` is tokenized with offsets; tokens overlapping ``span`` are prompt tokens.
+    Each image placeholder of the unexpanded text is then aligned with its run of image
+    tokens in ``expanded_ids``; every other token must match one to one.
+    """
+    encoding = tokenizer(text, return_offsets_mapping=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    start, end = span
+    in_prompt = [s < end and e > start and e > s for s, e in offsets]
+    out: list[bool] = []
+    j = 0
+    for token, flag in zip(ids, in_prompt, strict=True):
+        if token == image_token_id:
+            while j < len(expanded_ids) and expanded_ids[j] == image_token_id:
+                out.append(False)
+                j += 1
+            continue
+        if j >= len(expanded_ids) or expanded_ids[j] != token:
+            raise ValueError("the processor's tokens do not match the tokenizer's; cannot align")
+        out.append(flag)
+        j += 1
+    if j != len(expanded_ids):
+        raise ValueError("the processor's tokens do not match the tokenizer's; cannot align")
+    return out
+
+
+def prompt_masks(
+    processor: Any, texts: list[tuple[str, tuple[int, int]]], input_ids: torch.Tensor,
+    attention_mask: torch.Tensor, image_token_id: int,
+) -> torch.Tensor:  # fmt: skip
+    """``[B, L]`` bool mask of the user-prompt tokens of a padded processor batch."""
+    masks = torch.zeros(input_ids.shape, dtype=torch.bool)
+    for row, (text, span) in enumerate(texts):
+        valid = attention_mask[row].bool().cpu()
+        ids = input_ids[row].cpu()[valid].tolist()
+        flags = prompt_token_mask(processor.tokenizer, text, span, ids, image_token_id)
+        if not any(flags):
+            raise ValueError(f"item {row}: no prompt tokens found in the tokenized input")
+        masks[row, valid.nonzero().flatten()] = torch.tensor(flags)
+    return masks.to(input_ids.device)

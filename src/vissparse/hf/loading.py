@@ -1,0 +1,105 @@
+"""Loading a model and its processor from a hub id, a local directory or objects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vissparse.adapters import family_of
+
+# Options that AutoConfig / AutoProcessor understand too (where to look, which version).
+_LOOKUP_OPTIONS = ("cache_dir", "local_files_only", "revision", "token", "trust_remote_code")
+
+
+class ModelNotFoundError(OSError):
+    """The weights are neither in a local directory nor reachable on the hub."""
+
+
+def _not_found(base_model: str, err: Exception) -> ModelNotFoundError:
+    from huggingface_hub import constants
+
+    example = Path(base_model).name or "model"
+    return ModelNotFoundError(
+        f"could not load `base_model`={base_model!r}: it is not a local directory, and the "
+        f"HuggingFace hub has no such model or cannot be reached (looked in the hub cache "
+        f"{constants.HF_HUB_CACHE}; HF_HUB_OFFLINE={int(constants.HF_HUB_OFFLINE)}). "
+        f"Download it where the hub is reachable, e.g. `hf download {base_model} "
+        f"--local-dir ./{example}`, then pass the directory: "
+        f"VisSparse(base_model='./{example}'). Cause: {type(err).__name__}: {err}"
+    )
+
+
+def load_processor(source: str, model_type: str, **options: Any) -> Any:
+    """The family's processor from ``source``, without needing torchvision.
+
+    ``AutoProcessor`` is tried first; where it cannot build an image processor (Qwen's
+    processors need torchvision for their video part) the processor is assembled from
+    the PIL-backend image processor and the tokenizer.
+    """
+    import transformers as tf
+
+    spec, _ = family_of(model_type)
+    try:
+        processor = tf.AutoProcessor.from_pretrained(source, **options)
+        if getattr(processor, "image_processor", None) is not None:
+            return processor
+    except (ImportError, AttributeError, TypeError, ValueError, OSError):
+        pass
+    image_processor = getattr(tf, spec.image_processor_class).from_pretrained(source, **options)
+    tokenizer = tf.AutoTokenizer.from_pretrained(source, **options)
+    processor_cls = getattr(tf, spec.processor_class)
+    if spec.positions == "mrope":
+        from vissparse.adapters.qwen2_vl import image_only_processor_class
+
+        processor_cls = image_only_processor_class(processor_cls)
+    return processor_cls(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=getattr(tokenizer, "chat_template", None),
+    )
+
+
+def load_model_and_processor(
+    base_model: Any, processor: Any = None, **from_pretrained_kwargs: Any
+) -> tuple[Any, Any]:
+    """``(model, processor)`` from a hub id, a local directory, or a loaded model.
+
+    ``torch_dtype`` is accepted as the older name of ``dtype``. An unsupported model type
+    raises ``ValueError`` before any weights are read.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedModel
+
+    if isinstance(base_model, PreTrainedModel):
+        if processor is None:
+            raise ValueError("`processor` is required when `base_model` is an already-loaded model")
+        family_of(getattr(base_model.config, "model_type", None))
+        return base_model, processor
+    if not isinstance(base_model, str | os.PathLike):
+        raise TypeError(
+            "`base_model` must be a HuggingFace model id, a local directory or a loaded "
+            f"PreTrainedModel, got {type(base_model).__name__}"
+        )
+    source = str(base_model)
+    kwargs = dict(from_pretrained_kwargs)
+    if "torch_dtype" in kwargs:
+        kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+    lookup = {k: kwargs[k] for k in _LOOKUP_OPTIONS if k in kwargs}
+    local = Path(source).expanduser()
+    if local.is_dir():
+        source = str(local)
+    elif source.startswith((".", "/", "~")) or local.exists():
+        raise ModelNotFoundError(f"`base_model` {source!r} is not a directory")
+    try:
+        config = AutoConfig.from_pretrained(source, **lookup)
+    except OSError as err:
+        raise _not_found(source, err) from err
+    family_of(getattr(config, "model_type", None))
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise _not_found(source, err) from err
+    model.eval()
+    if processor is None:
+        processor = load_processor(source, config.model_type, **lookup)
+    return model, processor

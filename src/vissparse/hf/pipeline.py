@@ -1,0 +1,232 @@
+"""The HuggingFace pruning pipeline: process, embed, score, select, apply, generate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vissparse.adapters import get_adapter
+from vissparse.bench.timing import timed
+from vissparse.config import PruningConfig
+from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks
+from vissparse.pruning import drop_tokens, gather_images, mask_tokens, sequence_keep_mask
+from vissparse.query import query_from_embeddings
+from vissparse.strategies.registry import build_scorer, build_strategy
+
+
+@dataclass
+class PrunedBatch:
+    """Exactly what the language model receives after pruning.
+
+    Attributes:
+        inputs_embeds: ``[B, L', D]`` (drop mode: shorter; mask mode: full length).
+        attention_mask: ``[B, L']``.
+        position_ids: original positions of the kept tokens, ``[B, L']`` or ``[3, B, L']``.
+        image_keep: one bool mask per image over that image's tokens.
+        image_sample: the batch row of each image.
+        n_image_tokens: image tokens per row before pruning.
+        n_kept: image tokens per row after pruning.
+        kv_tokens: tokens per row the KV cache holds after prefill (drop mode: text plus
+            kept image tokens; mask mode: the whole unpruned prompt).
+    """
+
+    inputs_embeds: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    image_keep: list[Tensor]
+    image_sample: list[int]
+    n_image_tokens: list[int]
+    n_kept: list[int]
+    kv_tokens: list[int]
+
+    def model_inputs(self) -> dict[str, Tensor]:
+        """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
+        return {
+            "inputs_embeds": self.inputs_embeds,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
+
+
+@dataclass
+class GenerationDetails:
+    """The answer of ``generate(..., return_details=True)`` and how it was produced.
+
+    For a single prompt ``text`` is a string and ``keep_mask`` a list with one bool tensor
+    per image; for a batch both are lists with one entry per prompt.
+    """
+
+    text: Any
+    sequences: Tensor
+    keep_mask: Any
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallOutput:
+    """One answered prompt: the text and how many image tokens the model saw."""
+
+    text: str
+    n_kept: int
+    n_image_tokens: int
+
+
+class HFPipeline:
+    """Prunes image tokens of a loaded HF model; see :class:`vissparse.VisSparse`.
+
+    Example:
+        >>> from vissparse.testing import random_image, tiny_model
+        >>> model, processor = tiny_model("llava")
+        >>> pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25))
+        >>> out = pipe.generate(random_image(), "What is it?", max_new_tokens=2,
+        ...                     return_details=True)
+        >>> out.metrics["n_image_tokens"], out.metrics["n_kept"]
+        (16, 4)
+    """
+
+    def __init__(self, model: Any, processor: Any, config: PruningConfig) -> None:
+        self.model = model
+        self.processor = processor
+        self.config = config
+        self.adapter = get_adapter(model)
+        self.scorer = build_scorer(config.scorer)
+        self.strategy = build_strategy(config.strategy)
+
+    # --- inputs ---------------------------------------------------------------------
+    def _encode(self, image: Any, prompt: Any) -> tuple[Any, Tensor, list[Item], bool]:
+        items, batched = normalize_batch(image, prompt, self.adapter.spec.placeholders)
+        texts = [chat_text(self.processor, item) for item in items]
+        inputs = self.processor(
+            images=[img for item in items for img in item.images],
+            text=[text for text, _ in texts],
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+        )
+        prompt_mask = prompt_masks(
+            self.processor, texts, inputs["input_ids"], inputs["attention_mask"],
+            self.adapter.image_token_id,
+        )  # fmt: skip
+        inputs = inputs.to(self.model.device)
+        for key, value in inputs.items():
+            if torch.is_floating_point(value):
+                inputs[key] = value.to(self.model.dtype)
+        return inputs, prompt_mask.to(self.model.device), items, batched
+
+    def prepare_inputs(self, image: Any, prompt: Any) -> Any:
+        """The processor output exactly as the model is fed with it (unpruned)."""
+        return self._encode(image, prompt)[0]
+
+    # --- pruning --------------------------------------------------------------------
+    @torch.inference_mode()
+    def prune(self, inputs: Any, prompt_mask: Tensor) -> PrunedBatch:
+        """Embed, score each image against its prompt's query, select, apply the mode."""
+        self.adapter.reset_state()
+        emb = self.adapter.embed(inputs)
+        query = query_from_embeddings(emb.inputs_embeds, prompt_mask)
+        tokens, valid = gather_images(
+            emb.inputs_embeds, emb.image_sample, emb.image_positions, emb.scorable
+        )
+        scores = self.scorer.score(tokens, query[emb.image_sample], valid)
+        keep = self.strategy.select(scores, self.config.keep_ratio, valid)
+        keep = keep | ~valid  # unscorable tokens (LLaVA-NeXT newlines) always stay
+        image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
+        keep_seq = sequence_keep_mask(
+            tuple(emb.attention_mask.shape), emb.image_sample, emb.image_positions, image_keep,
+            device=emb.inputs_embeds.device,
+        )  # fmt: skip
+        if self.config.mode == "drop":
+            embeds, positions, mask = drop_tokens(
+                emb.inputs_embeds, emb.position_ids, emb.attention_mask, keep_seq
+            )
+        else:
+            embeds, positions = emb.inputs_embeds, emb.position_ids
+            mask = mask_tokens(emb.attention_mask, keep_seq)
+        n_rows = emb.attention_mask.shape[0]
+        n_image = [0] * n_rows
+        n_kept = [0] * n_rows
+        for row, kept in zip(emb.image_sample, image_keep, strict=True):
+            n_image[row] += kept.numel()
+            n_kept[row] += int(kept.sum())
+        cached = mask if self.config.mode == "drop" else emb.attention_mask
+        return PrunedBatch(
+            embeds, mask, positions, [k.cpu() for k in image_keep], emb.image_sample, n_image,
+            n_kept, kv_tokens=cached.sum(dim=1).tolist(),
+        )  # fmt: skip
+
+    # --- generation -----------------------------------------------------------------
+    def _generate_pruned(self, inputs: Any, prompt_mask: Tensor, **kwargs: Any) -> Any:
+        pruned = self.prune(inputs, prompt_mask)
+        with torch.inference_mode():
+            out = self.model.generate(**pruned.model_inputs(), **kwargs)
+        self.adapter.reset_state()
+        return pruned, _sequences(out)
+
+    def _generate_baseline(self, inputs: Any, **kwargs: Any) -> Tensor:
+        self.adapter.reset_state()
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        self.adapter.reset_state()
+        return _sequences(out)[:, inputs["input_ids"].shape[1] :]
+
+    def run(self, image: Any, prompt: str, prune: bool = True, **kwargs: Any) -> CallOutput:
+        """Answer one prompt, pruned or (``prune=False``) with the unmodified model."""
+        inputs, prompt_mask, _, _ = self._encode(image, prompt)
+        n_image = int((inputs["input_ids"] == self.adapter.image_token_id).sum())
+        if prune:
+            pruned, sequences = self._generate_pruned(inputs, prompt_mask, **kwargs)
+            n_kept = sum(pruned.n_kept)
+        else:
+            sequences, n_kept = self._generate_baseline(inputs, **kwargs), n_image
+        text = self.processor.batch_decode(sequences, skip_special_tokens=True)[0]
+        return CallOutput(text=text, n_kept=n_kept, n_image_tokens=n_image)
+
+    def generate(
+        self,
+        image: Any,
+        prompt: Any,
+        return_details: bool = False,
+        measure_baseline: bool = False,
+        **generate_kwargs: Any,
+    ) -> Any:
+        """Answer ``prompt`` about ``image`` with pruned image tokens.
+
+        ``measure_baseline=True`` also runs the unpruned model on the same inputs (after
+        the pruned call) and adds ``speedup`` and ``baseline_text`` to the metrics.
+        """
+        inputs, prompt_mask, items, batched = self._encode(image, prompt)
+        (pruned, sequences), latency_ms = timed(
+            lambda: self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
+        )
+        texts = self.processor.batch_decode(sequences, skip_special_tokens=True)
+        if not return_details and not measure_baseline:
+            return texts if batched else texts[0]
+        metrics: dict[str, Any] = {
+            "latency_ms": latency_ms,
+            "n_image_tokens": sum(pruned.n_image_tokens),
+            "n_kept": sum(pruned.n_kept),
+            "kv_cache_tokens": pruned.kv_tokens,
+        }
+        if measure_baseline:
+            base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
+            metrics["baseline_latency_ms"] = base_ms
+            metrics["speedup"] = base_ms / latency_ms
+            base_texts = self.processor.batch_decode(base, skip_special_tokens=True)
+            metrics["baseline_text"] = base_texts if batched else base_texts[0]
+        per_row: list[list[Tensor]] = [[] for _ in items]
+        for row, kept in zip(pruned.image_sample, pruned.image_keep, strict=True):
+            per_row[row].append(kept)
+        details = GenerationDetails(
+            text=texts if batched else texts[0],
+            sequences=sequences,
+            keep_mask=per_row if batched else per_row[0],
+            metrics=metrics,
+        )
+        return details if return_details else details.text
+
+
+def _sequences(out: Any) -> Tensor:
+    return out.sequences if hasattr(out, "sequences") else out

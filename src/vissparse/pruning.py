@@ -1,0 +1,96 @@
+"""Applying a keep mask to a batch: drop mode and mask mode, with position bookkeeping.
+
+Pure tensor code. Both modes keep every token's ORIGINAL position id (computed on the
+unpruned sequence), so decoding continues right after the unpruned prompt and drop mode
+gives the same greedy tokens as mask mode.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gather_images(
+    inputs_embeds: Tensor,
+    image_sample: list[int],
+    image_positions: list[Tensor],
+    scorable: list[Tensor],
+) -> tuple[Tensor, Tensor]:
+    """Stack each image's tokens into ``[n_images, N_max, D]`` with a ``valid`` mask.
+
+    ``valid`` is ``False`` for padding and for tokens that must not be scored.
+
+    Example:
+        >>> emb = torch.arange(12.0).view(1, 6, 2)
+        >>> tokens, valid = gather_images(emb, [0, 0], [torch.tensor([1, 2]),
+        ...     torch.tensor([4])], [torch.tensor([True, True]), torch.tensor([True])])
+        >>> tokens.shape, valid.tolist()
+        (torch.Size([2, 2, 2]), [[True, True], [True, False]])
+    """
+    n_max = max((p.numel() for p in image_positions), default=0)
+    d = inputs_embeds.shape[-1]
+    tokens = inputs_embeds.new_zeros(len(image_positions), n_max, d)
+    valid = torch.zeros(len(image_positions), n_max, dtype=torch.bool, device=inputs_embeds.device)
+    for i, (row, pos, ok) in enumerate(zip(image_sample, image_positions, scorable, strict=True)):
+        tokens[i, : pos.numel()] = inputs_embeds[row, pos]
+        valid[i, : pos.numel()] = ok
+    return tokens, valid
+
+
+def sequence_keep_mask(
+    shape: tuple[int, int],
+    image_sample: list[int],
+    image_positions: list[Tensor],
+    image_keep: list[Tensor],
+    device: torch.device | None = None,
+) -> Tensor:
+    """``[B, L]`` bool: ``True`` except where an image token was pruned.
+
+    Example:
+        >>> sequence_keep_mask((1, 4), [0], [torch.tensor([1, 2])], [torch.tensor([True, False])])
+        tensor([[ True,  True, False,  True]])
+    """
+    keep = torch.ones(shape, dtype=torch.bool, device=device)
+    for row, pos, kept in zip(image_sample, image_positions, image_keep, strict=True):
+        keep[row, pos.to(keep.device)] = kept.to(keep.device)
+    return keep
+
+
+def drop_tokens(
+    inputs_embeds: Tensor, position_ids: Tensor, attention_mask: Tensor, keep: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Remove pruned tokens and re-pad on the left to the longest remaining row.
+
+    ``position_ids`` may be ``[B, L]`` or ``[3, B, L]`` (M-RoPE); kept tokens keep their
+    original ids. Padding gets zero embeddings, position 0 and attention 0.
+
+    Example:
+        >>> emb = torch.arange(4.0).view(1, 4, 1)
+        >>> pos = torch.arange(4).view(1, 4)
+        >>> e, p, a = drop_tokens(emb, pos, torch.ones(1, 4), torch.tensor([[1, 0, 1, 1]]).bool())
+        >>> p.tolist(), a.tolist()
+        ([[0, 2, 3]], [[1.0, 1.0, 1.0]])
+    """
+    b, _, d = inputs_embeds.shape
+    kept = [(attention_mask[row].bool() & keep[row]).nonzero().flatten() for row in range(b)]
+    length = max((k.numel() for k in kept), default=0)
+    embeds = inputs_embeds.new_zeros(b, length, d)
+    mask = attention_mask.new_zeros(b, length)
+    positions = position_ids.new_zeros(*position_ids.shape[:-2], b, length)
+    for row, idx in enumerate(kept):
+        start = length - idx.numel()
+        embeds[row, start:] = inputs_embeds[row, idx]
+        mask[row, start:] = 1
+        positions[..., row, start:] = position_ids[..., row, idx]
+    return embeds, positions, mask
+
+
+def mask_tokens(attention_mask: Tensor, keep: Tensor) -> Tensor:
+    """The attention mask with pruned tokens zeroed (mask mode), same dtype.
+
+    Example:
+        >>> mask_tokens(torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]))
+        tensor([[1, 0, 1]])
+    """
+    return (attention_mask.bool() & keep).to(attention_mask.dtype)

@@ -1,0 +1,194 @@
+"""Offline tiny models for tests and users: random weights, built in-process.
+
+``tiny_model(family, seed=0)`` returns ``(model, processor)`` for ``"qwen2_vl"``,
+``"qwen2_5_vl"``, ``"llava"`` or ``"llava_next"``: a 2-layer, 64-wide language model, a
+small vision encoder, the family's image processor (PIL backend, no torchvision) and a
+character-level tokenizer built in-process with the family's special tokens and a
+minimal chat template. Weights are drawn with std 0.2 (not HF's 0.02), so outputs depend
+visibly on positions and tokens and equivalence tests can fail.
+
+Example:
+    >>> model, processor = tiny_model("llava", seed=1)
+    >>> model.config.model_type
+    'llava'
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next")
+INIT_STD = 0.2
+CHARS = ["\n"] + [chr(i) for i in range(32, 127)]
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
+LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'text' %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def char_tokenizer(specials: list[str], chat_template: str, **special_tokens: str) -> Any:
+    """A character-level fast tokenizer (with offsets) plus the given special tokens.
+
+    Example:
+        >>> tok = char_tokenizer(["<image>"], LLAVA_CHAT_TEMPLATE, pad_token="<image>")
+        >>> tok.decode(tok("hi")["input_ids"])
+        'hi'
+    """
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(CHARS)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None, fuse_unk=False))
+    backend.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    for name, value in special_tokens.items():
+        setattr(tok, name, value)
+    tok.padding_side = "left"
+    tok.chat_template = chat_template
+    return tok
+
+
+def _text_config(tok: Any, mrope: bool) -> dict[str, Any]:
+    cfg: dict[str, Any] = dict(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        initializer_range=INIT_STD, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+    )  # fmt: skip
+    if mrope:  # mrope_section must sum to head_dim / 2 = 8
+        cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
+                                  "mrope_section": [2, 3, 3]}  # fmt: skip
+    return cfg
+
+
+def _qwen(family: str) -> tuple[Any, Any]:
+    import transformers as tf
+
+    from vissparse.adapters.qwen2_vl import image_only_processor_class
+
+    tok = char_tokenizer(QWEN_SPECIALS, QWEN_CHAT_TEMPLATE, pad_token="<|endoftext|>",
+                         eos_token="<|im_end|>")  # fmt: skip
+    ids = {
+        f"{name}_token_id": tok.convert_tokens_to_ids(f"<|{token}|>")
+        for name, token in [("image", "image_pad"), ("video", "video_pad"),
+                            ("vision_start", "vision_start"), ("vision_end", "vision_end")]
+    }  # fmt: skip
+    vision: dict[str, Any] = dict(num_heads=2, patch_size=14, spatial_merge_size=2,
+                                  temporal_patch_size=2, in_channels=3,
+                                  initializer_range=INIT_STD)  # fmt: skip
+    if family == "qwen2_vl":
+        vision.update(depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2)
+        config_cls, model_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
+        processor_cls = tf.Qwen2VLProcessor
+    else:
+        vision.update(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=64,
+                      window_size=56, fullatt_block_indexes=[1])  # fmt: skip
+        config_cls, model_cls = tf.Qwen2_5_VLConfig, tf.Qwen2_5_VLForConditionalGeneration
+        processor_cls = tf.Qwen2_5_VLProcessor
+    config = config_cls(text_config=_text_config(tok, mrope=True), vision_config=vision, **ids)
+    image_processor = tf.Qwen2VLImageProcessorPil(
+        size={"shortest_edge": 56 * 56, "longest_edge": 112 * 112}, patch_size=14,
+        temporal_patch_size=2, merge_size=2,
+    )  # fmt: skip
+    processor = image_only_processor_class(processor_cls)(
+        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE
+    )
+    return (config, model_cls), processor
+
+
+def _llava(family: str) -> tuple[Any, Any]:
+    import transformers as tf
+
+    tok = char_tokenizer(LLAVA_SPECIALS, LLAVA_CHAT_TEMPLATE, unk_token="<unk>", bos_token="<s>",
+                         eos_token="</s>", pad_token="<pad>")  # fmt: skip
+    size = 56 if family == "llava" else 28
+    vision = tf.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, image_size=size, patch_size=14,
+                                 projection_dim=32, initializer_range=INIT_STD)  # fmt: skip
+    common = dict(vision_config=vision, text_config=tf.LlamaConfig(**_text_config(tok, False)),
+                  image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
+                  vision_feature_select_strategy="default",
+                  image_seq_length=(size // 14) ** 2)  # fmt: skip
+    processor_kwargs = dict(tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+                            num_additional_image_tokens=1,
+                            chat_template=LLAVA_CHAT_TEMPLATE)  # fmt: skip
+    crop = {"height": size, "width": size}
+    if family == "llava":
+        config = tf.LlavaConfig(**common)
+        image_processor = tf.CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size=crop)
+        processor = tf.LlavaProcessor(image_processor=image_processor, **processor_kwargs)
+        return (config, tf.LlavaForConditionalGeneration), processor
+    pinpoints = [[size, 2 * size], [2 * size, size], [2 * size, 2 * size]]
+    config = tf.LlavaNextConfig(image_grid_pinpoints=pinpoints, **common)
+    image_processor = tf.LlavaNextImageProcessorPil(
+        size={"shortest_edge": size}, crop_size=crop, image_grid_pinpoints=pinpoints
+    )
+    processor = tf.LlavaNextProcessor(image_processor=image_processor, **processor_kwargs)
+    return (config, tf.LlavaNextForConditionalGeneration), processor
+
+
+def tiny_model(
+    family: str,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+) -> tuple[Any, Any]:
+    """A small random-weight ``(model, processor)`` of ``family``, built offline.
+
+    Different seeds give different weights; the processor is the same for every seed.
+
+    Example:
+        >>> model, processor = tiny_model("qwen2_vl")
+        >>> type(model).__name__
+        'Qwen2VLForConditionalGeneration'
+    """
+    if family not in FAMILY_NAMES:
+        raise ValueError(f"`family` must be one of {FAMILY_NAMES}, got {family!r}")
+    (config, model_cls), processor = (_qwen if family.startswith("qwen") else _llava)(family)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = model_cls(copy.deepcopy(config))
+    model = model.to(dtype).eval()
+    model.set_attn_implementation(attn_implementation)
+    tok = processor.tokenizer
+    gen = model.generation_config
+    gen.pad_token_id, gen.eos_token_id, gen.bos_token_id = (
+        tok.pad_token_id, tok.eos_token_id, tok.bos_token_id,
+    )  # fmt: skip
+    gen.do_sample = False
+    return model, processor
+
+
+def random_image(height: int = 64, width: int = 80, seed: int = 0) -> Image.Image:
+    """A random RGB PIL image.
+
+    Example:
+        >>> random_image(10, 20).size
+        (20, 10)
+    """
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))

@@ -1,0 +1,158 @@
+"""One contract, run on every model family (PEFT-style shared test mixin)."""
+
+import pytest
+import torch
+
+from vissparse import PruningConfig
+from vissparse.hf.pipeline import HFPipeline
+from vissparse.testing import random_image, tiny_model
+
+GEN = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+PROMPTS = ["What color is the car?", "Describe this picture in detail please.", "Count it."]
+
+
+def pipeline(model, processor, keep_ratio=0.25, mode="drop", scorer="cosine"):
+    return HFPipeline(model, processor, PruningConfig(keep_ratio, scorer=scorer, mode=mode))
+
+
+def hf_generate(model, inputs, **kwargs):
+    out = model.generate(**inputs, **kwargs)
+    model.model.__dict__.pop("rope_deltas", None)
+    if hasattr(model.model, "rope_deltas"):
+        model.model.rope_deltas = None
+    return out[:, inputs["input_ids"].shape[1] :]
+
+
+@pytest.fixture(scope="class")
+def tiny(request):
+    """One tiny model per test class (family), shared by its tests."""
+    return tiny_model(request.cls.family, seed=0)
+
+
+class FamilyContract:
+    family: str
+    # (height, width) of the test images; families differ in what sizes make sense
+    sizes = ((112, 112), (84, 112), (56, 84))
+
+    def images(self):
+        return [random_image(h, w, seed=i) for i, (h, w) in enumerate(self.sizes)]
+
+    def test_keep_ratio_one_matches_unwrapped_generate(self, tiny):
+        model, processor = tiny
+        pipe = pipeline(model, processor, keep_ratio=1.0)
+        cases = [(img, p) for img, p in zip(self.images(), PROMPTS, strict=True)]
+        cases.append((self.images()[:2], "Compare the two images."))
+        for image, prompt in cases:
+            inputs = pipe.prepare_inputs(image, prompt)
+            expected = hf_generate(model, inputs, **GEN)
+            details = pipe.generate(image, prompt, return_details=True, **GEN)
+            assert torch.equal(details.sequences, expected)
+            assert details.metrics["n_kept"] == details.metrics["n_image_tokens"]
+
+    def test_drop_equals_mask(self, tiny):
+        model, processor = tiny
+        drop = pipeline(model, processor, 0.25, "drop")
+        mask = pipeline(model, processor, 0.25, "mask")
+        full = pipeline(model, processor, 1.0, "drop")
+        for image, prompt in zip(self.images(), PROMPTS, strict=True):
+            ids_drop = drop.generate(image, prompt, return_details=True, **GEN)
+            ids_mask = mask.generate(image, prompt, return_details=True, **GEN)
+            assert torch.equal(ids_drop.sequences, ids_mask.sequences)
+            inputs, prompt_mask, _, _ = drop._encode(image, prompt)
+            with torch.no_grad():
+                logits = {
+                    name: model(**p.prune(inputs, prompt_mask).model_inputs()).logits[:, -1]
+                    for name, p in (("drop", drop), ("mask", mask), ("full", full))
+                }
+            torch.testing.assert_close(logits["drop"], logits["mask"], atol=1e-4, rtol=1e-4)
+            # pruning does change the model's input: the equality above is not vacuous
+            assert (logits["drop"] - logits["full"]).abs().max() > 1e-2
+
+    def test_kv_cache_holds_text_and_kept_tokens(self, tiny):
+        model, processor = tiny
+        pipe = pipeline(model, processor, 0.25)
+        image = self.images()[0]
+        inputs, prompt_mask, _, _ = pipe._encode(image, PROMPTS[0])
+        pruned = pipe.prune(inputs, prompt_mask)
+        n_full = inputs["input_ids"].shape[1]
+        n_text = n_full - pruned.n_image_tokens[0]
+        with torch.no_grad():
+            cache = model(**pruned.model_inputs(), use_cache=True).past_key_values
+        assert cache.get_seq_length() == n_text + pruned.n_kept[0] == pruned.kv_tokens[0]
+        assert pruned.n_kept[0] < pruned.n_image_tokens[0]
+
+    def test_batch_matches_one_by_one(self, tiny):
+        model, processor = tiny
+        pipe = pipeline(model, processor, 0.25)
+        images = self.images()
+        batch = pipe.generate(images, PROMPTS, return_details=True, **GEN)
+        assert len(batch.text) == 3 and len(batch.keep_mask) == 3
+        for i, (image, prompt) in enumerate(zip(images, PROMPTS, strict=True)):
+            alone = pipe.generate(image, prompt, return_details=True, **GEN)
+            assert torch.equal(batch.sequences[i], alone.sequences[0])
+            assert torch.equal(batch.keep_mask[i][0], alone.keep_mask[0])
+        masks = {tuple(m[0].tolist()) for m in batch.keep_mask}
+        assert len(masks) == 3
+
+    def test_two_prompts_give_two_masks(self, tiny):
+        model, processor = tiny
+        pipe = pipeline(model, processor, 0.25)
+        image = self.images()[0]
+        a = pipe.generate(image, "What color is the car?", return_details=True, max_new_tokens=1)
+        b = pipe.generate(image, "How many dogs?", return_details=True, max_new_tokens=1)
+        assert not torch.equal(a.keep_mask[0], b.keep_mask[0])
+
+    @pytest.mark.parametrize("attn", ["sdpa", "eager"])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+    def test_attention_implementations_and_dtypes(self, attn, dtype):
+        model, processor = tiny_model(self.family, dtype=dtype, attn_implementation=attn)
+        drop = pipeline(model, processor, 0.25, "drop")
+        image = self.images()[0]
+        out = drop.generate(image, PROMPTS[0], return_details=True, **GEN)
+        assert out.sequences.shape == (1, 6)
+        assert 0 < out.metrics["n_kept"] < out.metrics["n_image_tokens"]
+        if dtype == torch.float32:
+            mask = pipeline(model, processor, 0.25, "mask")
+            ref = mask.generate(image, PROMPTS[0], return_details=True, **GEN)
+            assert torch.equal(out.sequences, ref.sequences)
+
+    def test_no_state_leaks_between_calls(self):
+        model, processor = tiny_model(self.family)
+        pipe = pipeline(model, processor, 0.25)
+        images = self.images()
+        b_alone = pipe.generate(images[2], PROMPTS[2], return_details=True, **GEN).sequences
+        model2, processor2 = tiny_model(self.family)
+        pipe2 = pipeline(model2, processor2, 0.25)
+        pipe2.generate(images[:2], PROMPTS[:2], **GEN)  # call A: a batch of two
+        hf_generate(model2, pipe2.prepare_inputs(images[0], PROMPTS[0]), **GEN)  # unpruned too
+        b_after = pipe2.generate(images[2], PROMPTS[2], return_details=True, **GEN).sequences
+        assert torch.equal(b_alone, b_after)
+
+    def test_generation_kwargs_pass_through(self, tiny):
+        model, processor = tiny
+        pipe = pipeline(model, processor, 0.25)
+        image, prompt = self.images()[0], PROMPTS[0]
+        short = pipe.generate(image, prompt, return_details=True, max_new_tokens=2)
+        assert short.sequences.shape[1] <= 2
+        sampled = []
+        for _ in range(2):
+            torch.manual_seed(7)
+            sampled.append(pipe.generate(image, prompt, return_details=True, do_sample=True,
+                                         max_new_tokens=5, min_new_tokens=5).sequences)  # fmt: skip
+        assert torch.equal(sampled[0], sampled[1])
+        first = int(pipe.generate(image, prompt, return_details=True, **GEN).sequences[0, 0])
+        stopped = pipe.generate(image, prompt, return_details=True, max_new_tokens=6,
+                                eos_token_id=first)  # fmt: skip
+        assert stopped.sequences.shape[1] == 1
+        full = pipeline(model, processor, 1.0)
+        inputs = full.prepare_inputs(image, prompt)
+        beams = {"num_beams": 2, "max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False}
+        expected = hf_generate(model, inputs, **beams)
+        assert torch.equal(full.generate(image, prompt, return_details=True, **beams).sequences,
+                           expected)  # fmt: skip
+
+    def test_seeds_give_different_weights(self):
+        a, _ = tiny_model(self.family, seed=0)
+        b, _ = tiny_model(self.family, seed=1)
+        wa, wb = a.get_input_embeddings().weight, b.get_input_embeddings().weight
+        assert not torch.equal(wa, wb)
