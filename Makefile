@@ -35,6 +35,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy src
 
 test: lint
 	$(BIN)/python -m pytest

@@ -2,6 +2,8 @@
 
 import os
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; set before HF imports
+
 import torch
 from hypothesis import HealthCheck, settings
 

@@ -100,6 +100,9 @@ def _qwen(family: str) -> tuple[Any, Any]:
     vision: dict[str, Any] = dict(num_heads=2, patch_size=14, spatial_merge_size=2,
                                   temporal_patch_size=2, in_channels=3,
                                   initializer_range=INIT_STD)  # fmt: skip
+    config_cls: Any
+    model_cls: Any
+    processor_cls: Any
     if family == "qwen2_vl":
         vision.update(depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
@@ -137,6 +140,9 @@ def _llava(family: str) -> tuple[Any, Any]:
                             num_additional_image_tokens=1,
                             chat_template=LLAVA_CHAT_TEMPLATE)  # fmt: skip
     crop = {"height": size, "width": size}
+    config: Any
+    image_processor: Any
+    processor: Any
     if family == "llava":
         config = tf.LlavaConfig(**common)
         image_processor = tf.CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size=crop)

@@ -75,7 +75,8 @@ def image_only_processor_class(base: type) -> type:
             self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None,
             **kwargs: Any,
         ) -> None:  # fmt: skip
-            base.__init__(
+            parent_init: Any = base.__init__  # type: ignore[misc]
+            parent_init(
                 self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs
             )
 

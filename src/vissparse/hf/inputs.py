@@ -117,7 +117,7 @@ def chat_text(processor: Any, item: Item) -> tuple[str, tuple[int, int]]:
     content: list[dict[str, Any]] = [{"type": "image"} for _ in item.images]
     content.append({"type": "text", "text": item.prompt})
     messages = [{"role": "user", "content": content}]
-    template_owner = processor if getattr(processor, "chat_template", None) else None
+    template_owner: Any = processor if getattr(processor, "chat_template", None) else None
     if template_owner is None:
         tokenizer = getattr(processor, "tokenizer", None)
         if not getattr(tokenizer, "chat_template", None):

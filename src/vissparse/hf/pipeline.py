@@ -134,8 +134,9 @@ class HFPipeline:
         keep = self.strategy.select(scores, self.config.keep_ratio, valid)
         keep = keep | ~valid  # unscorable tokens (LLaVA-NeXT newlines) always stay
         image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
+        rows, length = emb.attention_mask.shape
         keep_seq = sequence_keep_mask(
-            tuple(emb.attention_mask.shape), emb.image_sample, emb.image_positions, image_keep,
+            (rows, length), emb.image_sample, emb.image_positions, image_keep,
             device=emb.inputs_embeds.device,
         )  # fmt: skip
         if self.config.mode == "drop":
@@ -145,9 +146,8 @@ class HFPipeline:
         else:
             embeds, positions = emb.inputs_embeds, emb.position_ids
             mask = mask_tokens(emb.attention_mask, keep_seq)
-        n_rows = emb.attention_mask.shape[0]
-        n_image = [0] * n_rows
-        n_kept = [0] * n_rows
+        n_image = [0] * rows
+        n_kept = [0] * rows
         for row, kept in zip(emb.image_sample, image_keep, strict=True):
             n_image[row] += kept.numel()
             n_kept[row] += int(kept.sum())

@@ -1,0 +1,45 @@
+"""The facade over a HF model: generate, prepare_inputs and a paired benchmark."""
+
+import pytest
+import torch
+
+from vissparse import VisSparse
+from vissparse.testing import random_image, tiny_model
+
+
+@pytest.fixture(scope="module")
+def vs():
+    model, processor = tiny_model("llava")
+    return VisSparse(base_model=model, processor=processor, keep_ratio=0.25)
+
+
+def test_prepare_inputs_is_what_the_model_gets(vs):
+    inputs = vs.prepare_inputs(image=random_image(), prompt="What is it?")
+    assert {"input_ids", "attention_mask", "pixel_values"} <= inputs.keys()
+    image_token = vs.model.config.image_token_id
+    assert int((inputs["input_ids"] == image_token).sum()) == 16
+
+
+def test_benchmark_with_samples(vs):
+    samples = [{"image": random_image(seed=i), "prompt": f"Question {i}?", "answer": "x"}
+               for i in range(4)]  # fmt: skip
+    result = vs.benchmark(n_samples=3, samples=samples, warmup=1, progress=False,
+                          max_new_tokens=2)  # fmt: skip
+    assert result["n_samples"] == 3 and result["n_kept"] == 4 and result["n_image_tokens"] == 16
+    assert isinstance(result["model"], str)
+    assert len(result["records"]) == 3
+
+
+def test_benchmark_needs_samples(vs):
+    with pytest.raises(ValueError, match="`samples=`"):
+        vs.benchmark(n_samples=2)
+
+
+def test_mask_mode_runs_full_length(vs):
+    model, processor = vs.model, vs.pipeline.processor
+    masked = VisSparse(base_model=model, processor=processor, keep_ratio=0.25, mode="mask")
+    out = masked.generate(image=random_image(), prompt="What?", return_details=True,
+                          max_new_tokens=2)  # fmt: skip
+    full_len = vs.prepare_inputs(image=random_image(), prompt="What?")["input_ids"].shape[1]
+    assert out.metrics["kv_cache_tokens"] == [full_len]
+    assert isinstance(out.sequences, torch.Tensor)
