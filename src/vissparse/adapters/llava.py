@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vissparse.adapters.base import FamilySpec, VLMAdapter
 
 LLAVA = FamilySpec(
@@ -17,12 +19,11 @@ LLAVA = FamilySpec(
 
 # LLaVA-NeXT packs each image as [base tile | anyres grid rows, each ending in a learned
 # newline token]; the token count varies with the image's size and aspect ratio.
-LLAVA_NEXT = FamilySpec(
+LLAVA_NEXT = replace(
+    LLAVA,
     name="llava_next",
     model_types=("llava_next",),
-    positions="linear",
     feature_inputs=("pixel_values", "image_sizes"),
-    placeholders=("<image>",),
     image_newline=True,
     processor_class="LlavaNextProcessor",
     image_processor_class="LlavaNextImageProcessorPil",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -22,15 +23,12 @@ QWEN2_VL = FamilySpec(
     image_processor_class="Qwen2VLImageProcessorPil",
 )
 
-QWEN2_5_VL = FamilySpec(
+# Qwen2.5-VL differs in its vision encoder (window attention), not in what VisSparse reads.
+QWEN2_5_VL = replace(
+    QWEN2_VL,
     name="qwen2_5_vl",
     model_types=("qwen2_5_vl",),
-    positions="mrope",
-    feature_inputs=("pixel_values", "image_grid_thw"),
-    placeholders=_QWEN_PLACEHOLDERS,
-    image_newline=False,
     processor_class="Qwen2_5_VLProcessor",
-    image_processor_class="Qwen2VLImageProcessorPil",
 )
 
 
