@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from vissparse.adapters.base import Embedded, FamilySpec, VLMAdapter
-from vissparse.adapters.llava import LLAVA, LLAVA_NEXT, LlavaAdapter
-from vissparse.adapters.qwen2_vl import QWEN2_5_VL, QWEN2_VL, QwenVLAdapter
+from vissparse.adapters.llava import LLAVA, LlavaAdapter
+from vissparse.adapters.llava_next import LLAVA_NEXT
+from vissparse.adapters.qwen2_5_vl import QWEN2_5_VL
+from vissparse.adapters.qwen2_vl import QWEN2_VL, QwenVLAdapter
 
 FAMILIES: dict[str, tuple[FamilySpec, type[VLMAdapter]]] = {
     spec.name: (spec, cls)

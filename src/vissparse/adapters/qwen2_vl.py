@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -21,14 +20,6 @@ QWEN2_VL = FamilySpec(
     image_newline=False,
     processor_class="Qwen2VLProcessor",
     image_processor_class="Qwen2VLImageProcessorPil",
-)
-
-# Qwen2.5-VL differs in its vision encoder (window attention), not in what VisSparse reads.
-QWEN2_5_VL = replace(
-    QWEN2_VL,
-    name="qwen2_5_vl",
-    model_types=("qwen2_5_vl",),
-    processor_class="Qwen2_5_VLProcessor",
 )
 
 
