@@ -43,3 +43,28 @@ class CallRecord:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, with ``accuracy`` and ``speedup`` included."""
         return {**asdict(self), "accuracy": self.accuracy, "speedup": self.speedup}
+
+
+@dataclass
+class BatchAnswers:
+    """A batch answered by the pruned model and, when measured, the unpruned baseline.
+
+    Latencies are for the whole batch, in milliseconds.
+
+    Example:
+        >>> BatchAnswers(["red"], None, [[]], [16], [4], 2.0, None).n
+        1
+    """
+
+    texts: list[str]
+    baseline_texts: list[str] | None
+    keep_masks: list[list[Any]]
+    n_image_tokens: list[int]
+    n_kept: list[int]
+    latency_ms: float
+    baseline_latency_ms: float | None
+
+    @property
+    def n(self) -> int:
+        """Batch size."""
+        return len(self.texts)

@@ -14,6 +14,7 @@ from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks
 from vissparse.pruning import drop_tokens, gather_images, mask_tokens, sequence_keep_mask
 from vissparse.query import query_from_embeddings
+from vissparse.records import BatchAnswers
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -226,6 +227,26 @@ class HFPipeline:
             metrics=metrics,
         )
         return details if return_details else details.text
+
+    def answer_batch(
+        self, images: list[Any], prompts: list[str], measure_baseline: bool = True,
+        **generate_kwargs: Any,
+    ) -> BatchAnswers:  # fmt: skip
+        """Answer a batch in one pruned ``generate`` call (and one unpruned, if measured)."""
+        details = self.generate(
+            list(images), list(prompts), return_details=True,
+            measure_baseline=measure_baseline, **generate_kwargs,
+        )  # fmt: skip
+        metrics = details.metrics
+        return BatchAnswers(
+            texts=details.text,
+            baseline_texts=metrics.get("baseline_text"),
+            keep_masks=details.keep_mask,
+            n_image_tokens=[int(sum(m.numel() for m in row)) for row in details.keep_mask],
+            n_kept=[int(sum(m.sum() for m in row)) for row in details.keep_mask],
+            latency_ms=metrics["latency_ms"],
+            baseline_latency_ms=metrics.get("baseline_latency_ms"),
+        )
 
 
 def _sequences(out: Any) -> Tensor:

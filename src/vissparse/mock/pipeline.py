@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
 
+from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.mock.model import MockModelConfig, MockVLM
 from vissparse.mock.samples import MockSample, MockSampleConfig, make_samples
 from vissparse.mock.world import MockWorld
+from vissparse.records import BatchAnswers
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -85,3 +88,24 @@ class MockPipeline:
             keep = torch.ones(image_tokens.shape[0], dtype=torch.bool)
             kept_tokens = image_tokens
         return MockOutput(text=self.model(text, kept_tokens, query), keep_mask=keep)
+
+    def answer_batch(
+        self, images: list[Tensor], prompts: list[str], measure_baseline: bool = True
+    ) -> BatchAnswers:
+        """Answer a batch one sample at a time, pruned and (optionally) unpruned."""
+        pairs = list(zip(images, prompts, strict=True))
+        pruned = [timed(partial(self.run, i, p)) for i, p in pairs]
+        baseline = (
+            [timed(partial(self.run, i, p, prune=False)) for i, p in pairs]
+            if measure_baseline
+            else None
+        )
+        return BatchAnswers(
+            texts=[out.text for out, _ in pruned],
+            baseline_texts=None if baseline is None else [out.text for out, _ in baseline],
+            keep_masks=[[out.keep_mask] for out, _ in pruned],
+            n_image_tokens=[out.n_image_tokens for out, _ in pruned],
+            n_kept=[out.n_kept for out, _ in pruned],
+            latency_ms=sum(ms for _, ms in pruned),
+            baseline_latency_ms=None if baseline is None else sum(ms for _, ms in baseline),
+        )
