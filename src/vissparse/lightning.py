@@ -56,6 +56,7 @@ class VisSparseModule(L.LightningModule):
         measure_baseline: bool = True,
         match: Callable[[str, str], bool] = exact_match,
         generate_kwargs: dict[str, Any] | None = None,
+        warmup: bool = True,
         **vissparse_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -79,11 +80,23 @@ class VisSparseModule(L.LightningModule):
         self.accuracy_delta = AccuracyDelta()
         self.speedup = Speedup()
         self.latency = Latency()
+        self.warmup = warmup
+        self._warm = False
         self.last_batch: BatchStats | None = None
 
     # --- running a batch -------------------------------------------------------------
     def answer(self, batch: dict[str, Any]) -> BatchStats:
-        """Answer a collated batch and score it; stores the result on ``last_batch``."""
+        """Answer a collated batch and score it; stores the result on ``last_batch``.
+
+        With ``warmup=True`` the first batch a process sees is answered once untimed
+        first, so one-off start-up costs do not land in the latency of either side.
+        """
+        if self.warmup and not self._warm:
+            self.vissparse.pipeline.answer_batch(
+                batch["images"], batch["questions"], measure_baseline=self.measure_baseline,
+                **self.generate_kwargs,
+            )  # fmt: skip
+            self._warm = True
         answers: BatchAnswers = self.vissparse.pipeline.answer_batch(
             batch["images"], batch["questions"], measure_baseline=self.measure_baseline,
             **self.generate_kwargs,

@@ -48,5 +48,5 @@ class AccuracyDeltaMonitor(PruningMonitor):
             return {
                 "accuracy": float(self.delta.accuracy()),
                 "baseline_accuracy": float(self.delta.baseline_accuracy()),
-                "accuracy_delta": float(self.delta.compute()),
+                "accuracy_delta": float(self.delta.baseline_accuracy() - self.delta.accuracy()),
             }

@@ -82,7 +82,9 @@ class PruningMonitor(Callback):
         self.batches_seen += 1
         if values and self.batches_seen % self.log_every_n_batches == 0:
             self._log(
-                trainer, {f"{stage}/{k}_step": v for k, v in values.items()}, self.batches_seen
+                trainer,
+                {f"{self.prefix}/{stage}/{k}_step": v for k, v in values.items()},
+                self.batches_seen,
             )
 
     def _end_epoch(self, trainer: L.Trainer, stage: str) -> None:

@@ -1,5 +1,7 @@
 """torchmetrics metrics of pruning: speedup, accuracy delta, latency.
 
+The functional twins live in ``vissparse.metrics.functional``.
+
 Example:
     >>> import torch
     >>> from vissparse.metrics import Speedup
@@ -8,8 +10,7 @@ Example:
 """
 
 from vissparse.metrics.accuracy_delta import AccuracyDelta
-from vissparse.metrics.functional import accuracy_delta, latency_stats, speedup
 from vissparse.metrics.latency import Latency
 from vissparse.metrics.speedup import Speedup
 
-__all__ = ["AccuracyDelta", "Latency", "Speedup", "accuracy_delta", "latency_stats", "speedup"]
+__all__ = ["AccuracyDelta", "Latency", "Speedup"]

@@ -1,0 +1,161 @@
+"""trainer.validate / trainer.predict end to end, mock and tiny HF, with the monitors."""
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+
+from vissparse import TokenScorer, VisSparse
+from vissparse.callbacks import AccuracyDeltaMonitor, LatencyMonitor, SpeedupMonitor
+from vissparse.data import VQADataModule
+from vissparse.lightning import VisSparseModule
+from vissparse.testing import random_image, tiny_model
+
+
+class Recorder(Callback):
+    """Keeps every batch's measurements, for a direct computation to compare with."""
+
+    def __init__(self):
+        self.batches = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl=0):
+        self.batches.append(pl_module.last_batch)
+
+
+def trainer_for(tmp_path, callbacks):
+    return L.Trainer(accelerator="cpu", devices=1, logger=CSVLogger(tmp_path),
+                     callbacks=callbacks, enable_progress_bar=False,
+                     enable_model_summary=False)  # fmt: skip
+
+
+def read_csv(logger_dir):
+    [path] = list(logger_dir.rglob("metrics.csv"))
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def check_against_recorder(metrics, monitors, recorder, rows):
+    correct = torch.cat([b.correct for b in recorder.batches]).float()
+    base_correct = torch.cat([b.baseline_correct for b in recorder.batches]).float()
+    lat = torch.tensor([b.answers.latency_ms for b in recorder.batches], dtype=torch.float64)
+    base = torch.tensor(
+        [b.answers.baseline_latency_ms for b in recorder.batches], dtype=torch.float64
+    )
+    latency, speed, delta = monitors
+    assert metrics["val/accuracy"] == pytest.approx(float(correct.mean()))
+    assert metrics["val/baseline_accuracy"] == pytest.approx(float(base_correct.mean()))
+    assert metrics["val/accuracy_delta"] == pytest.approx(
+        float(base_correct.mean() - correct.mean())
+    )
+    assert metrics["val/speedup"] == pytest.approx(float(base.sum() / lat.sum()))
+    assert (
+        metrics["val/latency_ms_p50"] == pytest.approx(float(lat.median()), rel=1e-5)
+        or len(lat) % 2 == 0
+    )
+    assert latency.last_values["latency_ms_mean"] == pytest.approx(float(lat.mean()))
+    assert latency.last_values["latency_ms_p90"] == pytest.approx(float(torch.quantile(lat, 0.9)))
+    assert speed.last_values["speedup"] == pytest.approx(float(base.sum() / lat.sum()))
+    assert delta.last_values["accuracy"] == pytest.approx(float(correct.mean()))
+    assert delta.last_values["accuracy_delta"] == pytest.approx(
+        float(base_correct.mean() - correct.mean())
+    )
+    step_values = [
+        float(r["monitor/val/latency_ms_step"])
+        for r in rows
+        if r.get("monitor/val/latency_ms_step")
+    ]
+    assert step_values == pytest.approx(lat.tolist())
+    epoch = [r for r in rows if r.get("monitor/val/speedup")]
+    assert float(epoch[-1]["monitor/val/speedup"]) == pytest.approx(speed.last_values["speedup"])
+
+
+def test_validate_mock_with_monitors(tmp_path):
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.1, dim=64, n_tokens=256)
+    data = VQADataModule.mock(13, batch_size=4, dim=64, n_tokens=256)
+    monitors = [LatencyMonitor(), SpeedupMonitor(), AccuracyDeltaMonitor()]
+    recorder = Recorder()
+    metrics = trainer_for(tmp_path, [*monitors, recorder]).validate(module, datamodule=data)[0]
+    assert sum(b.answers.n for b in recorder.batches) == 13
+    check_against_recorder(metrics, monitors, recorder, read_csv(tmp_path))
+
+
+def test_predict_mock_returns_per_sample_rows(tmp_path):
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.25, dim=64, n_tokens=256)
+    data = VQADataModule.mock(5, batch_size=2, dim=64, n_tokens=256)
+    monitors = [LatencyMonitor(), SpeedupMonitor(), AccuracyDeltaMonitor()]
+    batches = trainer_for(tmp_path, monitors).predict(module, datamodule=data)
+    rows = [row for batch in batches for row in batch]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3, 4]
+    for row in rows:
+        assert row["keep_mask"][0].shape == (256,) and row["n_kept"] == 64
+        assert {"answer", "correct", "baseline_answer", "speedup", "latency_ms"} <= row.keys()
+    assert monitors[0].last_values["latency_ms_mean"] > 0
+    assert any(r.get("monitor/predict/speedup") for r in read_csv(tmp_path))
+
+
+class FirstTokensScorer(TokenScorer):
+    """Keeps the first tokens of each image; counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, image_tokens, query, valid=None):
+        self.calls += 1
+        n = image_tokens.shape[1]
+        return (-torch.arange(n, dtype=torch.float32)).expand(image_tokens.shape[0], n).clone()
+
+
+def test_custom_scorer_plugs_into_the_module(tmp_path):
+    scorer = FirstTokensScorer()
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.25, scorer=scorer,
+                             dim=64, n_tokens=256)  # fmt: skip
+    rows = trainer_for(tmp_path, []).predict(module, datamodule=VQADataModule.mock(
+        3, batch_size=3, dim=64, n_tokens=256))[0]  # fmt: skip
+    assert scorer.calls >= 3
+    expected = torch.zeros(256, dtype=torch.bool)
+    expected[:64] = True
+    assert all(torch.equal(r["keep_mask"][0], expected) for r in rows)
+
+
+def test_validate_tiny_hf_model(tmp_path):
+    model, processor = tiny_model("llava")
+    vs = VisSparse(base_model=model, processor=processor, keep_ratio=0.25)
+    gen = {"max_new_tokens": 3, "min_new_tokens": 3, "do_sample": False}
+    images = [random_image(seed=i) for i in range(6)]
+    questions = [f"What is shown in picture {i}?" for i in range(6)]
+    answers = [
+        vs.generate(image=img, prompt=q, **gen) for img, q in zip(images, questions, strict=True)
+    ]
+    lines = []
+    for i, (img, q, a) in enumerate(zip(images, questions, answers, strict=True)):
+        img.save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"image": f"{i}.png", "question": q,
+                                 "answer": a if i % 2 == 0 else "something else"}))  # fmt: skip
+    (tmp_path / "qa.jsonl").write_text("\n".join(lines))
+    module = VisSparseModule(vs, generate_kwargs=gen, match=lambda a, r: a == r)
+    monitors = [LatencyMonitor(), SpeedupMonitor(), AccuracyDeltaMonitor()]
+    recorder = Recorder()
+    trainer = trainer_for(tmp_path / "logs", [*monitors, recorder])
+    metrics = trainer.validate(
+        module, datamodule=VQADataModule(tmp_path / "qa.jsonl", batch_size=4)
+    )[0]
+    assert metrics["val/accuracy"] == pytest.approx(0.5)  # half the references are its answers
+    check_against_recorder(metrics, monitors, recorder, read_csv(tmp_path / "logs"))
+    rows = trainer.predict(module, datamodule=VQADataModule(tmp_path / "qa.jsonl", batch_size=4))
+    flat = [r for b in rows for r in b]
+    assert [r["answer"] for r in flat] == answers
+    assert all(r["keep_mask"][0].sum() == 4 for r in flat)
+
+
+def test_module_argument_errors():
+    vs = VisSparse(base_model="mock", mock=True, dim=32, n_tokens=64)
+    with pytest.raises(TypeError, match="not both"):
+        VisSparseModule(vs, keep_ratio=0.5)
+    with pytest.raises(TypeError, match="`vissparse`"):
+        VisSparseModule("mock")
+    with pytest.raises(ValueError, match="generate_kwargs"):
+        VisSparseModule(vs, generate_kwargs={"max_new_tokens": 2})
