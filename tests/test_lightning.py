@@ -159,3 +159,9 @@ def test_module_argument_errors():
         VisSparseModule("mock")
     with pytest.raises(ValueError, match="generate_kwargs"):
         VisSparseModule(vs, generate_kwargs={"max_new_tokens": 2})
+
+
+def test_top_level_import():
+    from vissparse import VisSparseModule as TopLevel
+
+    assert TopLevel is VisSparseModule

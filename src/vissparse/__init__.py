@@ -23,9 +23,19 @@ __all__ = [
     "PruningConfig",
     "TokenScorer",
     "VisSparse",
+    "VisSparseModule",
     "get_scorer",
     "get_strategy",
     "register_scorer",
     "register_strategy",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Lightning is imported only when the Lightning wrapper is asked for.
+    if name == "VisSparseModule":
+        from vissparse.lightning import VisSparseModule
+
+        return VisSparseModule
+    raise AttributeError(f"module 'vissparse' has no attribute {name!r}")
