@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from vissparse import VisSparse
-from vissparse.cli import format_table, machine_description
+from vissparse.bench.report import format_table, machine_description
 
 SCORERS = ("cosine", "cosine-least", "uniform", "random")
 KEEP_RATIOS = (0.05, 0.1, 0.25, 0.5, 1.0)

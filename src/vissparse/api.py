@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from vissparse.bench.paired import paired_benchmark
+from vissparse.bench.tune import TuneResult, explain, search
 from vissparse.config import Mode, PruningConfig
+from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.records import CallRecord
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 
@@ -80,6 +83,7 @@ class VisSparse:
                 raise ValueError("mock mode supports `mode='drop'` only")
             from vissparse.mock.pipeline import MockPipeline
 
+            self._mock_options = options
             self.pipeline = MockPipeline(self.config, **options)
         else:
             from vissparse.hf.loading import load_model_and_processor
@@ -146,9 +150,33 @@ class VisSparse:
         ``n_samples``, ``scorer``, ``strategy``, ``mode`` and ``records`` (one dict per
         call). The records are also kept on ``self.records``.
         """
+        return self._benchmark(
+            self.pipeline, n_samples, seed, warmup, progress, samples, **generate_kwargs
+        )
+
+    def _pipeline_for(self, keep_ratio: float) -> Any:
+        """A pipeline like this one (same model, scorer, strategy) at another keep ratio."""
+        config = replace(self.config, keep_ratio=keep_ratio)
+        if self.mock:
+            from vissparse.mock.pipeline import MockPipeline
+
+            return MockPipeline(config, **self._mock_options)
+        from vissparse.hf.pipeline import HFPipeline
+
+        return HFPipeline(self.pipeline.model, self.pipeline.processor, config)
+
+    def _benchmark(
+        self,
+        pipe: Any,
+        n_samples: int,
+        seed: int,
+        warmup: int,
+        progress: bool,
+        samples: Iterable[Mapping[str, Any]] | None,
+        **generate_kwargs: Any,
+    ) -> dict[str, Any]:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"`n_samples` must be an int >= 1, got {n_samples!r}")
-        pipe = self.pipeline
         if self.mock:
             items: list[Any] = [
                 {"image": s.image_tokens, "prompt": s.prompt, "answer": s.answer}
@@ -161,17 +189,17 @@ class VisSparse:
             )
         else:
             items = list(samples)[:n_samples]
+        keep_ratio = pipe.config.keep_ratio
+        kw = generate_kwargs
         summary, records = paired_benchmark(
             items,
-            run_baseline=lambda s: pipe.run(
-                s["image"], s["prompt"], prune=False, **generate_kwargs
-            ),
-            run_pruned=lambda s: pipe.run(s["image"], s["prompt"], prune=True, **generate_kwargs),
+            run_baseline=lambda s: pipe.run(s["image"], s["prompt"], prune=False, **kw),
+            run_pruned=lambda s: pipe.run(s["image"], s["prompt"], prune=True, **kw),
             reference=lambda s: s["answer"],
-            keep_ratio=self.keep_ratio,
+            keep_ratio=keep_ratio,
             warmup=warmup,
             progress=progress,
-            desc=f"{'mock' if self.mock else 'model'} keep={self.keep_ratio:g}",
+            desc=f"{'mock' if self.mock else 'model'} keep={keep_ratio:g}",
         )
         self.records.extend(records)
         return {
@@ -182,6 +210,89 @@ class VisSparse:
             "model": MOCK_NAME if self.mock else _model_name(self.base_model),
             "records": [r.to_dict() for r in records],
         }
+
+    def sweep(
+        self,
+        keep_ratios: Iterable[float] = (0.05, 0.1, 0.25, 0.5, 1.0),
+        n_samples: int = 100,
+        **benchmark_kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """One paired benchmark per keep ratio, same samples; one row (dict) each.
+
+        Each row holds at least ``keep_ratio``, ``speedup``, ``accuracy`` and
+        ``accuracy_delta`` (everything :meth:`benchmark` returns, without records).
+
+        Example:
+            >>> vs = VisSparse("mock", mock=True, dim=32, n_tokens=64)
+            >>> [row["keep_ratio"] for row in vs.sweep([0.25, 1.0], n_samples=2, progress=False)]
+            [0.25, 1.0]
+        """
+        ratios = [validate_keep_ratio(r, "keep_ratios") for r in keep_ratios]
+        if not ratios:
+            raise ValueError("`keep_ratios` must hold at least one keep ratio")
+        rows = []
+        for ratio in ratios:
+            row = self._measure(ratio, n_samples, benchmark_kwargs)
+            rows.append(row)
+        return rows
+
+    def _measure(self, keep_ratio: float, n_samples: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+        opts = {"seed": 0, "warmup": 3, "progress": True, "samples": None, **kwargs}
+        samples = opts.pop("samples")
+        if samples is not None:
+            samples = list(samples)
+        row = self._benchmark(
+            self._pipeline_for(keep_ratio), n_samples, opts.pop("seed"), opts.pop("warmup"),
+            opts.pop("progress"), samples, **opts,
+        )  # fmt: skip
+        row.pop("records")
+        return row
+
+    def tune(
+        self,
+        target_speedup: float | None = None,
+        max_accuracy_drop: float | None = None,
+        n_samples: int = 100,
+        step: float = 0.01,
+        **benchmark_kwargs: Any,
+    ) -> TuneResult:
+        """Choose ``keep_ratio`` from measurements.
+
+        ``target_speedup=x``: the LARGEST keep ratio whose measured speedup is at least
+        ``x`` (so the least accuracy is lost). ``max_accuracy_drop=d``: the SMALLEST keep
+        ratio whose accuracy delta is at most ``d`` (so the most speed is gained). A binary
+        search over a grid of ``step`` from 0.05 to 1.0, each point a paired benchmark on
+        the same samples. The result has ``.keep_ratio``, ``.measurements`` and
+        ``.reason``, which says why a target cannot be met when it cannot.
+
+        Example:
+            >>> vs = VisSparse("mock", mock=True, dim=32, n_tokens=64)
+            >>> result = vs.tune(max_accuracy_drop=1.0, n_samples=2, progress=False)
+            >>> result.keep_ratio, result.met
+            (0.05, True)
+        """
+        if (target_speedup is None) == (max_accuracy_drop is None):
+            raise ValueError("give exactly one of `target_speedup` and `max_accuracy_drop`")
+        samples = benchmark_kwargs.pop("samples", None)
+        if samples is not None:
+            benchmark_kwargs["samples"] = list(samples)
+
+        def measure(ratio: float) -> dict[str, Any]:
+            return self._measure(ratio, n_samples, dict(benchmark_kwargs))
+
+        if target_speedup is not None:
+            if not (isinstance(target_speedup, int | float) and target_speedup > 0):
+                raise ValueError(f"`target_speedup` must be a number > 0, got {target_speedup!r}")
+            target = {"target_speedup": float(target_speedup)}
+            choice, rows = search(measure, lambda r: r["speedup"] >= target_speedup, True, step)
+        else:
+            drop = max_accuracy_drop
+            if not (isinstance(drop, int | float) and 0 <= drop <= 1):
+                raise ValueError(f"`max_accuracy_drop` must be in [0, 1], got {drop!r}")
+            target = {"max_accuracy_drop": float(drop)}
+            choice, rows = search(measure, lambda r: r["accuracy_delta"] <= drop, False, step)
+        return TuneResult(choice, choice is not None, target, rows,
+                          explain(target, choice, rows, self.mock))  # fmt: skip
 
     def __repr__(self) -> str:
         return (

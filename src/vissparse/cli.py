@@ -1,32 +1,36 @@
-"""Command line: ``vissparse bench --mock --keep-ratio 0.1 --n-samples 100``."""
+"""Command line: ``vissparse bench | sweep | tune | show``.
+
+Examples::
+
+    vissparse bench --mock --keep-ratio 0.1 --n-samples 100
+    vissparse bench --model-config llava-1.5-7b --keep-ratio 0.1 --out results.json
+    vissparse sweep --mock --keep-ratio 0.1 --keep-ratio 0.5 --out sweep/
+    vissparse tune --mock --target-speedup 3
+    vissparse show photo.jpg "What color is the car?" --prompt "Where is the dog?"
+        --model ./llava-1.5-7b-hf --out kept.png
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-import torch
-
 from vissparse.api import VisSparse
+from vissparse.bench.report import (
+    MODEL_COLUMNS,
+    format_table,
+    machine_description,
+    markdown_table,
+    write_rows,
+)
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.registry import SCORERS, STRATEGIES
 
-TABLE_COLUMNS = (
-    ("keep_ratio", "keep", "{:.2f}"),
-    ("scorer", "scorer", "{}"),
-    ("n_kept", "kept", "{:.0f}"),
-    ("n_image_tokens", "of", "{:.0f}"),
-    ("speedup", "speedup", "{:.2f}x"),
-    ("baseline_accuracy", "base acc", "{:.1%}"),
-    ("accuracy", "acc", "{:.1%}"),
-    ("accuracy_delta", "acc delta", "{:+.1%}"),
-    ("baseline_latency_ms", "base ms", "{:.2f}"),
-    ("latency_ms", "pruned ms", "{:.2f}"),
-)
+DEFAULT_SWEEP = [0.05, 0.1, 0.25, 0.5, 1.0]
 
 
 def _keep_ratio(text: str) -> float:
@@ -43,91 +47,195 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--mock", action="store_true", help="use the synthetic CPU model")
+    p.add_argument("--model", help="HF model id or local directory, or tiny:FAMILY")
+    if data:
+        p.add_argument("--data", help="JSONL of {image, question, answer} (with --model)")
+    p.add_argument("--scorer", default="cosine", choices=SCORERS.names())
+    p.add_argument("--max-new-tokens", type=_positive_int, default=16)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``vissparse`` command."""
-    parser = argparse.ArgumentParser(prog="vissparse", description=__doc__)
+    """Return the argument parser of the ``vissparse`` command."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="vissparse", description=__doc__, formatter_class=raw)
     sub = parser.add_subparsers(dest="command", required=True)
+
     bench = sub.add_parser("bench", help="paired baseline-vs-pruned benchmark")
     bench.add_argument("--mock", action="store_true", help="use the synthetic CPU model")
-    bench.add_argument(
-        "--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios",
-        help="fraction of image tokens to keep; repeat for one row each (default 0.1)",
-    )  # fmt: skip
+    bench.add_argument("--model-config", help="shape-faithful config (see bench.model_configs)")
+    bench.add_argument("--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios",
+                       help="repeat for one row each (default 0.1)")  # fmt: skip
     bench.add_argument("--n-samples", type=_positive_int, default=100)
-    bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
-                       help="scorer name; repeat to compare (default cosine)")  # fmt: skip
+    bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers")
     bench.add_argument("--strategy", default="topk", choices=STRATEGIES.names())
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--warmup", type=int, default=None)
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    bench.add_argument("--new-tokens", type=_positive_int, default=8)
+    bench.add_argument("--repeats", type=_positive_int, default=3)
+    bench.add_argument("--depth-scale", type=float, default=8)
+    bench.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    bench.add_argument("--out", help="write the results JSON here")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
-    bench.add_argument("--records", action="store_true", help="with --json: per-call records")
+    bench.add_argument("--records", action="store_true", help="mock, with --json: per call")
+
+    sweep = sub.add_parser("sweep", help="accuracy and speedup against keep_ratio")
+    _add_model_args(sweep)
+    sweep.add_argument("--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios")
+    sweep.add_argument("--n-samples", type=_positive_int, default=100)
+    sweep.add_argument("--out", required=True, help="folder for sweep.csv/.json/.png")
+
+    tune = sub.add_parser("tune", help="choose keep_ratio for a target")
+    _add_model_args(tune)
+    goal = tune.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--target-speedup", type=float)
+    goal.add_argument("--max-accuracy-drop", type=float)
+    tune.add_argument("--n-samples", type=_positive_int, default=100)
+    tune.add_argument("--step", type=float, default=0.01)
+    tune.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="PNG of the kept patches")
+    show.add_argument("image", help="image path (mock: a sample number)")
+    show.add_argument("prompts", nargs="+", metavar="PROMPT")
+    show.add_argument("--prompt", action="append", default=[], dest="more_prompts",
+                      help="another prompt, shown side by side")  # fmt: skip
+    _add_model_args(show, data=False)
+    show.add_argument("--keep-ratio", type=_keep_ratio, default=0.25)
+    show.add_argument("--out", default="vissparse_show.png")
     return parser
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table of benchmark rows.
+def _vissparse(args: argparse.Namespace, keep_ratio: float = 0.1) -> VisSparse:
+    if args.mock == bool(args.model):
+        raise SystemExit("vissparse: give exactly one of --mock and --model")
+    if args.mock:
+        return VisSparse("mock", mock=True, keep_ratio=keep_ratio, scorer=args.scorer)
+    if args.model.startswith("tiny:"):
+        from vissparse.testing import tiny_model
 
-    Example:
-        >>> print(format_table([{"keep_ratio": 0.1, "speedup": 2.0}]).splitlines()[0].split())
-        ['keep', 'speedup']
-    """
-    columns = [c for c in TABLE_COLUMNS if any(c[0] in r for r in rows)]
-    cells = [[fmt.format(r[key]) if key in r else "" for key, _, fmt in columns] for r in rows]
-    widths = [
-        max(len(title), *(len(row[i]) for row in cells)) for i, (_, title, _) in enumerate(columns)
-    ]
-    lines = ["  ".join(t.rjust(w) for (_, t, _), w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+        model, processor = tiny_model(args.model.removeprefix("tiny:"))
+        return VisSparse(model, processor=processor, keep_ratio=keep_ratio, scorer=args.scorer)
+    return VisSparse(args.model, keep_ratio=keep_ratio, scorer=args.scorer)
 
 
-def machine_description() -> dict[str, Any]:
-    """Where a benchmark ran: CPU, threads, GPU if any, library versions."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+def _samples_and_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.mock:
+        return {}
+    if not args.data:
+        raise SystemExit("vissparse: --model needs --data (a JSONL of image/question/answer)")
+    from vissparse.data import VQAJsonlDataset
+
+    data = VQAJsonlDataset(args.data)
+    samples = [{"image": it["image"], "prompt": it["question"], "answer": it["answer"]}
+               for it in (data[i] for i in range(len(data)))]  # fmt: skip
+    return {"samples": samples, "max_new_tokens": args.max_new_tokens}
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """The ``bench`` sub-command."""
-    if not args.mock:
-        print("vissparse bench: only --mock is supported so far", file=sys.stderr)
+    if args.mock == bool(args.model_config):
+        print("vissparse bench: give exactly one of --mock and --model-config", file=sys.stderr)
         return 2
+    progress = not args.json or sys.stderr.isatty()
+    if args.model_config:
+        from vissparse.bench.model_bench import check_targets, run_model_bench
+
+        report = run_model_bench(
+            args.model_config, args.keep_ratios or DEFAULT_SWEEP, device=args.device,
+            dtype=args.dtype, new_tokens=args.new_tokens, repeats=args.repeats,
+            warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
+            attn_implementation=args.attn, seed=args.seed, progress=progress,
+        )  # fmt: skip
+        report["machine"] = machine_description()
+        report["targets"] = check_targets(report)
+        rows: list[dict[str, Any]] = report["results"]
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(format_table(rows, MODEL_COLUMNS))
+            for check in report["targets"]:
+                print(f"[{'met' if check['met'] else 'NOT met'}] {check['target']}")
+        return 0
     rows = []
     for scorer in args.scorers or ["cosine"]:
         for keep_ratio in args.keep_ratios or [0.1]:
-            model = VisSparse(
-                base_model="mock", keep_ratio=keep_ratio, scorer=scorer,
-                strategy=args.strategy, mock=True, seed=args.seed,
-            )  # fmt: skip
-            result = model.benchmark(
-                n_samples=args.n_samples, seed=args.seed, warmup=args.warmup,
-                progress=not args.json or sys.stderr.isatty(),
-            )  # fmt: skip
+            model = VisSparse(base_model="mock", keep_ratio=keep_ratio, scorer=scorer,
+                              strategy=args.strategy, mock=True, seed=args.seed)  # fmt: skip
+            result = model.benchmark(n_samples=args.n_samples, seed=args.seed,
+                                     warmup=3 if args.warmup is None else args.warmup,
+                                     progress=progress)  # fmt: skip
             if not args.records:
                 result.pop("records")
             rows.append(result)
+    payload = {"machine": machine_description(), "results": rows}
+    if args.out:
+        Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     if args.json:
-        print(json.dumps({"machine": machine_description(), "results": rows}, indent=2))
+        print(json.dumps(payload, indent=2))
     else:
         print(format_table(rows))
-        print(f"\nmachine: {machine_description()}")
+        print(f"\nmachine: {payload['machine']}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """The ``sweep`` sub-command: CSV, JSON and a PNG plot in ``--out``."""
+    from vissparse.bench.plots import plot_sweep
+
+    vs = _vissparse(args)
+    rows = vs.sweep(args.keep_ratios or DEFAULT_SWEEP, n_samples=args.n_samples,
+                    **_samples_and_kwargs(args))  # fmt: skip
+    name = "mock" if args.mock else args.model
+    paths = write_rows(rows, args.out, "sweep", {"model": name, "machine": machine_description()})
+    png = plot_sweep(rows, Path(args.out) / "sweep.png", title=f"{name} ({args.scorer})")
+    print(format_table(rows))
+    print(f"\nwrote {paths['csv']}, {paths['json']}, {png}")
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    """The ``tune`` sub-command."""
+    vs = _vissparse(args)
+    result = vs.tune(target_speedup=args.target_speedup, max_accuracy_drop=args.max_accuracy_drop,
+                     n_samples=args.n_samples, step=args.step, progress=False,
+                     **_samples_and_kwargs(args))  # fmt: skip
+    if args.json:
+        print(json.dumps({"keep_ratio": result.keep_ratio, "met": result.met,
+                          "target": result.target, "reason": result.reason,
+                          "measurements": result.measurements}, indent=2))  # fmt: skip
+    else:
+        print(format_table(sorted(result.measurements, key=lambda r: r["keep_ratio"])))
+        print(f"\n{result.reason}")
+    return 0 if result.met else 1
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """The ``show`` sub-command: a PNG of the kept patches, one panel per prompt."""
+    from vissparse.bench.overlay import render_overlay
+
+    vs = _vissparse(args, keep_ratio=args.keep_ratio)
+    image: Any = args.image
+    if args.mock:
+        image = vs.pipeline.samples(int(args.image) + 1)[int(args.image)]
+    path = render_overlay(vs, image, [*args.prompts, *args.more_prompts], args.out)
+    print(f"wrote {path}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vissparse`` console script."""
     args = build_parser().parse_args(argv)
-    if args.command == "bench":
-        return run_bench(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    commands = {"bench": run_bench, "sweep": run_sweep, "tune": run_tune, "show": run_show}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+__all__ = ["format_table", "machine_description", "main", "markdown_table"]

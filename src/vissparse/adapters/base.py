@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 
@@ -28,6 +29,11 @@ class FamilySpec:
             (LLaVA-NeXT), which are always kept and never scored.
         processor_class: the transformers processor class name.
         image_processor_class: the PIL-backend image processor class (no torchvision).
+        layout: how an image's tokens lie on the picture (see
+            :meth:`VLMAdapter.token_grid`): ``"merged_grid"`` (Qwen: the merged-patch
+            grid over the whole resized image), ``"square_crop"`` (LLaVA-1.5: a square
+            grid over the processor's centre crop) or ``"base_tile"`` (LLaVA-NeXT: the
+            first tokens are a square grid over the image squashed to a square).
     """
 
     name: str
@@ -38,6 +44,39 @@ class FamilySpec:
     image_newline: bool
     processor_class: str
     image_processor_class: str
+    layout: Literal["merged_grid", "square_crop", "base_tile"]
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """Where one image's tokens lie on the picture they were cut from.
+
+    The grid's tokens are the image's tokens ``start`` to ``start + rows * cols``, in
+    raster order (row by row, left to right); the grid evenly divides the picture that
+    :meth:`VLMAdapter.grid_picture` returns.
+
+    Attributes:
+        rows: grid rows.
+        cols: grid columns.
+        start: index of the grid's first token among the image's tokens (1 when a CLS
+            token comes first).
+        label: what the grid covers when it is not all of the image's tokens
+            (``"base tile"`` for LLaVA-NeXT), else ``""``.
+
+    Example:
+        >>> TokenGrid(rows=2, cols=3).n_tokens
+        6
+    """
+
+    rows: int
+    cols: int
+    start: int = 0
+    label: str = ""
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of tokens on the grid."""
+        return self.rows * self.cols
 
 
 @dataclass
@@ -92,6 +131,14 @@ class VLMAdapter:
 
     def reset_state(self) -> None:
         """Forget anything the model caches between calls (nothing by default)."""
+
+    def token_grid(self, inputs: dict[str, Any], image_index: int) -> TokenGrid:
+        """The token grid of image ``image_index`` (batch order) of processed ``inputs``."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its token grid")
+
+    def grid_picture(self, image: Image.Image, image_processor: Any) -> Image.Image:
+        """The part of ``image`` (original pixels) that :meth:`token_grid` covers."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its token grid")
 
     # --- shared ----------------------------------------------------------------------
     def newline_tokens(self, features: Tensor) -> Tensor:

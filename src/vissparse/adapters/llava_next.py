@@ -16,4 +16,5 @@ LLAVA_NEXT = replace(
     image_newline=True,
     processor_class="LlavaNextProcessor",
     image_processor_class="LlavaNextImageProcessorPil",
+    layout="base_tile",
 )

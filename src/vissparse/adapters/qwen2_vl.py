@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from PIL import Image
 from torch import Tensor
 
-from vissparse.adapters.base import FamilySpec, VLMAdapter
+from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
 
 _QWEN_PLACEHOLDERS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
 
@@ -20,6 +21,7 @@ QWEN2_VL = FamilySpec(
     image_newline=False,
     processor_class="Qwen2VLProcessor",
     image_processor_class="Qwen2VLImageProcessorPil",
+    layout="merged_grid",
 )
 
 
@@ -43,6 +45,29 @@ class QwenVLAdapter(VLMAdapter):
     def reset_state(self) -> None:
         """Qwen models cache ``rope_deltas`` on the model between calls: clear them."""
         self.model.model.rope_deltas = None
+
+    def token_grid(self, inputs: dict[str, Any], image_index: int) -> TokenGrid:
+        """The merged-token grid ``(grid_h / merge, grid_w / merge)``, raster order.
+
+        ``image_grid_thw`` counts ViT patches of the resized image; the merger folds each
+        ``merge x merge`` block into one token, so the image's tokens form this grid.
+        """
+        grid_thw = inputs["image_grid_thw"]
+        if not 0 <= image_index < grid_thw.shape[0]:
+            raise IndexError(f"image_index {image_index} out of range: {grid_thw.shape[0]} images")
+        t, h, w = (int(x) for x in grid_thw[image_index])
+        if t != 1:
+            raise ValueError(f"image {image_index} has {t} temporal patches; expected 1")
+        merge = int(self.model.config.vision_config.spatial_merge_size)
+        return TokenGrid(rows=h // merge, cols=w // merge)
+
+    def grid_picture(self, image: Image.Image, image_processor: Any) -> Image.Image:
+        """The whole image: the processor resizes it keeping the aspect ratio.
+
+        The resized sides are rounded to multiples of ``patch_size * merge_size`` (28
+        pixels), so grid lines drawn over the original are off by at most half of that.
+        """
+        return image
 
 
 @cache

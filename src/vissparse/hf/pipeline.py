@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vissparse.adapters import get_adapter
+from vissparse.adapters import Embedded, get_adapter
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks
@@ -126,7 +126,14 @@ class HFPipeline:
     def prune(self, inputs: Any, prompt_mask: Tensor) -> PrunedBatch:
         """Embed, score each image against its prompt's query, select, apply the mode."""
         self.adapter.reset_state()
-        emb = self.adapter.embed(inputs)
+        return self.select_and_apply(self.adapter.embed(inputs), prompt_mask)
+
+    @torch.inference_mode()
+    def select_and_apply(self, emb: Embedded, prompt_mask: Tensor) -> PrunedBatch:
+        """The pruning proper, after the vision encoder: query, score, select, apply.
+
+        This is the overhead VisSparse adds to a call; benchmarks time it on its own.
+        """
         query = query_from_embeddings(emb.inputs_embeds, prompt_mask)
         tokens, valid = gather_images(
             emb.inputs_embeds, emb.image_sample, emb.image_positions, emb.scorable

@@ -1,0 +1,161 @@
+"""``vissparse bench --model-config``: paired phase timings against the FLOP bound."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from vissparse.bench.flops import analytic_prefill_flops
+from vissparse.bench.measure import CallTiming, prefill_flops, timed_call
+from vissparse.bench.model_configs import build_model
+from vissparse.config import PruningConfig
+from vissparse.hf.pipeline import HFPipeline
+from vissparse.testing import random_image
+
+PROMPT = "What color is the car in this picture?"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _summary(calls: list[CallTiming]) -> dict[str, Any]:
+    per_token = [statistics.median(c.decode_ms) for c in calls if c.decode_ms]
+    out = {
+        "vision_ms": _stats([c.vision_ms for c in calls]),
+        "overhead_ms": _stats([c.overhead_ms for c in calls]),
+        "prefill_ms": _stats([c.ttft_ms for c in calls]),
+        "lm_prefill_ms": _stats([c.prefill_ms for c in calls]),
+        "e2e_ms": _stats([c.e2e_ms for c in calls]),
+        "kv_cache_bytes": calls[0].kv_cache_bytes,
+        "sequence_length": calls[0].sequence_length,
+        "peak_memory_bytes": calls[0].peak_memory_bytes,
+    }
+    if per_token:
+        out["decode_ms_per_token"] = _stats(per_token)
+    return out
+
+
+def _ratio(base: dict[str, Any], pruned: dict[str, Any], key: str) -> float | None:
+    if key not in base or key not in pruned:
+        return None
+    return base[key]["median"] / pruned[key]["median"]
+
+
+def run_model_bench(
+    name: str,
+    keep_ratios: list[float],
+    device: str = "cpu",
+    dtype: str = "float32",
+    new_tokens: int = 8,
+    repeats: int = 3,
+    warmup: int = 1,
+    depth_scale: float = 8,
+    attn_implementation: str = "sdpa",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
+
+    For each keep ratio, ``repeats`` baseline and pruned calls run interleaved on the same
+    inputs after ``warmup`` untimed pairs. The prefill speedup compares times to first
+    token (vision encoder included on both sides); the bound is the ratio of prefill
+    FLOPs counted by ``FlopCounterMode`` (cross-checked against the analytic formula).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if new_tokens < 1 or repeats < 1:
+        raise ValueError("`new_tokens` and `repeats` must be >= 1")
+    model, processor, shape = build_model(name, depth_scale, DTYPES[dtype], device,
+                                          attn_implementation, seed)  # fmt: skip
+    image = random_image(*shape.image_size, seed=seed)
+    base_pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=1.0))
+    inputs, prompt_mask, _, _ = base_pipe._encode(image, PROMPT)
+    n_image = int((inputs["input_ids"] == base_pipe.adapter.image_token_id).sum())
+    n_patches = (int(inputs["image_grid_thw"].prod()) if "image_grid_thw" in inputs
+                 else (shape.vision["image_size"] // shape.vision["patch_size"]) ** 2)  # fmt: skip
+    seq = int(inputs["input_ids"].shape[1])
+    base_flops = prefill_flops(base_pipe, inputs, prompt_mask, prune=False)
+    base_analytic = analytic_prefill_flops(model.config, seq, n_patches)
+    vision_layers, text_layers = shape.depths(depth_scale)
+    rows = []
+    bar = tqdm(total=len(keep_ratios) * (warmup + repeats), desc=name, disable=not progress)
+    for keep_ratio in keep_ratios:
+        pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=keep_ratio))
+        base_calls, pruned_calls = [], []
+        for i in range(warmup + repeats):
+            order = (False, True) if i % 2 == 0 else (True, False)
+            pair = {p: timed_call(pipe, inputs, prompt_mask, p, new_tokens) for p in order}
+            if i >= warmup:
+                base_calls.append(pair[False])
+                pruned_calls.append(pair[True])
+            bar.update()
+        base, pruned = _summary(base_calls), _summary(pruned_calls)
+        pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
+        pruned_seq = pruned["sequence_length"]
+        analytic_bound = base_analytic / analytic_prefill_flops(model.config, pruned_seq, n_patches)
+        overhead = pruned["overhead_ms"]["median"]
+        prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
+        rows.append({
+            "keep_ratio": keep_ratio,
+            "n_image_tokens": n_image,
+            "n_kept": n_image - (seq - pruned_seq),
+            "prefill_speedup": prefill_speedup,
+            "lm_prefill_speedup": _ratio(base, pruned, "lm_prefill_ms"),
+            "decode_speedup": _ratio(base, pruned, "decode_ms_per_token"),
+            "e2e_speedup": _ratio(base, pruned, "e2e_ms"),
+            "flop_speedup_bound": base_flops / pruned_flops,
+            "analytic_flop_speedup_bound": analytic_bound,
+            "kv_cache_ratio": pruned["kv_cache_bytes"] / base["kv_cache_bytes"],
+            "overhead_ms": overhead,
+            "overhead_fraction": overhead / base["prefill_ms"]["median"],
+            "prefill_vs_bound": prefill_speedup / (base_flops / pruned_flops),
+            "flops_baseline": base_flops,
+            "flops_pruned": pruned_flops,
+            "baseline": base,
+            "pruned": pruned,
+        })  # fmt: skip
+    bar.close()
+    return {
+        "config": {
+            "name": name, "reference": shape.reference, "family": shape.family,
+            "depth_scale": depth_scale, "vision_layers": vision_layers,
+            "text_layers": text_layers, "real_vision_layers": shape.vision_layers,
+            "real_text_layers": shape.text_layers, "image_size": list(shape.image_size),
+            "n_image_tokens": n_image, "sequence_length": seq, "device": device,
+            "dtype": dtype, "attn_implementation": attn_implementation,
+            "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
+            "flop_counter_vs_analytic": base_flops / base_analytic, "prompt": PROMPT,
+        },
+        "results": rows,
+    }  # fmt: skip
+
+
+TARGETS = {
+    "llava-1.5-7b": [
+        ("prefill_speedup >= 0.85 x flop_speedup_bound at keep 0.10", 0.10,
+         lambda r: r["prefill_vs_bound"] >= 0.85),
+        ("prefill_speedup >= 0.85 x flop_speedup_bound at keep 0.25", 0.25,
+         lambda r: r["prefill_vs_bound"] >= 0.85),
+        ("KV cache <= 0.25 x baseline at keep 0.10", 0.10, lambda r: r["kv_cache_ratio"] <= 0.25),
+    ],
+}  # fmt: skip
+
+
+def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Evaluate the issue's targets on a report (where its keep ratios were measured)."""
+    checks = []
+    rows = {r["keep_ratio"]: r for r in report["results"]}
+    for text, keep, test in TARGETS.get(report["config"]["name"], []):
+        if keep in rows:
+            checks.append({"target": text, "met": bool(test(rows[keep]))})
+    for r in report["results"]:
+        if r["keep_ratio"] < 1.0:
+            checks.append({"target": f"scoring + masking overhead <= 2% of baseline prefill "
+                                     f"at keep {r['keep_ratio']:g}",
+                           "met": r["overhead_fraction"] <= 0.02})  # fmt: skip
+    return checks

@@ -1,0 +1,206 @@
+"""Shape-faithful model configs for benchmarks: real widths, reduced depth, random weights.
+
+Each named config has the real model's widths, head counts, MLP sizes, vocabulary,
+vision encoder, image resolution and image-token count. Depth is divided by
+``depth_scale`` for BOTH the vision encoder and the language model (rounded, at least
+one layer), so the share of the vision encoder in a prefill stays close to the real
+model's; ``depth_scale=1`` builds the real depth (a GPU job). Weights are random and the
+tokenizer is the offline character-level one of ``vissparse.testing`` (a question is
+therefore more text tokens than with the real tokenizer, which makes measured speedups
+slightly conservative).
+
+Example:
+    >>> sorted(MODEL_CONFIGS)
+    ['llava-1.5-7b', 'qwen2-vl-2b', 'qwen2-vl-7b']
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vissparse.testing import (
+    LLAVA_CHAT_TEMPLATE,
+    LLAVA_SPECIALS,
+    QWEN_CHAT_TEMPLATE,
+    QWEN_SPECIALS,
+    char_tokenizer,
+)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The real shape of a model; see the module docstring.
+
+    Attributes:
+        name: config name, e.g. ``"llava-1.5-7b"``.
+        family: ``"llava"`` or ``"qwen2_vl"``.
+        reference: the HF model this shape is taken from.
+        vision_layers: real vision-encoder depth.
+        text_layers: real language-model depth.
+        image_size: ``(height, width)`` of the benchmark image in pixels.
+        vision: vision-config keyword arguments (without depth).
+        text: text-config keyword arguments (without depth).
+    """
+
+    name: str
+    family: str
+    reference: str
+    vision_layers: int
+    text_layers: int
+    image_size: tuple[int, int]
+    vision: dict[str, Any]
+    text: dict[str, Any]
+
+    def depths(self, depth_scale: float) -> tuple[int, int]:
+        """``(vision_layers, text_layers)`` after dividing by ``depth_scale``."""
+        if not depth_scale >= 1:
+            raise ValueError(f"`depth_scale` must be a number >= 1, got {depth_scale!r}")
+        return (max(1, round(self.vision_layers / depth_scale)),
+                max(1, round(self.text_layers / depth_scale)))  # fmt: skip
+
+
+_QWEN_VISION = dict(embed_dim=1280, num_heads=16, mlp_ratio=4, patch_size=14,
+                    spatial_merge_size=2, temporal_patch_size=2, in_channels=3)  # fmt: skip
+
+MODEL_CONFIGS: dict[str, ModelShape] = {
+    "llava-1.5-7b": ModelShape(
+        name="llava-1.5-7b", family="llava", reference="llava-hf/llava-1.5-7b-hf",
+        vision_layers=24, text_layers=32, image_size=(336, 336),
+        vision=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                    image_size=336, patch_size=14, projection_dim=768),
+        text=dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
+                  num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096,
+                  rms_norm_eps=1e-5),
+    ),
+    "qwen2-vl-7b": ModelShape(
+        name="qwen2-vl-7b", family="qwen2_vl", reference="Qwen/Qwen2-VL-7B-Instruct",
+        vision_layers=32, text_layers=28, image_size=(448, 448),
+        vision=dict(_QWEN_VISION, hidden_size=3584),
+        text=dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28,
+                  num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768,
+                  rms_norm_eps=1e-6, tie_word_embeddings=False),
+    ),
+    "qwen2-vl-2b": ModelShape(
+        name="qwen2-vl-2b", family="qwen2_vl", reference="Qwen/Qwen2-VL-2B-Instruct",
+        vision_layers=32, text_layers=28, image_size=(448, 448),
+        vision=dict(_QWEN_VISION, hidden_size=1536),
+        text=dict(hidden_size=1536, intermediate_size=8960, num_attention_heads=12,
+                  num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
+                  rms_norm_eps=1e-6, tie_word_embeddings=True),
+    ),
+}  # fmt: skip
+
+
+def _llava(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
+    import transformers as tf
+
+    tok = char_tokenizer(
+        LLAVA_SPECIALS,
+        LLAVA_CHAT_TEMPLATE,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    size = shape.vision["image_size"]
+    config = tf.LlavaConfig(
+        vision_config=tf.CLIPVisionConfig(num_hidden_layers=vision_layers, **shape.vision),
+        text_config=tf.LlamaConfig(
+            num_hidden_layers=text_layers,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **shape.text,
+        ),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=(size // shape.vision["patch_size"]) ** 2,
+    )
+    image_processor = tf.CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
+    processor = tf.LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return config, tf.LlavaForConditionalGeneration, processor
+
+
+def _qwen(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
+    import transformers as tf
+
+    from vissparse.adapters.qwen2_vl import image_only_processor_class
+
+    tok = char_tokenizer(
+        QWEN_SPECIALS, QWEN_CHAT_TEMPLATE, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
+    ids = {
+        f"{n}_token_id": tok.convert_tokens_to_ids(f"<|{t}|>")
+        for n, t in [
+            ("image", "image_pad"),
+            ("video", "video_pad"),
+            ("vision_start", "vision_start"),
+            ("vision_end", "vision_end"),
+        ]
+    }
+    text = dict(
+        shape.text,
+        num_hidden_layers=text_layers,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+    )
+    config = tf.Qwen2VLConfig(
+        text_config=text, vision_config=dict(shape.vision, depth=vision_layers), **ids
+    )
+    pixels = shape.image_size[0] * shape.image_size[1]
+    image_processor = tf.Qwen2VLImageProcessorPil(
+        size={"shortest_edge": pixels, "longest_edge": pixels},
+        patch_size=14,
+        temporal_patch_size=2,
+        merge_size=2,
+    )
+    processor = image_only_processor_class(tf.Qwen2VLProcessor)(
+        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE
+    )
+    return config, tf.Qwen2VLForConditionalGeneration, processor
+
+
+def build_model(
+    name: str,
+    depth_scale: float = 8,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    attn_implementation: str = "sdpa",
+    seed: int = 0,
+) -> tuple[Any, Any, ModelShape]:
+    """``(model, processor, shape)`` for a named config, random weights, built offline.
+
+    Example:
+        >>> build_model("llava-1.5-7b", depth_scale=8)[2].depths(8)
+        (3, 4)
+    """
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
+    shape = MODEL_CONFIGS[name]
+    vision_layers, text_layers = shape.depths(depth_scale)
+    builder = _llava if shape.family == "llava" else _qwen
+    config, model_cls, processor = builder(shape, vision_layers, text_layers)
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        model = model_cls._from_config(
+            copy.deepcopy(config), dtype=dtype, attn_implementation=attn_implementation
+        )
+    model.eval()
+    gen = model.generation_config
+    gen.pad_token_id, gen.eos_token_id = processor.tokenizer.pad_token_id, None
+    return model, processor, shape

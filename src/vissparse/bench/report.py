@@ -1,0 +1,123 @@
+"""Tables, machine descriptions and result files of benchmarks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SUMMARY_COLUMNS = (
+    ("keep_ratio", "keep", "{:.2f}"),
+    ("scorer", "scorer", "{}"),
+    ("n_kept", "kept", "{:.0f}"),
+    ("n_image_tokens", "of", "{:.0f}"),
+    ("speedup", "speedup", "{:.2f}x"),
+    ("baseline_accuracy", "base acc", "{:.1%}"),
+    ("accuracy", "acc", "{:.1%}"),
+    ("accuracy_delta", "acc delta", "{:+.1%}"),
+    ("baseline_latency_ms", "base ms", "{:.2f}"),
+    ("latency_ms", "pruned ms", "{:.2f}"),
+)
+MODEL_COLUMNS = (
+    ("keep_ratio", "keep", "{:.2f}"),
+    ("n_kept", "kept", "{:.0f}"),
+    ("n_image_tokens", "of", "{:.0f}"),
+    ("prefill_speedup", "prefill", "{:.2f}x"),
+    ("flop_speedup_bound", "bound", "{:.2f}x"),
+    ("prefill_vs_bound", "of bound", "{:.0%}"),
+    ("decode_speedup", "decode", "{:.2f}x"),
+    ("e2e_speedup", "e2e", "{:.2f}x"),
+    ("kv_cache_ratio", "KV", "{:.2f}"),
+    ("overhead_ms", "overhead ms", "{:.1f}"),
+    ("overhead_fraction", "overhead", "{:.2%}"),
+)
+
+
+def format_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]] = SUMMARY_COLUMNS
+) -> str:
+    """A plain-text table of result rows (columns absent from every row are left out).
+
+    Example:
+        >>> print(format_table([{"keep_ratio": 0.1, "speedup": 2.0}]).splitlines()[0].split())
+        ['keep', 'speedup']
+    """
+    columns = [c for c in columns if any(r.get(c[0]) is not None for r in rows)]
+    cells = [
+        [fmt.format(r[key]) if r.get(key) is not None else "" for key, _, fmt in columns]
+        for r in rows
+    ]
+    widths = [
+        max(len(title), *(len(row[i]) for row in cells)) for i, (_, title, _) in enumerate(columns)
+    ]
+    lines = ["  ".join(t.rjust(w) for (_, t, _), w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def markdown_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]] = MODEL_COLUMNS
+) -> str:
+    """The same table in Markdown.
+
+    Example:
+        >>> print(markdown_table([{"keep_ratio": 0.5}]))
+        | keep |
+        | ---: |
+        | 0.50 |
+    """
+    columns = [c for c in columns if any(r.get(c[0]) is not None for r in rows)]
+    lines = ["| " + " | ".join(t for _, t, _ in columns) + " |",
+             "| " + " | ".join("---:" for _ in columns) + " |"]  # fmt: skip
+    for r in rows:
+        cells = [fmt.format(r[k]) if r.get(k) is not None else "" for k, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_description() -> dict[str, Any]:
+    """Where a benchmark ran: CPU, threads, GPU if any, library versions."""
+    import transformers
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": _cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count()
+
+
+def write_rows(rows: Sequence[dict[str, Any]], out_dir: str | Path, stem: str,
+               extra: dict[str, Any] | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write rows as ``{stem}.csv`` and ``{stem}.json`` (with ``extra`` beside them)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    flat = [{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in rows]
+    keys = list(dict.fromkeys(k for r in flat for k in r))
+    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(flat)
+    payload = {**(extra or {}), "results": list(rows)}
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return {"csv": csv_path, "json": json_path}
