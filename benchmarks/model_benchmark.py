@@ -1,0 +1,77 @@
+"""Run ``vissparse bench --model-config`` for each config and tabulate the results.
+
+    python benchmarks/model_benchmark.py --device cpu --dtype float32 --depth-scale 8 \\
+        --out benchmarks/results --readme README.md
+
+Writes ``{config}_{device}_{dtype}_d{depth}.json`` per config and ``model_{device}.md``
+(the tables quoted in the README, between the ``model-results-{device}`` markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mock_benchmark import replace_between_markers
+
+from vissparse.bench.report import markdown_table
+from vissparse.cli import main as cli
+
+CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b", "qwen2-vl-2b")
+KEEP = ("0.05", "0.1", "0.25", "0.5", "1.0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--depth-scale", default="8")
+    parser.add_argument("--new-tokens", default="8")
+    parser.add_argument("--repeats", default="3")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--readme", type=Path)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for name in args.configs:
+        path = args.out / f"{name}_{args.device}_{args.dtype}_d{args.depth_scale}.json"
+        argv = ["bench", "--model-config", name, "--device", args.device, "--dtype", args.dtype,
+                "--depth-scale", args.depth_scale, "--new-tokens", args.new_tokens,
+                "--repeats", args.repeats, "--out", str(path)]  # fmt: skip
+        for keep in KEEP:
+            argv += ["--keep-ratio", keep]
+        cli(argv)
+        report = json.loads(path.read_text())
+        cfg, machine = report["config"], report["machine"]
+        where = machine.get("gpu") or (
+            f"{machine['processor']} CPU, {machine['cpu_count']} cores, "
+            f"{machine['torch_threads']} torch threads"
+        )
+        targets = "".join(
+            f"\n- {'met' if t['met'] else 'NOT met'}: {t['target']}" for t in report["targets"]
+        )
+        sections.append(
+            f"**{name}** ({cfg['reference']} shapes; vision {cfg['vision_layers']}/"
+            f"{cfg['real_vision_layers']} and LM {cfg['text_layers']}/{cfg['real_text_layers']} "
+            f"layers; {cfg['image_size'][0]}x{cfg['image_size'][1]} image, "
+            f"{cfg['n_image_tokens']} image tokens of {cfg['sequence_length']}; {cfg['dtype']}, "
+            f"{cfg['attn_implementation']}; {cfg['new_tokens']} new tokens; median of "
+            f"{cfg['repeats']} paired runs) on {where}, torch {machine['torch']}, "
+            f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}:\n\n"
+            f"{markdown_table(report['results'])}\n{targets}\n"
+        )
+    command = " ".join(["python benchmarks/model_benchmark.py", *sys.argv[1:]])
+    text = f"Produced by `{command}`.\n\n" + "\n".join(sections)
+    (args.out / f"model_{args.device}.md").write_text(text)
+    print(text)
+    if args.readme:
+        replace_between_markers(args.readme, f"model-results-{args.device}", text.strip())
+
+
+if __name__ == "__main__":
+    main()
