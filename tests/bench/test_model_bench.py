@@ -1,0 +1,93 @@
+"""Shape-faithful configs, phase timings and the FLOP bound (small depth, CPU)."""
+
+import pytest
+import torch
+
+from vissparse import PruningConfig
+from vissparse.bench.flops import analytic_prefill_flops, count_flops, lm_flops
+from vissparse.bench.measure import cache_bytes, prefill_flops, timed_call
+from vissparse.bench.model_bench import check_targets, run_model_bench
+from vissparse.bench.model_configs import MODEL_CONFIGS, _llava, _qwen
+from vissparse.hf.pipeline import HFPipeline
+from vissparse.testing import random_image, tiny_model
+
+
+def test_configs_have_the_real_shapes():
+    llava, _, processor = _llava(MODEL_CONFIGS["llava-1.5-7b"], 3, 4)
+    assert (llava.text_config.hidden_size, llava.text_config.intermediate_size) == (4096, 11008)
+    assert (llava.vision_config.hidden_size, llava.vision_config.image_size) == (1024, 336)
+    assert llava.vision_config.num_hidden_layers == 3 and llava.text_config.num_hidden_layers == 4
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
+        add_generation_prompt=True, tokenize=False)  # fmt: skip
+    ids = processor(images=[random_image(336, 336)], text=[text])["input_ids"]
+    assert int((ids == llava.image_token_id).sum()) == 576
+    qwen, _, _ = _qwen(MODEL_CONFIGS["qwen2-vl-7b"], 4, 4)
+    assert (qwen.text_config.hidden_size, qwen.text_config.num_key_value_heads) == (3584, 4)
+    assert qwen.vision_config.embed_dim == 1280 and qwen.vision_config.depth == 4
+    assert MODEL_CONFIGS["qwen2-vl-2b"].text["tie_word_embeddings"] is True
+
+
+def test_depth_scale_keeps_both_parts_and_rejects_bad_values():
+    shape = MODEL_CONFIGS["llava-1.5-7b"]
+    assert shape.depths(8) == (3, 4) and shape.depths(1) == (24, 32)
+    assert shape.depths(1000) == (1, 1)
+    with pytest.raises(ValueError, match="depth_scale"):
+        shape.depths(0.5)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_phase_timing_follows_generate(family):
+    model, processor = tiny_model(family)
+    pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25))
+    image, prompt = random_image(112, 112), "What is it?"
+    inputs, prompt_mask, _, _ = pipe._encode(image, prompt)
+    gen = {"max_new_tokens": 5, "min_new_tokens": 5, "do_sample": False}
+    base = timed_call(pipe, inputs, prompt_mask, prune=False, new_tokens=5)
+    pruned = timed_call(pipe, inputs, prompt_mask, prune=True, new_tokens=5)
+    expected = model.generate(**inputs, **gen)[0, inputs["input_ids"].shape[1] :].tolist()
+    assert base.tokens == expected
+    assert (
+        pruned.tokens
+        == pipe.generate(image, prompt, return_details=True, **gen).sequences[0].tolist()
+    )
+    assert len(base.decode_ms) == 4 and base.ttft_ms >= base.prefill_ms > 0
+    assert base.e2e_ms == pytest.approx(base.ttft_ms + sum(base.decode_ms))
+    ratio = pruned.kv_cache_bytes / base.kv_cache_bytes
+    assert ratio == pytest.approx(pruned.sequence_length / base.sequence_length)
+
+
+def test_flop_count_and_formula():
+    assert count_flops(lambda: torch.ones(3, 5) @ torch.ones(5, 7)) == 2 * 3 * 5 * 7
+    model, processor = tiny_model("llava")
+    pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25))
+    inputs, prompt_mask, _, _ = pipe._encode(random_image(), "What?")
+    full, pruned = (prefill_flops(pipe, inputs, prompt_mask, p) for p in (False, True))
+    assert full > pruned > 0
+    n = inputs["input_ids"].shape[1]
+    lm_share = lm_flops(model.config.text_config, n)
+    assert lm_share < analytic_prefill_flops(model.config, n, 16)
+
+
+def test_run_model_bench_report_and_targets():
+    report = run_model_bench("qwen2-vl-2b", [0.1, 1.0], depth_scale=32, new_tokens=2,
+                             repeats=1, warmup=0, progress=False)  # fmt: skip
+    cfg = report["config"]
+    assert (cfg["vision_layers"], cfg["text_layers"]) == (1, 1) and cfg["n_image_tokens"] == 256
+    assert 0.9 < cfg["flop_counter_vs_analytic"] < 1.1
+    low, full = report["results"]
+    for key in ("prefill_speedup", "decode_speedup", "e2e_speedup", "flop_speedup_bound",
+                "kv_cache_ratio", "overhead_ms"):  # fmt: skip
+        assert low[key] > 0
+    assert low["n_kept"] == 26 and full["n_kept"] == 256
+    text = cfg["sequence_length"] - 256
+    assert low["kv_cache_ratio"] == pytest.approx((text + 26) / (text + 256))
+    assert low["flop_speedup_bound"] > 1.0 and full["flop_speedup_bound"] == pytest.approx(
+        1.0, abs=1e-3
+    )
+    assert low["analytic_flop_speedup_bound"] == pytest.approx(low["flop_speedup_bound"], rel=0.1)
+    checks = check_targets(report)
+    assert [c["target"] for c in checks] == [
+        "scoring + masking overhead <= 2% of baseline prefill at keep 0.1"
+    ]
+    assert cache_bytes(object()) == 0
