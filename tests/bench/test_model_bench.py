@@ -20,7 +20,7 @@ def test_configs_have_the_real_shapes():
     text = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
         add_generation_prompt=True, tokenize=False)  # fmt: skip
-    ids = processor(images=[random_image(336, 336)], text=[text])["input_ids"]
+    ids = processor(images=[random_image(336, 336)], text=[text], return_tensors="pt")["input_ids"]
     assert int((ids == llava.image_token_id).sum()) == 576
     qwen, _, _ = _qwen(MODEL_CONFIGS["qwen2-vl-7b"], 4, 4)
     assert (qwen.text_config.hidden_size, qwen.text_config.num_key_value_heads) == (3584, 4)

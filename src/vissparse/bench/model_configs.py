@@ -186,8 +186,9 @@ def build_model(
     """``(model, processor, shape)`` for a named config, random weights, built offline.
 
     Example:
-        >>> build_model("llava-1.5-7b", depth_scale=8)[2].depths(8)
-        (3, 4)
+        >>> model, processor, shape = build_model("qwen2-vl-2b", depth_scale=100)  # doctest: +SKIP
+        >>> shape.depths(100)
+        (1, 1)
     """
     if name not in MODEL_CONFIGS:
         raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
