@@ -187,7 +187,7 @@ def build_model(
 
     Example:
         >>> model, processor, shape = build_model("qwen2-vl-2b", depth_scale=100)  # doctest: +SKIP
-        >>> shape.depths(100)
+        >>> MODEL_CONFIGS["qwen2-vl-2b"].depths(100)
         (1, 1)
     """
     if name not in MODEL_CONFIGS:
