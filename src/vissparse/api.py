@@ -189,6 +189,7 @@ class VisSparse:
             )
         else:
             items = list(samples)[:n_samples]
+            _check_samples(items)
         keep_ratio = pipe.config.keep_ratio
         kw = generate_kwargs
         summary, records = paired_benchmark(
@@ -312,3 +313,15 @@ def _model_name(base_model: Any) -> str:
 def _describe(obj: TokenScorer | MaskStrategy) -> str:
     name = getattr(obj, "name", type(obj).__name__)
     return name if name != "custom" else type(obj).__name__
+
+
+def _check_samples(items: list[Any]) -> None:
+    if not items:
+        raise ValueError("`samples` holds no samples")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or any(
+            k not in item for k in ("image", "prompt", "answer")
+        ):
+            raise ValueError(f"`samples[{i}]` must be a dict with `image`, `prompt` and `answer`")
+        if not isinstance(item["prompt"], str) or not isinstance(item["answer"], str):
+            raise ValueError(f"`samples[{i}]`: `prompt` and `answer` must be strings")

@@ -7,6 +7,7 @@ from typing import Literal
 
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.base import MaskStrategy, TokenScorer
+from vissparse.strategies.registry import get_scorer, get_strategy
 
 MODES = ("drop", "mask")
 Mode = Literal["drop", "mask"]
@@ -39,6 +40,10 @@ class PruningConfig:
 
     def __post_init__(self) -> None:
         self.keep_ratio = validate_keep_ratio(self.keep_ratio)
+        if isinstance(self.scorer, str):
+            get_scorer(self.scorer)  # an unknown name fails here, before any model loads
+        if isinstance(self.strategy, str):
+            get_strategy(self.strategy)
         if not isinstance(self.scorer, str | TokenScorer):
             raise TypeError(
                 f"`scorer` must be a registered name or a TokenScorer, got {self.scorer!r}"

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
 
-_QWEN_PLACEHOLDERS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
+_QWEN_PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 QWEN2_VL = FamilySpec(
     name="qwen2_vl",

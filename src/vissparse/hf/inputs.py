@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+_SENTINEL = "\ue000vissparse-prompt\ue000"
+
 
 @dataclass
 class Item:
@@ -115,7 +117,9 @@ def chat_text(processor: Any, item: Item) -> tuple[str, tuple[int, int]]:
     Images come first in the user turn, then the prompt, as the model cards show.
     """
     content: list[dict[str, Any]] = [{"type": "image"} for _ in item.images]
-    content.append({"type": "text", "text": item.prompt})
+    # A sentinel stands in for the prompt, so its place is found exactly even when the
+    # prompt's text also occurs in the template.
+    content.append({"type": "text", "text": _SENTINEL})
     messages = [{"role": "user", "content": content}]
     template_owner: Any = processor if getattr(processor, "chat_template", None) else None
     if template_owner is None:
@@ -124,9 +128,10 @@ def chat_text(processor: Any, item: Item) -> tuple[str, tuple[int, int]]:
             raise ValueError("the processor has no chat template; pass a processor that has one")
         template_owner = tokenizer
     text = template_owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    start = text.rfind(item.prompt)
-    if start < 0:
+    if text.count(_SENTINEL) != 1:
         raise ValueError("the chat template changed the prompt text; cannot locate the prompt")
+    start = text.index(_SENTINEL)
+    text = text.replace(_SENTINEL, item.prompt)
     return text, (start, start + len(item.prompt))
 
 

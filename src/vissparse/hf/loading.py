@@ -71,6 +71,11 @@ def load_model_and_processor(
     from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedModel
 
     if isinstance(base_model, PreTrainedModel):
+        if from_pretrained_kwargs:
+            raise TypeError(
+                f"options {sorted(from_pretrained_kwargs)} go to from_pretrained and do not "
+                "apply to an already-loaded `base_model`; load the model with them instead"
+            )
         if processor is None:
             raise ValueError("`processor` is required when `base_model` is an already-loaded model")
         family_of(getattr(base_model.config, "model_type", None))

@@ -15,6 +15,7 @@ from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks
 from vissparse.pruning import drop_tokens, gather_images, mask_tokens, sequence_keep_mask
 from vissparse.query import query_from_embeddings
 from vissparse.records import BatchAnswers
+from vissparse.strategies.base import score_and_select
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -95,6 +96,7 @@ class HFPipeline:
         self.adapter = get_adapter(model)
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
+        self._warm = False
 
     # --- inputs ---------------------------------------------------------------------
     def _encode(self, image: Any, prompt: Any) -> tuple[Any, Tensor, list[Item], bool]:
@@ -138,8 +140,10 @@ class HFPipeline:
         tokens, valid = gather_images(
             emb.inputs_embeds, emb.image_sample, emb.image_positions, emb.scorable
         )
-        scores = self.scorer.score(tokens, query[emb.image_sample], valid)
-        keep = self.strategy.select(scores, self.config.keep_ratio, valid)
+        keep = score_and_select(
+            self.scorer, self.strategy, tokens, query[emb.image_sample],
+            self.config.keep_ratio, valid,
+        )  # fmt: skip
         keep = keep | ~valid  # unscorable tokens (LLaVA-NeXT newlines) always stay
         image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
         rows, length = emb.attention_mask.shape
@@ -168,6 +172,13 @@ class HFPipeline:
     # --- generation -----------------------------------------------------------------
     def _generate_pruned(self, inputs: Any, prompt_mask: Tensor, **kwargs: Any) -> Any:
         pruned = self.prune(inputs, prompt_mask)
+        # Lengths count from the UNPRUNED prompt, as for the baseline: generate() only
+        # sees the shorter embeddings, so turn them into counts of new tokens.
+        prompt_length = int(inputs["input_ids"].shape[1])
+        for total, new in (("max_length", "max_new_tokens"), ("min_length", "min_new_tokens")):
+            if total in kwargs:
+                value = kwargs.pop(total)
+                kwargs.setdefault(new, max(0, value - prompt_length))
         with torch.inference_mode():
             out = self.model.generate(**pruned.model_inputs(), **kwargs)
         self.adapter.reset_state()
@@ -182,6 +193,7 @@ class HFPipeline:
 
     def run(self, image: Any, prompt: str, prune: bool = True, **kwargs: Any) -> CallOutput:
         """Answer one prompt, pruned or (``prune=False``) with the unmodified model."""
+        check_generate_kwargs(kwargs)
         inputs, prompt_mask, _, _ = self._encode(image, prompt)
         n_image = int((inputs["input_ids"] == self.adapter.image_token_id).sum())
         if prune:
@@ -203,15 +215,23 @@ class HFPipeline:
         """Answer ``prompt`` about ``image`` with pruned image tokens.
 
         ``measure_baseline=True`` also runs the unpruned model on the same inputs (after
-        the pruned call) and adds ``speedup`` and ``baseline_text`` to the metrics.
+        the pruned call; the first such call warms both up untimed first) and adds
+        ``baseline_latency_ms``, ``speedup`` and ``baseline_text`` to the metrics; it
+        implies ``return_details=True``.
         """
+        check_generate_kwargs(generate_kwargs)
         inputs, prompt_mask, items, batched = self._encode(image, prompt)
+        if measure_baseline and not self._warm:
+            self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
+            self._generate_baseline(inputs, **generate_kwargs)
+            self._warm = True
         (pruned, sequences), latency_ms = timed(
             lambda: self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
         )
         texts = self.processor.batch_decode(sequences, skip_special_tokens=True)
         if not return_details and not measure_baseline:
             return texts if batched else texts[0]
+        return_details = True
         metrics: dict[str, Any] = {
             "latency_ms": latency_ms,
             "n_image_tokens": sum(pruned.n_image_tokens),
@@ -258,3 +278,32 @@ class HFPipeline:
 
 def _sequences(out: Any) -> Tensor:
     return out.sequences if hasattr(out, "sequences") else out
+
+
+# Inputs VisSparse builds itself; passing them to generate() would bypass the pruning.
+RESERVED_GENERATE_KWARGS = (
+    "input_ids", "inputs_embeds", "attention_mask", "position_ids", "pixel_values",
+    "image_grid_thw", "image_sizes", "mm_token_type_ids",
+)  # fmt: skip
+
+
+def check_generate_kwargs(kwargs: dict[str, Any]) -> None:
+    """Reject generate() arguments VisSparse cannot honour, naming them.
+
+    Example:
+        >>> check_generate_kwargs({"max_new_tokens": 4})
+        >>> check_generate_kwargs({"attention_mask": None})
+        Traceback (most recent call last):
+        ...
+        TypeError: `attention_mask` is built by VisSparse from `image` and `prompt`; do not pass it to generate
+    """  # noqa: E501
+    for key in RESERVED_GENERATE_KWARGS:
+        if key in kwargs:
+            raise TypeError(
+                f"`{key}` is built by VisSparse from `image` and `prompt`; do not pass it to "
+                "generate"
+            )
+    if kwargs.get("num_return_sequences", 1) != 1:
+        raise ValueError(
+            "`num_return_sequences` must be 1: VisSparse returns one answer per prompt"
+        )

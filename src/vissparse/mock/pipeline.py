@@ -14,6 +14,7 @@ from vissparse.mock.model import MockModelConfig, MockVLM
 from vissparse.mock.samples import MockSample, MockSampleConfig, make_samples
 from vissparse.mock.world import MockWorld
 from vissparse.records import BatchAnswers
+from vissparse.strategies.base import score_and_select
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -80,8 +81,10 @@ class MockPipeline:
         text, prompt_mask = self.model.embed_text(prompt)
         query = self.model.query(text, prompt_mask)
         if prune:
-            scores = self.scorer.score(image_tokens.unsqueeze(0), query.unsqueeze(0))
-            keep = self.strategy.select(scores, self.config.keep_ratio)[0]
+            keep = score_and_select(
+                self.scorer, self.strategy, image_tokens.unsqueeze(0), query.unsqueeze(0),
+                self.config.keep_ratio,
+            )[0]  # fmt: skip
             # gathering copies; with nothing pruned the tokens are used as they are
             kept_tokens = image_tokens if bool(keep.all()) else image_tokens[keep]
         else:

@@ -45,6 +45,42 @@ def check_valid(valid: Tensor | None, shape: torch.Size | tuple[int, ...]) -> No
         )
 
 
+def check_scores(scores: object, shape: tuple[int, ...], scorer: object) -> None:
+    """Raise a ``ValueError`` naming ``scorer`` when its output breaks the contract.
+
+    Example:
+        >>> check_scores(torch.zeros(2, 3), (2, 3), "MyScorer")
+    """
+    name = type(scorer).__name__
+    if not isinstance(scores, torch.Tensor) or not torch.is_floating_point(scores):
+        raise ValueError(
+            f"`scorer` {name} must return a floating tensor, got {type(scores).__name__}"
+            + (f" of {scores.dtype}" if isinstance(scores, torch.Tensor) else "")
+        )
+    if tuple(scores.shape) != tuple(shape):
+        raise ValueError(
+            f"`scorer` {name} returned shape {tuple(scores.shape)}, expected {tuple(shape)}"
+        )
+    if bool(torch.isnan(scores).any()):
+        raise ValueError(f"`scorer` {name} returned NaN scores")
+
+
+def check_mask(mask: object, shape: tuple[int, ...], strategy: object) -> None:
+    """Raise a ``ValueError`` naming ``strategy`` when its mask breaks the contract.
+
+    Example:
+        >>> check_mask(torch.ones(2, 3, dtype=torch.bool), (2, 3), "MyStrategy")
+    """
+    name = type(strategy).__name__
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"`strategy` {name} must return a bool tensor, got {got}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"`strategy` {name} returned shape {tuple(mask.shape)}, expected {tuple(shape)}"
+        )
+
+
 class TokenScorer(ABC):
     """Scores image tokens: higher means more worth keeping.
 
@@ -53,7 +89,8 @@ class TokenScorer(ABC):
     - ``image_tokens``: ``[B, N, D]`` image tokens of one image per row, already in the
       space the query lives in (for real models: after the projector/merger, i.e. the
       language model's input-embedding space). Any floating dtype.
-    - ``query``: ``[B, D]`` one query vector per row, derived from the prompt.
+    - ``query``: ``[B, D]`` one query vector per row, derived from the prompt, in
+      float32 (tokens come in the model's dtype: cast before mixing them).
     - ``valid``: optional ``[B, N]`` bool mask; ``False`` marks padding tokens. A scorer
       may give padding any value: strategies never keep invalid tokens.
     - returns ``[B, N]`` float32 scores on the device of ``image_tokens``, with no NaN.
@@ -109,3 +146,28 @@ class MaskStrategy(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def score_and_select(
+    scorer: TokenScorer,
+    strategy: MaskStrategy,
+    image_tokens: Tensor,
+    query: Tensor,
+    keep_ratio: float,
+    valid: Tensor | None = None,
+) -> Tensor:
+    """Score, select, and check both outputs against their contracts: the keep mask.
+
+    Example:
+        >>> from vissparse.strategies import CosineScorer, TopKStrategy
+        >>> keep = score_and_select(CosineScorer(), TopKStrategy(), torch.eye(4)[None],
+        ...                         torch.tensor([[0.0, 1.0, 0.0, 0.0]]), 0.25)
+        >>> keep.tolist()
+        [[False, True, False, False]]
+    """
+    shape = tuple(image_tokens.shape[:2])
+    scores = scorer.score(image_tokens, query, valid)
+    check_scores(scores, shape, scorer)
+    keep = strategy.select(scores, keep_ratio, valid)
+    check_mask(keep, shape, strategy)
+    return keep

@@ -1,7 +1,8 @@
 """Name -> class registries for scorers and strategies.
 
 ``register_scorer`` / ``register_strategy`` work as decorators (with or without a name)
-or as plain calls; an unknown name raises a ``KeyError`` that lists the names on offer.
+or as plain calls; an unknown name raises :class:`UnknownNameError` (a ``ValueError``
+and a ``KeyError``) that lists the names on offer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ from typing import Any, Generic, TypeVar
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 
 T = TypeVar("T")
+
+
+class UnknownNameError(KeyError, ValueError):
+    """A scorer or strategy name that is not registered; the message lists those that are."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class Registry(Generic[T]):
@@ -68,7 +76,7 @@ class Registry(Generic[T]):
         try:
             return self._classes[name]
         except KeyError:
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
             ) from None
 
