@@ -4,23 +4,25 @@
 #   make test    set up, then lint and run the whole test suite
 #   make bench-mock   re-measure the mock figures quoted in the README
 #
-# torch: on a machine without an NVIDIA GPU only the CPU build is installed. Here
-# `pip install torch==2.13.0` resolves to the local CPU wheel; elsewhere pass
-# TORCH_INDEX=https://download.pytorch.org/whl/cpu to get the CPU build from PyTorch.
+# torch: on a machine without an NVIDIA GPU (no nvidia-smi) the spec is the CPU build,
+# torch==2.13.0+cpu, which can never resolve to the multi-GB CUDA build. This workplace
+# has that wheel locally; elsewhere pass TORCH_INDEX=https://download.pytorch.org/whl/cpu.
+# With a GPU the spec is torch==2.13.0 (CUDA). Override either with TORCH_SPEC=...
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH_SPEC ?= torch==2.13.0
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch==2.13.0,torch==2.13.0+cpu)
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench-mock clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
-	@if ! command -v nvidia-smi >/dev/null 2>&1; then echo "no NVIDIA GPU: installing the CPU build of torch"; fi
+	@echo "installing $(TORCH_SPEC)$(if $(HAS_GPU),, (no NVIDIA GPU: CPU build))"
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/python -c "import torch, transformers, lightning, torchmetrics; print('torch', torch.__version__, '| transformers', transformers.__version__, '| lightning', lightning.__version__, '| torchmetrics', torchmetrics.__version__)"

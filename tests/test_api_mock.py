@@ -81,3 +81,13 @@ def test_generate_in_mock_mode():
     model = VisSparse(base_model="mock", mock=True)
     sample = model.pipeline.samples(1, seed=5)[0]
     assert model.generate(image=sample.image_tokens, prompt=sample.prompt) == sample.answer
+
+
+def test_mock_model_leaves_the_global_rng_alone():
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    VisSparse(base_model="mock", mock=True, dim=32, n_tokens=64)
+    assert torch.equal(torch.rand(3), expected)

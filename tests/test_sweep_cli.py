@@ -73,6 +73,26 @@ def test_show_cli_mock_and_tiny(tmp_path):
     assert out.is_file()
 
 
-def test_cli_needs_exactly_one_model():
-    with pytest.raises(SystemExit):
-        main(["sweep", "--out", "x"])
+def test_cli_needs_exactly_one_model(capsys):
+    assert main(["sweep", "--out", "x"]) == 2
+    assert "exactly one of --mock and --model" in capsys.readouterr().err
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    assert main(["tune", "--mock", "--target-speedup", "-1", "--n-samples", "2"]) == 2
+    assert "target_speedup" in capsys.readouterr().err
+    assert main(["show", "x", "What?", "--mock"]) == 2
+    assert "sample number" in capsys.readouterr().err
+    assert main(["sweep", "--model", "tiny:llava", "--out", "unused"]) == 2
+    with pytest.raises(SystemExit) as err:
+        main(["bench", "--mock", "--warmup", "-1"])
+    assert err.value.code == 2
+
+
+def test_sweep_accepts_a_generator_of_samples():
+    model, processor = tiny_model("llava")
+    vs = VisSparse(model, processor=processor)
+    samples = ({"image": random_image(seed=i), "prompt": "What?", "answer": "x"} for i in range(2))
+    rows = vs.sweep([0.25, 0.5], n_samples=2, samples=samples, warmup=0, progress=False,
+                    max_new_tokens=1)  # fmt: skip
+    assert [r["n_samples"] for r in rows] == [2, 2]

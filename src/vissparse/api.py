@@ -231,6 +231,8 @@ class VisSparse:
         ratios = [validate_keep_ratio(r, "keep_ratios") for r in keep_ratios]
         if not ratios:
             raise ValueError("`keep_ratios` must hold at least one keep ratio")
+        if benchmark_kwargs.get("samples") is not None:  # measured once per keep ratio
+            benchmark_kwargs["samples"] = list(benchmark_kwargs["samples"])
         rows = []
         for ratio in ratios:
             row = self._measure(ratio, n_samples, benchmark_kwargs)

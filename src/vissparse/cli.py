@@ -40,6 +40,13 @@ def _keep_ratio(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -66,12 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--mock", action="store_true", help="use the synthetic CPU model")
     bench.add_argument("--model-config", help="shape-faithful config (see bench.model_configs)")
     bench.add_argument("--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios",
-                       help="repeat for one row each (default 0.1)")  # fmt: skip
-    bench.add_argument("--n-samples", type=_positive_int, default=100)
+                       help="repeat for one row each (default: mock 0.1, model-config "
+                            "0.05 0.1 0.25 0.5 1.0)")  # fmt: skip
+    bench.add_argument("--n-samples", type=_positive_int, default=100, help="mock only")
     bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers")
     bench.add_argument("--strategy", default="topk", choices=STRATEGIES.names())
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--warmup", type=int, default=None)
+    bench.add_argument("--warmup", type=_non_negative_int, default=None)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     bench.add_argument("--new-tokens", type=_positive_int, default=8)
@@ -80,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     bench.add_argument("--out", help="write the results JSON here")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
-    bench.add_argument("--records", action="store_true", help="mock, with --json: per call")
+    bench.add_argument("--records", action="store_true", help="mock only, with --json: per call")
 
     sweep = sub.add_parser("sweep", help="accuracy and speedup against keep_ratio")
     _add_model_args(sweep)
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _vissparse(args: argparse.Namespace, keep_ratio: float = 0.1) -> VisSparse:
     if args.mock == bool(args.model):
-        raise SystemExit("vissparse: give exactly one of --mock and --model")
+        raise ValueError("give exactly one of --mock and --model")
     if args.mock:
         return VisSparse("mock", mock=True, keep_ratio=keep_ratio, scorer=args.scorer)
     if args.model.startswith("tiny:"):
@@ -125,12 +133,13 @@ def _samples_and_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.mock:
         return {}
     if not args.data:
-        raise SystemExit("vissparse: --model needs --data (a JSONL of image/question/answer)")
+        raise ValueError("--model needs --data (a JSONL of image/question/answer)")
     from vissparse.data import VQAJsonlDataset
 
     data = VQAJsonlDataset(args.data)
+    n = min(len(data), args.n_samples) if hasattr(args, "n_samples") else len(data)
     samples = [{"image": it["image"], "prompt": it["question"], "answer": it["answer"]}
-               for it in (data[i] for i in range(len(data)))]  # fmt: skip
+               for it in (data[i] for i in range(n))]  # fmt: skip
     return {"samples": samples, "max_new_tokens": args.max_new_tokens}
 
 
@@ -148,6 +157,7 @@ def run_bench(args: argparse.Namespace) -> int:
             dtype=args.dtype, new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
+            scorer=(args.scorers or ["cosine"])[0], strategy=args.strategy,
         )  # fmt: skip
         report["machine"] = machine_description()
         report["targets"] = check_targets(report)
@@ -221,6 +231,8 @@ def run_show(args: argparse.Namespace) -> int:
     vs = _vissparse(args, keep_ratio=args.keep_ratio)
     image: Any = args.image
     if args.mock:
+        if not args.image.isdigit():
+            raise ValueError(f"with --mock, IMAGE is a sample number, got {args.image!r}")
         image = vs.pipeline.samples(int(args.image) + 1)[int(args.image)]
     path = render_overlay(vs, image, [*args.prompts, *args.more_prompts], args.out)
     print(f"wrote {path}")
@@ -231,7 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vissparse`` console script."""
     args = build_parser().parse_args(argv)
     commands = {"bench": run_bench, "sweep": run_sweep, "tune": run_tune, "show": run_show}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except (ValueError, TypeError, OSError) as err:  # usage and input errors: exit 2
+        print(f"vissparse {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -84,6 +84,30 @@ class VisSparseModule(L.LightningModule):
         self._warm = False
         self.last_batch: BatchStats | None = None
 
+    # --- placement -------------------------------------------------------------------
+    def _place_model(self) -> None:
+        """Put the HF model on this module's device unless ``device_map`` placed it.
+
+        ``VisSparse`` is not a submodule (its model may be dispatched over devices by
+        ``device_map``), so Lightning does not move it; this does, once the trainer has
+        chosen the device.
+        """
+        if self.vissparse.mock:
+            return
+        model = self.vissparse.pipeline.model
+        if getattr(model, "hf_device_map", None):
+            return
+        if model.device != self.device:
+            model.to(self.device)
+
+    def on_validation_start(self) -> None:
+        """Place the model before the first batch."""
+        self._place_model()
+
+    def on_predict_start(self) -> None:
+        """Place the model before the first batch."""
+        self._place_model()
+
     # --- running a batch -------------------------------------------------------------
     def answer(self, batch: dict[str, Any]) -> BatchStats:
         """Answer a collated batch and score it; stores the result on ``last_batch``.

@@ -71,3 +71,15 @@ def test_argument_and_module_checks():
     SpeedupMonitor().setup(fake_trainer(), module, "validate")
     with pytest.raises(ValueError, match="measure_baseline"):
         drive(SpeedupMonitor(), [stats(1.0, None, [True], [True])])
+
+
+def test_restored_state_survives_the_next_epoch_and_keys_differ_by_prefix():
+    saved = drive(SpeedupMonitor(), BATCHES[:1]).state_dict()
+    restored = SpeedupMonitor()
+    restored.load_state_dict(saved)
+    drive(restored, BATCHES[1:])  # one more batch in the following epoch
+    assert restored.last_values["speedup"] == pytest.approx(16 / 6)
+    empty = LatencyMonitor()
+    empty.load_state_dict(LatencyMonitor().state_dict())
+    assert empty.latency.update_count == 0
+    assert LatencyMonitor(prefix="a").state_key != LatencyMonitor(prefix="b").state_key

@@ -53,3 +53,12 @@ def test_datamodule_loaders():
     assert len(list(dm.predict_dataloader())) == 3
     with pytest.raises(ValueError, match="batch_size"):
         VQADataModule(MockVQADataset(2, dim=32, n_tokens=64), batch_size=0)
+
+
+def test_too_few_samples_for_the_processes():
+    from types import SimpleNamespace as NS
+
+    dm = VQADataModule.mock(1, batch_size=1, dim=32, n_tokens=64)
+    dm.trainer = NS(world_size=2, global_rank=0)
+    with pytest.raises(ValueError, match="1 samples cannot be shared by 2 processes"):
+        dm.val_dataloader()

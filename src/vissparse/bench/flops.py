@@ -17,11 +17,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch.utils.flop_counter import FlopCounterMode
+import torch
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
+
+
+def _register_cpu_sdpa() -> None:
+    """Count the CPU flash-attention kernel, which FlopCounterMode otherwise counts as 0."""
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+    def formula(
+        query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any
+    ) -> int:
+        return int(sdpa_flop_count(query_shape, key_shape, value_shape))
+
+    try:
+        register_flop_formula(op)(formula)
+    except RuntimeError:  # already registered (by torch or an earlier import)
+        pass
+
+
+_register_cpu_sdpa()
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of ``fn()`` as torch's ``FlopCounterMode`` counts them.
+
+    SDPA's CPU flash kernel is counted too (torch leaves it at 0), so CPU and GPU counts
+    agree.
 
     Example:
         >>> import torch

@@ -58,6 +58,8 @@ def run_model_bench(
     attn_implementation: str = "sdpa",
     seed: int = 0,
     progress: bool = True,
+    scorer: str = "cosine",
+    strategy: str = "topk",
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
 
@@ -85,10 +87,11 @@ def run_model_bench(
     rows = []
     bar = tqdm(total=len(keep_ratios) * (warmup + repeats), desc=name, disable=not progress)
     for keep_ratio in keep_ratios:
-        pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=keep_ratio))
+        config = PruningConfig(keep_ratio=keep_ratio, scorer=scorer, strategy=strategy)
+        pipe = HFPipeline(model, processor, config)
         base_calls, pruned_calls = [], []
         for i in range(warmup + repeats):
-            order = (False, True) if i % 2 == 0 else (True, False)
+            order = (False, True) if (i - warmup) % 2 == 0 else (True, False)
             pair = {p: timed_call(pipe, inputs, prompt_mask, p, new_tokens) for p in order}
             if i >= warmup:
                 base_calls.append(pair[False])
@@ -129,6 +132,7 @@ def run_model_bench(
             "n_image_tokens": n_image, "sequence_length": seq, "device": device,
             "dtype": dtype, "attn_implementation": attn_implementation,
             "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
+            "scorer": scorer, "strategy": strategy,
             "flop_counter_vs_analytic": base_flops / base_analytic, "prompt": PROMPT,
         },
         "results": rows,

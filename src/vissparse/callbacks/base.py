@@ -35,6 +35,7 @@ class PruningMonitor(Callback):
         self.log_every_n_batches = log_every_n_batches
         self.prefix = prefix
         self.last_values: dict[str, float] = {}
+        self._restored = False
         self.batches_seen = 0
         self.step_ms: list[float] = []
         self._start = 0.0
@@ -59,8 +60,12 @@ class PruningMonitor(Callback):
             raise TypeError(
                 f"{type(self).__name__} needs a VisSparseModule, got {type(pl_module).__name__}"
             )
-        for metric in self.metrics().values():
-            metric.to(pl_module.device)
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # several monitors of one class can coexist when their prefixes differ
+        return f"{type(self).__name__}[prefix={self.prefix}]"
 
     def _start_batch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -96,11 +101,18 @@ class PruningMonitor(Callback):
             self._log(trainer, metrics, self.batches_seen)
         self.last_values = values
 
-    def _reset(self, trainer: L.Trainer) -> None:
+    def _reset(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start an epoch: metrics on the module's device (placed by now), counts at zero.
+
+        A state just restored with ``load_state_dict`` is kept for the epoch that follows.
+        """
         if trainer.sanity_checking:
             return
         for metric in self.metrics().values():
-            metric.reset()
+            if not self._restored:
+                metric.reset()
+            metric.to(pl_module.device)
+        self._restored = False
 
     @staticmethod
     def _log(trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
@@ -109,7 +121,7 @@ class PruningMonitor(Callback):
 
     @override
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._reset(trainer)
+        self._reset(trainer, pl_module)
 
     @override
     def on_validation_batch_start(
@@ -131,7 +143,7 @@ class PruningMonitor(Callback):
 
     @override
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._reset(trainer)
+        self._reset(trainer, pl_module)
 
     @override
     def on_predict_batch_start(
@@ -158,8 +170,9 @@ class PruningMonitor(Callback):
             name: {key: _clone(getattr(metric, key)) for key in metric._defaults}
             for name, metric in self.metrics().items()
         }
+        counts = {name: metric.update_count for name, metric in self.metrics().items()}
         return {"batches_seen": self.batches_seen, "step_ms": list(self.step_ms),
-                "metrics": states}  # fmt: skip
+                "metrics": states, "update_counts": counts}  # fmt: skip
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -168,7 +181,9 @@ class PruningMonitor(Callback):
         for name, metric in self.metrics().items():
             for key, value in state_dict["metrics"][name].items():
                 setattr(metric, key, _clone(value))
-            metric._update_count = max(1, self.batches_seen)
+            metric._update_count = int(state_dict["update_counts"][name])
+            metric._computed = None
+        self._restored = True
 
 
 def _clone(value: Any) -> Any:

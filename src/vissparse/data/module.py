@@ -62,6 +62,11 @@ class VQADataModule(L.LightningDataModule):
         sampler = None
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.world_size > 1:
+            if len(self.dataset) < trainer.world_size:  # type: ignore[arg-type]
+                raise ValueError(
+                    f"{len(self.dataset)} samples cannot be shared by {trainer.world_size} "  # type: ignore[arg-type]
+                    "processes: every process needs at least one sample"
+                )
             sampler = UnrepeatedDistributedSampler(
                 self.dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
                 shuffle=False,

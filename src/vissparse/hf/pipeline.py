@@ -97,6 +97,7 @@ class HFPipeline:
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
         self._warm = False
+        self._baseline_first = False
 
     # --- inputs ---------------------------------------------------------------------
     def _encode(self, image: Any, prompt: Any) -> tuple[Any, Tensor, list[Item], bool]:
@@ -214,8 +215,9 @@ class HFPipeline:
     ) -> Any:
         """Answer ``prompt`` about ``image`` with pruned image tokens.
 
-        ``measure_baseline=True`` also runs the unpruned model on the same inputs (after
-        the pruned call; the first such call warms both up untimed first) and adds
+        ``measure_baseline=True`` also runs the unpruned model on the same inputs (before
+        or after the pruned call, alternating from call to call; the first such call warms
+        both up untimed first) and adds
         ``baseline_latency_ms``, ``speedup`` and ``baseline_text`` to the metrics; it
         implies ``return_details=True``.
         """
@@ -225,9 +227,19 @@ class HFPipeline:
             self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
             self._generate_baseline(inputs, **generate_kwargs)
             self._warm = True
+        base: Tensor | None = None
+        base_ms = 0.0
+        # with a baseline, the order alternates from call to call so drift hits both sides
+        baseline_first = measure_baseline and self._baseline_first
+        if baseline_first:
+            base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
         (pruned, sequences), latency_ms = timed(
             lambda: self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
         )
+        if measure_baseline:
+            if not baseline_first:
+                base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
+            self._baseline_first = not self._baseline_first
         texts = self.processor.batch_decode(sequences, skip_special_tokens=True)
         if not return_details and not measure_baseline:
             return texts if batched else texts[0]
@@ -238,8 +250,7 @@ class HFPipeline:
             "n_kept": sum(pruned.n_kept),
             "kv_cache_tokens": pruned.kv_tokens,
         }
-        if measure_baseline:
-            base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
+        if base is not None:
             metrics["baseline_latency_ms"] = base_ms
             metrics["speedup"] = base_ms / latency_ms
             base_texts = self.processor.batch_decode(base, skip_special_tokens=True)

@@ -71,15 +71,16 @@ class MockVLM(nn.Module):
         cfg = self.config
         if world.dim % cfg.n_heads:
             raise ValueError(f"`dim` ({world.dim}) must be divisible by n_heads ({cfg.n_heads})")
-        torch.manual_seed(world.seed)
-        layer = nn.TransformerEncoderLayer(
-            d_model=world.dim,
-            nhead=cfg.n_heads,
-            dim_feedforward=cfg.mlp_ratio * world.dim,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.layers = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        with torch.random.fork_rng(devices=[]):  # seeded weights, the user's RNG untouched
+            torch.manual_seed(world.seed)
+            layer = nn.TransformerEncoderLayer(
+                d_model=world.dim,
+                nhead=cfg.n_heads,
+                dim_feedforward=cfg.mlp_ratio * world.dim,
+                batch_first=True,
+                norm_first=True,
+            )
+            self.layers = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.eval()
         self.prototypes: Tensor
         self.register_buffer("prototypes", world.colour_prototypes(), persistent=False)

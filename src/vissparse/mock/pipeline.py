@@ -96,13 +96,15 @@ class MockPipeline:
         self, images: list[Tensor], prompts: list[str], measure_baseline: bool = True
     ) -> BatchAnswers:
         """Answer a batch one sample at a time, pruned and (optionally) unpruned."""
-        pairs = list(zip(images, prompts, strict=True))
-        pruned = [timed(partial(self.run, i, p)) for i, p in pairs]
-        baseline = (
-            [timed(partial(self.run, i, p, prune=False)) for i, p in pairs]
-            if measure_baseline
-            else None
-        )
+        pruned, baseline_calls = [], []
+        for k, (image, prompt) in enumerate(zip(images, prompts, strict=True)):
+            # paired per sample, alternating which side goes first
+            if measure_baseline and k % 2:
+                baseline_calls.append(timed(partial(self.run, image, prompt, prune=False)))
+            pruned.append(timed(partial(self.run, image, prompt)))
+            if measure_baseline and not k % 2:
+                baseline_calls.append(timed(partial(self.run, image, prompt, prune=False)))
+        baseline = baseline_calls if measure_baseline else None
         return BatchAnswers(
             texts=[out.text for out, _ in pruned],
             baseline_texts=None if baseline is None else [out.text for out, _ in baseline],
