@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vissparse.api import VisSparse
 from vissparse.bench.report import (
     MODEL_COLUMNS,
@@ -61,6 +63,9 @@ def _add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--data", help="JSONL of {image, question, answer} (with --model)")
     p.add_argument("--scorer", default="cosine", choices=SCORERS.names())
     p.add_argument("--max-new-tokens", type=_positive_int, default=16)
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="with --model DIR: the dtype to load in")  # fmt: skip
+    p.add_argument("--device-map", help="with --model DIR: e.g. cuda or auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +131,12 @@ def _vissparse(args: argparse.Namespace, keep_ratio: float = 0.1) -> VisSparse:
 
         model, processor = tiny_model(args.model.removeprefix("tiny:"))
         return VisSparse(model, processor=processor, keep_ratio=keep_ratio, scorer=args.scorer)
-    return VisSparse(args.model, keep_ratio=keep_ratio, scorer=args.scorer)
+    options: dict[str, Any] = {}
+    if args.dtype:
+        options["dtype"] = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
+    if args.device_map:
+        options["device_map"] = args.device_map
+    return VisSparse(args.model, keep_ratio=keep_ratio, scorer=args.scorer, **options)
 
 
 def _samples_and_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -52,6 +52,9 @@ LLAVA_CHAT_TEMPLATE = (
 def char_tokenizer(specials: list[str], chat_template: str, **special_tokens: str) -> Any:
     """A character-level fast tokenizer (with offsets) plus the given special tokens.
 
+    Printable ASCII and newline only: other characters are dropped, so use ASCII prompts
+    with tiny models.
+
     Example:
         >>> tok = char_tokenizer(["<image>"], LLAVA_CHAT_TEMPLATE, pad_token="<image>")
         >>> tok.decode(tok("hi")["input_ids"])

@@ -95,3 +95,14 @@ def test_benchmark_samples_are_checked(tiny):
                               {"image": random_image(), "prompt": "a"}])  # fmt: skip
     with pytest.raises(ValueError, match="no samples"):
         vs.benchmark(samples=[])
+
+
+def test_special_tokens_typed_in_the_prompt_are_not_query_tokens():
+    from vissparse.hf.inputs import prompt_token_mask
+
+    _, processor = tiny_model("llava")
+    text, span = chat_text(processor, Item([random_image()], "a</s>b"))
+    ids = processor.tokenizer(text)["input_ids"]
+    flags = prompt_token_mask(processor.tokenizer, text, span, ids, image_token_id=-1)
+    chosen = [processor.tokenizer.decode([i]) for i, f in zip(ids, flags, strict=True) if f]
+    assert chosen == ["a", "b"]

@@ -151,7 +151,12 @@ def prompt_token_mask(
     encoding = tokenizer(text, return_offsets_mapping=True)
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
     start, end = span
-    in_prompt = [s < end and e > start and e > s for s, e in offsets]
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    # special tokens typed into the prompt (e.g. "</s>") are not part of the query
+    in_prompt = [
+        s < end and e > start and e > s and token not in special
+        for token, (s, e) in zip(ids, offsets, strict=True)
+    ]
     out: list[bool] = []
     j = 0
     for token, flag in zip(ids, in_prompt, strict=True):
