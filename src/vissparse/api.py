@@ -294,8 +294,22 @@ class VisSparse:
                 raise ValueError(f"`max_accuracy_drop` must be in [0, 1], got {drop!r}")
             target = {"max_accuracy_drop": float(drop)}
             choice, rows = search(measure, lambda r: r["accuracy_delta"] <= drop, False, step)
+        bound = None
+        if choice is None and target_speedup is not None and not self.mock:
+            bound = self._flop_bound(
+                benchmark_kwargs["samples"][0], min(r["keep_ratio"] for r in rows)
+            )
         return TuneResult(choice, choice is not None, target, rows,
-                          explain(target, choice, rows, self.mock))  # fmt: skip
+                          explain(target, choice, rows, self.mock, bound))  # fmt: skip
+
+    def _flop_bound(self, sample: Mapping[str, Any], keep_ratio: float) -> float:
+        """Prefill FLOPs of the unpruned call over the pruned one, for one sample."""
+        from vissparse.bench.measure import prefill_flops
+
+        pipe = self._pipeline_for(keep_ratio)
+        inputs, prompt_mask, _, _ = pipe._encode(sample["image"], sample["prompt"])
+        full = prefill_flops(pipe, inputs, prompt_mask, prune=False)
+        return full / prefill_flops(pipe, inputs, prompt_mask, prune=True)
 
     def __repr__(self) -> str:
         return (

@@ -55,3 +55,15 @@ def test_tune_argument_errors(mock):
         mock.tune(target_speedup=2, max_accuracy_drop=0.1)
     with pytest.raises(ValueError, match="target_speedup"):
         mock.tune(target_speedup=-1)
+
+
+def test_impossible_speedup_on_a_hf_model_names_the_flop_bound():
+    from vissparse.testing import random_image, tiny_model
+
+    model, processor = tiny_model("llava")
+    vs = VisSparse(model, processor=processor)
+    samples = [{"image": random_image(seed=i), "prompt": "What?", "answer": "x"} for i in range(2)]
+    result = vs.tune(target_speedup=1000, n_samples=2, step=0.5, samples=samples, warmup=0,
+                     progress=False, max_new_tokens=1)  # fmt: skip
+    assert not result.met
+    assert "cannot be met" in result.reason and "prefill FLOPs fall at most" in result.reason

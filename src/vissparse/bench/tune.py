@@ -86,9 +86,16 @@ def search(
 
 
 def explain(
-    target: dict[str, float], choice: float | None, rows: list[dict[str, Any]], mock: bool
+    target: dict[str, float],
+    choice: float | None,
+    rows: list[dict[str, Any]],
+    mock: bool,
+    flop_bound: float | None = None,
 ) -> str:
-    """A sentence on the choice, or on why the target cannot be met."""
+    """A sentence on the choice, or on why the target cannot be met.
+
+    ``flop_bound`` is the prefill FLOP ratio at the smallest keep ratio, when known.
+    """
     by_ratio = sorted(rows, key=lambda r: r["keep_ratio"])
     if "target_speedup" in target:
         goal = target["target_speedup"]
@@ -99,7 +106,13 @@ def explain(
                 "tokens and fixed per-call costs"
                 if mock
                 else "pruning after the vision encoder cannot speed up the encoder itself, "
-                "so the prefill speedup is bounded (see `vissparse bench` for the FLOP bound)"
+                "so the prefill speedup is bounded"
+                + (
+                    f": prefill FLOPs fall at most {flop_bound:.2f}x at keep_ratio "
+                    f"{best['keep_ratio']:g}"
+                    if flop_bound is not None
+                    else ""
+                )
             )
             return (
                 f"target speedup {goal:g}x cannot be met: even at the smallest keep_ratio "
