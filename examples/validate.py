@@ -107,6 +107,10 @@ def main() -> None:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # a clean shutdown: gloo's threads abort the process if it exits with them alive
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
