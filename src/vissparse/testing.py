@@ -88,18 +88,65 @@ def _text_config(tok: Any, mrope: bool) -> dict[str, Any]:
     return cfg
 
 
-def _qwen(family: str) -> tuple[Any, Any]:
+def qwen_tokenizer() -> Any:
+    """The offline Qwen-style tokenizer (special tokens, chat template, left padding)."""
+    return char_tokenizer(QWEN_SPECIALS, QWEN_CHAT_TEMPLATE, pad_token="<|endoftext|>",
+                          eos_token="<|im_end|>")  # fmt: skip
+
+
+def qwen_token_ids(tok: Any) -> dict[str, Any]:
+    """The Qwen config's special-token ids, read off ``tok``.
+
+    Example:
+        >>> sorted(qwen_token_ids(qwen_tokenizer()))[0]
+        'image_token_id'
+    """
+    pairs = [("image", "image_pad"), ("video", "video_pad"),
+             ("vision_start", "vision_start"), ("vision_end", "vision_end")]  # fmt: skip
+    return {f"{name}_token_id": tok.convert_tokens_to_ids(f"<|{t}|>") for name, t in pairs}
+
+
+def qwen_processor(processor_cls: Any, tok: Any, min_pixels: int, max_pixels: int) -> Any:
+    """An image-only Qwen processor (PIL image processor, no torchvision)."""
     import transformers as tf
 
     from vissparse.adapters.qwen2_vl import image_only_processor_class
 
-    tok = char_tokenizer(QWEN_SPECIALS, QWEN_CHAT_TEMPLATE, pad_token="<|endoftext|>",
-                         eos_token="<|im_end|>")  # fmt: skip
-    ids = {
-        f"{name}_token_id": tok.convert_tokens_to_ids(f"<|{token}|>")
-        for name, token in [("image", "image_pad"), ("video", "video_pad"),
-                            ("vision_start", "vision_start"), ("vision_end", "vision_end")]
-    }  # fmt: skip
+    image_processor = tf.Qwen2VLImageProcessorPil(
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=14,
+        temporal_patch_size=2, merge_size=2,
+    )  # fmt: skip
+    return image_only_processor_class(processor_cls)(
+        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE
+    )
+
+
+def llava_tokenizer() -> Any:
+    """The offline LLaVA-style tokenizer (special tokens, chat template, left padding)."""
+    return char_tokenizer(LLAVA_SPECIALS, LLAVA_CHAT_TEMPLATE, unk_token="<unk>",
+                          bos_token="<s>", eos_token="</s>", pad_token="<pad>")  # fmt: skip
+
+
+def llava_processor(tok: Any, size: int, pinpoints: list[list[int]] | None = None) -> Any:
+    """A LLaVA-1.5 processor, or with ``pinpoints`` a LLaVA-NeXT one (PIL backends)."""
+    import transformers as tf
+
+    crop = {"height": size, "width": size}
+    kwargs = dict(tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+                  num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE)  # fmt: skip
+    if pinpoints is None:
+        image_processor = tf.CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size=crop)
+        return tf.LlavaProcessor(image_processor=image_processor, **kwargs)
+    next_processor = tf.LlavaNextImageProcessorPil(
+        size={"shortest_edge": size}, crop_size=crop, image_grid_pinpoints=pinpoints
+    )
+    return tf.LlavaNextProcessor(image_processor=next_processor, **kwargs)
+
+
+def _qwen(family: str) -> tuple[Any, Any]:
+    import transformers as tf
+
+    tok = qwen_tokenizer()
     vision: dict[str, Any] = dict(num_heads=2, patch_size=14, spatial_merge_size=2,
                                   temporal_patch_size=2, in_channels=3,
                                   initializer_range=INIT_STD)  # fmt: skip
@@ -115,22 +162,15 @@ def _qwen(family: str) -> tuple[Any, Any]:
                       window_size=56, fullatt_block_indexes=[1])  # fmt: skip
         config_cls, model_cls = tf.Qwen2_5_VLConfig, tf.Qwen2_5_VLForConditionalGeneration
         processor_cls = tf.Qwen2_5_VLProcessor
-    config = config_cls(text_config=_text_config(tok, mrope=True), vision_config=vision, **ids)
-    image_processor = tf.Qwen2VLImageProcessorPil(
-        size={"shortest_edge": 56 * 56, "longest_edge": 112 * 112}, patch_size=14,
-        temporal_patch_size=2, merge_size=2,
-    )  # fmt: skip
-    processor = image_only_processor_class(processor_cls)(
-        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE
-    )
-    return (config, model_cls), processor
+    config = config_cls(text_config=_text_config(tok, mrope=True), vision_config=vision,
+                        **qwen_token_ids(tok))  # fmt: skip
+    return (config, model_cls), qwen_processor(processor_cls, tok, 56 * 56, 112 * 112)
 
 
 def _llava(family: str) -> tuple[Any, Any]:
     import transformers as tf
 
-    tok = char_tokenizer(LLAVA_SPECIALS, LLAVA_CHAT_TEMPLATE, unk_token="<unk>", bos_token="<s>",
-                         eos_token="</s>", pad_token="<pad>")  # fmt: skip
+    tok = llava_tokenizer()
     size = 56 if family == "llava" else 28
     vision = tf.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                  num_attention_heads=2, image_size=size, patch_size=14,
@@ -139,25 +179,12 @@ def _llava(family: str) -> tuple[Any, Any]:
                   image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
                   vision_feature_select_strategy="default",
                   image_seq_length=(size // 14) ** 2)  # fmt: skip
-    processor_kwargs = dict(tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-                            num_additional_image_tokens=1,
-                            chat_template=LLAVA_CHAT_TEMPLATE)  # fmt: skip
-    crop = {"height": size, "width": size}
-    config: Any
-    image_processor: Any
-    processor: Any
     if family == "llava":
-        config = tf.LlavaConfig(**common)
-        image_processor = tf.CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size=crop)
-        processor = tf.LlavaProcessor(image_processor=image_processor, **processor_kwargs)
-        return (config, tf.LlavaForConditionalGeneration), processor
+        config: Any = tf.LlavaConfig(**common)
+        return (config, tf.LlavaForConditionalGeneration), llava_processor(tok, size)
     pinpoints = [[size, 2 * size], [2 * size, size], [2 * size, 2 * size]]
     config = tf.LlavaNextConfig(image_grid_pinpoints=pinpoints, **common)
-    image_processor = tf.LlavaNextImageProcessorPil(
-        size={"shortest_edge": size}, crop_size=crop, image_grid_pinpoints=pinpoints
-    )
-    processor = tf.LlavaNextProcessor(image_processor=image_processor, **processor_kwargs)
-    return (config, tf.LlavaNextForConditionalGeneration), processor
+    return (config, tf.LlavaNextForConditionalGeneration), llava_processor(tok, size, pinpoints)
 
 
 def tiny_model(

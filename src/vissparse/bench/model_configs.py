@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 from vissparse.testing import (
-    LLAVA_CHAT_TEMPLATE,
-    LLAVA_SPECIALS,
-    QWEN_CHAT_TEMPLATE,
-    QWEN_SPECIALS,
-    char_tokenizer,
+    llava_processor,
+    llava_tokenizer,
+    qwen_processor,
+    qwen_token_ids,
+    qwen_tokenizer,
 )
 
 
@@ -98,81 +98,37 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
 def _llava(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
     import transformers as tf
 
-    tok = char_tokenizer(
-        LLAVA_SPECIALS,
-        LLAVA_CHAT_TEMPLATE,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-    )
+    tok = llava_tokenizer()
     size = shape.vision["image_size"]
     config = tf.LlavaConfig(
         vision_config=tf.CLIPVisionConfig(num_hidden_layers=vision_layers, **shape.vision),
-        text_config=tf.LlamaConfig(
-            num_hidden_layers=text_layers,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            **shape.text,
-        ),
+        text_config=tf.LlamaConfig(num_hidden_layers=text_layers, bos_token_id=tok.bos_token_id,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                   **shape.text),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
+        vision_feature_layer=-2, vision_feature_select_strategy="default",
         image_seq_length=(size // shape.vision["patch_size"]) ** 2,
-    )
-    image_processor = tf.CLIPImageProcessorPil(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-    )
-    processor = tf.LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE,
-    )
-    return config, tf.LlavaForConditionalGeneration, processor
+    )  # fmt: skip
+    return config, tf.LlavaForConditionalGeneration, llava_processor(tok, size)
 
 
 def _qwen(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
     import transformers as tf
 
-    from vissparse.adapters.qwen2_vl import image_only_processor_class
-
-    tok = char_tokenizer(
-        QWEN_SPECIALS, QWEN_CHAT_TEMPLATE, pad_token="<|endoftext|>", eos_token="<|im_end|>"
-    )
-    ids = {
-        f"{n}_token_id": tok.convert_tokens_to_ids(f"<|{t}|>")
-        for n, t in [
-            ("image", "image_pad"),
-            ("video", "video_pad"),
-            ("vision_start", "vision_start"),
-            ("vision_end", "vision_end"),
-        ]
-    }
-    text = dict(
-        shape.text,
-        num_hidden_layers=text_layers,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-    )
-    config = tf.Qwen2VLConfig(
-        text_config=text, vision_config=dict(shape.vision, depth=vision_layers), **ids
-    )
+    tok = qwen_tokenizer()
+    text = dict(shape.text, num_hidden_layers=text_layers, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                 "mrope_section": [16, 24, 24]})  # fmt: skip
+    ids: dict[str, Any] = qwen_token_ids(tok)
+    vision = dict(shape.vision, depth=vision_layers)
+    config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
     pixels = shape.image_size[0] * shape.image_size[1]
-    image_processor = tf.Qwen2VLImageProcessorPil(
-        size={"shortest_edge": pixels, "longest_edge": pixels},
-        patch_size=14,
-        temporal_patch_size=2,
-        merge_size=2,
+    return (
+        config,
+        tf.Qwen2VLForConditionalGeneration,
+        qwen_processor(tf.Qwen2VLProcessor, tok, pixels, pixels),
     )
-    processor = image_only_processor_class(tf.Qwen2VLProcessor)(
-        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE
-    )
-    return config, tf.Qwen2VLForConditionalGeneration, processor
 
 
 def build_model(
