@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from vissparse.cli import format_table, main
+from vissparse.bench.report import format_table
+from vissparse.cli import main
 
 
 def test_bench_json_one_row_per_keep_ratio(capsys):

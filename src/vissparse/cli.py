@@ -22,13 +22,7 @@ from typing import Any
 import torch
 
 from vissparse.api import VisSparse
-from vissparse.bench.report import (
-    MODEL_COLUMNS,
-    format_table,
-    machine_description,
-    markdown_table,
-    write_rows,
-)
+from vissparse.bench.report import MODEL_COLUMNS, format_table, machine_description, write_rows
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.registry import SCORERS, STRATEGIES
 
@@ -262,6 +256,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-__all__ = ["format_table", "machine_description", "main", "markdown_table"]
