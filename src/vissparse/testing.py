@@ -106,14 +106,16 @@ def qwen_token_ids(tok: Any) -> dict[str, Any]:
     return {f"{name}_token_id": tok.convert_tokens_to_ids(f"<|{t}|>") for name, t in pairs}
 
 
-def qwen_processor(processor_cls: Any, tok: Any, min_pixels: int, max_pixels: int) -> Any:
+def qwen_processor(
+    processor_cls: Any, tok: Any, min_pixels: int, max_pixels: int, patch_size: int = 14
+) -> Any:
     """An image-only Qwen processor (PIL image processor, no torchvision)."""
     import transformers as tf
 
     from vissparse.adapters.qwen2_vl import image_only_processor_class
 
     image_processor = tf.Qwen2VLImageProcessorPil(
-        size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=14,
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=patch_size,
         temporal_patch_size=2, merge_size=2,
     )  # fmt: skip
     return image_only_processor_class(processor_cls)(
@@ -127,12 +129,14 @@ def llava_tokenizer() -> Any:
                           bos_token="<s>", eos_token="</s>", pad_token="<pad>")  # fmt: skip
 
 
-def llava_processor(tok: Any, size: int, pinpoints: list[list[int]] | None = None) -> Any:
+def llava_processor(
+    tok: Any, size: int, pinpoints: list[list[int]] | None = None, patch_size: int = 14
+) -> Any:
     """A LLaVA-1.5 processor, or with ``pinpoints`` a LLaVA-NeXT one (PIL backends)."""
     import transformers as tf
 
     crop = {"height": size, "width": size}
-    kwargs = dict(tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+    kwargs = dict(tokenizer=tok, patch_size=patch_size, vision_feature_select_strategy="default",
                   num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE)  # fmt: skip
     if pinpoints is None:
         image_processor = tf.CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size=crop)

@@ -1,0 +1,98 @@
+"""Every question the templates can ask about an existing scene, with its answer.
+
+Training uses these as extra turns of a multi-turn conversation about one image (as
+LLaVA's instruction tuning does), so each image forward pass teaches several answers.
+The semantics are those of :mod:`vissparse.testbed.questions`; a question is listed only
+where its answer is well defined (a unique referent, a clear side, an unambiguous row).
+Held-out evaluation never uses them: it asks the balanced single questions.
+
+Example:
+    >>> from vissparse.testbed.scenes import Obj
+    >>> objs = [Obj("circle", "red", 20, 30, 60), Obj("square", "blue", 14, 90, 62)]
+    >>> answers = {q: a for q, a, _ in scene_questions(objs)}
+    >>> answers["What color is the object left of the blue square?"]
+    'red'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from vissparse.testbed.questions import COLOR_NAMES, MIDDLE, ROW
+from vissparse.testbed.scenes import IMAGE_SIZE, PLURALS, SHAPES, Obj
+
+
+def _in_row(objects: Sequence[Obj], anchor: Obj, axis: int) -> str | None:
+    """The colour of the one object before ``anchor`` along ``axis`` in its row, if clear."""
+    at = (anchor.x, anchor.y)
+    hits, near = [], []
+    for o in objects:
+        pos = (o.x, o.y)
+        if o is anchor or pos[axis] >= at[axis]:
+            continue
+        off = abs(pos[1 - axis] - at[1 - axis])
+        if off <= ROW:
+            hits.append(o)
+        elif off < 3 * ROW:
+            near.append(o)
+    return hits[0].color if len(hits) == 1 and not near else None
+
+
+def scene_questions(objects: Sequence[Obj]) -> list[tuple[str, str, str]]:
+    """``(question, answer, family)`` for every template instance defined on ``objects``."""
+    shapes = Counter(o.shape for o in objects)
+    colors = Counter(o.color for o in objects)
+    pairs = Counter((o.color, o.shape) for o in objects)
+    out: list[tuple[str, str, str]] = []
+    mid = IMAGE_SIZE / 2
+    for o in objects:
+        if shapes[o.shape] == 1:
+            out.append((f"What color is the {o.shape}?", o.color, "attribute"))
+            if abs(o.x - mid) >= MIDDLE:
+                side = "left" if o.x < mid else "right"
+                out.append((f"Is the {o.shape} on the left or the right?", side, "position"))
+        if colors[o.color] == 1:
+            out.append((f"What shape is the {o.color} object?", o.shape, "attribute"))
+        if pairs[(o.color, o.shape)] == 1:
+            for axis, word in ((0, "left of"), (1, "above")):
+                target = _in_row(objects, o, axis)
+                if target is not None:
+                    question = f"What color is the object {word} the {o.color} {o.shape}?"
+                    out.append((question, target, "relation"))
+    for c in COLOR_NAMES:
+        out.append((f"How many {c} objects are there?", str(colors[c]), "counting"))
+        for s in SHAPES:
+            out.append((f"Is there a {c} {s}?", "yes" if pairs[(c, s)] else "no", "existence"))
+    for s in SHAPES:
+        out.append((f"How many {PLURALS[s]} are there?", str(shapes[s]), "counting"))
+    return out
+
+
+def conversation(
+    question: dict[str, object], rng: np.random.Generator, extra_turns: int
+) -> list[tuple[str, str]]:
+    """The question's own turn, then up to ``extra_turns`` distinct derived ones.
+
+    Each extra turn draws a family uniformly, then (for existence) yes or no evenly,
+    then a question of that kind, so no family or answer floods the conversation.
+    """
+    turns = [(str(question["question"]), str(question["answer"]))]
+    pool: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for q, a, family in scene_questions(question["objects"]):  # type: ignore[arg-type]
+        if q != turns[0][0]:
+            key = (family, a if family == "existence" else "")
+            pool.setdefault(key, []).append((q, a))
+    for _ in range(extra_turns):
+        if not pool:
+            break
+        families = sorted({f for f, _ in pool})
+        family = families[int(rng.integers(len(families)))]
+        keys = sorted(k for k in pool if k[0] == family)
+        key = keys[int(rng.integers(len(keys)))]
+        turns.append(pool[key].pop(int(rng.integers(len(pool[key])))))
+        if not pool[key]:
+            del pool[key]
+    return turns
