@@ -8,6 +8,7 @@ Examples::
     vissparse tune --mock --target-speedup 3
     vissparse show photo.jpg "What color is the car?" --prompt "Where is the dog?"
         --model ./llava-1.5-7b-hf --out kept.png
+    vissparse testbed eval --model llava --model qwen2_vl --out results/testbed
 """
 
 from __future__ import annotations
@@ -105,13 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--json", action="store_true")
 
     show = sub.add_parser("show", help="PNG of the kept patches")
-    show.add_argument("image", help="image path (mock: a sample number)")
-    show.add_argument("prompts", nargs="+", metavar="PROMPT")
+    show.add_argument("image", help="image path, testbed:N (test scene N), or mock: a number")
+    show.add_argument("prompts", nargs="*", metavar="PROMPT",
+                      help="default with testbed:N: the scene's own question")  # fmt: skip
     show.add_argument("--prompt", action="append", default=[], dest="more_prompts",
                       help="another prompt, shown side by side")  # fmt: skip
     _add_model_args(show, data=False)
     show.add_argument("--keep-ratio", type=_keep_ratio, default=0.25)
+    show.add_argument("--also-scorer", action="append", default=[], choices=SCORERS.names(),
+                      help="another scorer on the same prompts, in a panel beside")  # fmt: skip
     show.add_argument("--out", default="vissparse_show.png")
+
+    from vissparse.testbed.cli import add_parser as add_testbed_parser
+
+    add_testbed_parser(sub, _keep_ratio, _positive_int)
     return parser
 
 
@@ -230,15 +238,33 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """The ``show`` sub-command: a PNG of the kept patches, one panel per prompt."""
-    from vissparse.bench.overlay import render_overlay
+    from vissparse.bench.overlay import render_comparison
 
     vs = _vissparse(args, keep_ratio=args.keep_ratio)
     image: Any = args.image
+    prompts = [*args.prompts, *args.more_prompts]
     if args.mock:
         if not args.image.isdigit():
             raise ValueError(f"with --mock, IMAGE is a sample number, got {args.image!r}")
         image = vs.pipeline.samples(int(args.image) + 1)[int(args.image)]
-    path = render_overlay(vs, image, [*args.prompts, *args.more_prompts], args.out)
+    elif args.image.startswith("testbed:"):
+        from vissparse.testbed import make_question
+
+        number = args.image.removeprefix("testbed:")
+        if not number.isdigit():
+            raise ValueError(f"IMAGE testbed:N needs a scene number N, got {args.image!r}")
+        scene = make_question(int(number), seed=0, split="test")
+        image, prompts = scene["image"], prompts or [scene["question"]]
+    if not prompts:
+        raise ValueError("give at least one PROMPT (only testbed:N scenes have their own)")
+    models = [vs]
+    for name in args.also_scorer:  # the same loaded model with another scorer
+        if args.mock:
+            models.append(VisSparse("mock", mock=True, keep_ratio=args.keep_ratio, scorer=name))
+        else:
+            models.append(VisSparse(vs.model, processor=vs.pipeline.processor,
+                                    keep_ratio=args.keep_ratio, scorer=name))  # fmt: skip
+    path = render_comparison(models, image, prompts, args.out)
     print(f"wrote {path}")
     return 0
 
@@ -246,7 +272,10 @@ def run_show(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vissparse`` console script."""
     args = build_parser().parse_args(argv)
-    commands = {"bench": run_bench, "sweep": run_sweep, "tune": run_tune, "show": run_show}
+    from vissparse.testbed.cli import run as run_testbed
+
+    commands = {"bench": run_bench, "sweep": run_sweep, "tune": run_tune, "show": run_show,
+                "testbed": run_testbed}  # fmt: skip
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, OSError) as err:  # usage and input errors: exit 2

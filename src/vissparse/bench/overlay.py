@@ -94,21 +94,54 @@ def render_overlay(
         ...     out.name
         'k.png'
     """
+    return render_comparison([vs], image, prompts, out_path, dpi=dpi)
+
+
+def render_comparison(
+    models: Sequence[VisSparse],
+    image: Any,
+    prompts: str | Sequence[str],
+    out_path: str | os.PathLike[str],
+    *,
+    dpi: int = 100,
+) -> Path:
+    """Like :func:`render_overlay`, with one row of panels per model (e.g. per scorer).
+
+    The models share the image and prompts; with several, each panel title names the
+    model's scorer, so the same question can be shown with cosine and random side by
+    side. They must all be mock or all HF models, at one keep ratio.
+    """
     prompt_list = _check_prompts(prompts)
     path = Path(out_path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"`out_path` must end in .png, got {str(out_path)!r}")
+    if not models or len({(vs.mock, vs.keep_ratio) for vs in models}) != 1:
+        raise ValueError(
+            "`models` must be one or more VisSparse, all mock or all HF, one keep_ratio"
+        )
     _import_matplotlib()
-    if vs.mock:
-        panels, where = _mock_panels(vs, image, prompt_list), "mock"
-    else:
-        panels, where = _hf_panels(vs, image, prompt_list), _model_label(vs)
-    scorer = vs.config.scorer
-    scorer_name = scorer if isinstance(scorer, str) else type(scorer).__name__
-    heading = f"{where} · keep_ratio={vs.keep_ratio:g} · scorer={scorer_name}"
+    panels: list[_Panel] = []
+    for vs in models:
+        mine = (
+            _mock_panels(vs, image, prompt_list) if vs.mock else _hf_panels(vs, image, prompt_list)
+        )
+        if len(models) > 1:
+            for panel in mine:
+                panel.title = f"scorer={_scorer_name(vs)}\n{panel.title}"
+        panels += mine
+    first = models[0]
+    where = "mock" if first.mock else _model_label(first)
+    heading = f"{where} · keep_ratio={first.keep_ratio:g}"
+    if len(models) == 1:
+        heading += f" · scorer={_scorer_name(first)}"
     path.parent.mkdir(parents=True, exist_ok=True)
     _draw(panels, heading, path, dpi)
     return path
+
+
+def _scorer_name(vs: VisSparse) -> str:
+    scorer = vs.config.scorer
+    return scorer if isinstance(scorer, str) else type(scorer).__name__
 
 
 # --- checks ------------------------------------------------------------------------------

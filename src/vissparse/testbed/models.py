@@ -34,6 +34,9 @@ from vissparse.testing import (
 )
 
 TESTBED_FAMILIES = ("llava", "qwen2_vl")
+# The module whose output is the image tokens the language model sees, per family, in
+# raster order over a 16 x 16 grid (training attaches its auxiliary head there).
+IMAGE_TOKEN_MODULE = {"llava": "model.multi_modal_projector", "qwen2_vl": "model.visual.merger"}
 
 # Every word of the templates and answers, the chat roles, punctuation; lower case.
 WORDS = sorted(
@@ -64,7 +67,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         ),
     },
     "qwen2_vl": {
-        "vision": dict(embed_dim=96, depth=4, num_heads=4, mlp_ratio=4, patch_size=4),
+        "vision": dict(embed_dim=64, depth=3, num_heads=4, mlp_ratio=4, patch_size=4),
         "text": dict(
             hidden_size=192,
             intermediate_size=512,

@@ -160,7 +160,7 @@ def _relation(rng: np.random.Generator, answer: str) -> Scene:
     target_shape = _pick(rng, SHAPES, shape if answer == color else None)
     specs = [(shape, color, _size(rng)), (target_shape, answer, _size(rng))]
     specs += _random_specs(rng, n - 2, unique)
-    where: list[Where | None] = [anchor, target] + [other] * (n - 2)
+    where: list[Where | None] = [anchor, target, *([other] * (n - 2))]
     word = "left of" if left else "above"
     return specs, where, f"What color is the object {word} the {color} {shape}?"
 
@@ -188,8 +188,12 @@ def _check_split(split: str) -> int:
     return SPLITS[split]
 
 
-def make_question(index: int, seed: int = 0, split: str = "test") -> dict[str, Any]:
+def make_question(
+    index: int, seed: int = 0, split: str = "test", clutter: float = 1.0
+) -> dict[str, Any]:
     """Question ``index`` of the list ``make_questions(n, seed, split)`` (any ``n``).
+
+    ``clutter`` below 1.0 draws the same scene on a calmer background (training only).
 
     Example:
         >>> make_question(7, seed=3)["question"] == make_questions(8, seed=3)[7]["question"]
@@ -212,8 +216,9 @@ def make_question(index: int, seed: int = 0, split: str = "test") -> dict[str, A
         if objects is not None:
             order = rng.permutation(len(objects))  # the drawing order reveals nothing
             objects = [objects[i] for i in order]
-            return {"image": draw_scene(objects, rng), "question": question, "answer": answer,
-                    "family": family, "objects": objects}  # fmt: skip
+            image = draw_scene(objects, rng, clutter)
+            return {"image": image, "question": question, "answer": answer, "family": family,
+                    "objects": objects}  # fmt: skip
     raise RuntimeError(f"could not place a {family} scene for index {index}")  # pragma: no cover
 
 

@@ -77,20 +77,25 @@ def place_objects(
     return placed
 
 
-def background(rng: np.random.Generator) -> np.ndarray:
+def background(rng: np.random.Generator, clutter: float = 1.0) -> np.ndarray:
     """A desaturated textured background ``[H, W, 3]`` float array in 0..255.
 
     Low-frequency blotches, a gentle gradient, faint lines and per-pixel noise: never a
-    flat colour, and never saturated enough to pass for an object's colour.
+    flat colour, and never saturated enough to pass for an object's colour. ``clutter``
+    scales all of them (1.0, the default, is what every held-out scene uses; training
+    may start lower, see :class:`vissparse.testbed.train.QuestionStream`). The random
+    draws do not depend on it.
     """
     size = IMAGE_SIZE
     base = rng.uniform(95, 165)
     coarse = rng.normal(0, 18, (6, 6)).astype(np.float32)
-    blotch = np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC))
+    blotch = np.asarray(
+        Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC)
+    )
     ramp = np.linspace(-1, 1, size, dtype=np.float32) * rng.uniform(-15, 15)
     ramp = ramp[None, :] if rng.random() < 0.5 else ramp[:, None]
-    gray = base + blotch + ramp
-    tint = rng.uniform(-8, 8, 3)
+    gray = base + clutter * (blotch + ramp)
+    tint = clutter * rng.uniform(-8, 8, 3)
     img = gray[..., None] + tint[None, None, :]
     lines = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(lines)
@@ -98,8 +103,8 @@ def background(rng: np.random.Generator) -> np.ndarray:
         pts = [tuple(float(v) for v in rng.uniform(0, size, 2)) for _ in range(2)]
         draw.line(pts, fill=int(rng.integers(10, 30)), width=int(rng.integers(1, 3)))
     sign = 1.0 if rng.random() < 0.5 else -1.0
-    img = img + sign * np.asarray(lines, dtype=np.float32)[..., None]
-    return img + rng.normal(0, 9, img.shape)
+    img = img + clutter * sign * np.asarray(lines, dtype=np.float32)[..., None]
+    return img + clutter * rng.normal(0, 9, img.shape)
 
 
 def _outline(obj: Obj) -> list[tuple[float, float]]:
@@ -115,7 +120,9 @@ def _outline(obj: Obj) -> list[tuple[float, float]]:
             (x - h, y - t), (x - t, y - t)]  # fmt: skip
 
 
-def draw_scene(objects: Sequence[Obj], rng: np.random.Generator) -> Image.Image:
+def draw_scene(
+    objects: Sequence[Obj], rng: np.random.Generator, clutter: float = 1.0
+) -> Image.Image:
     """Render ``objects`` over a fresh background; colours jitter slightly per object.
 
     Example:
@@ -124,7 +131,7 @@ def draw_scene(objects: Sequence[Obj], rng: np.random.Generator) -> Image.Image:
         >>> img.getpixel((64, 64))[1] > img.getpixel((64, 64))[0]
         True
     """
-    canvas = Image.fromarray(np.clip(background(rng), 0, 255).astype(np.uint8), "RGB")
+    canvas = Image.fromarray(np.clip(background(rng, clutter), 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(canvas)
     for obj in objects:
         jitter = rng.integers(-12, 13, 3)
@@ -141,3 +148,40 @@ def draw_scene(objects: Sequence[Obj], rng: np.random.Generator) -> Image.Image:
             draw.polygon(_outline(obj), fill=fill)
     noisy = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 5, (IMAGE_SIZE, IMAGE_SIZE, 3))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> np.ndarray:
+    """``[grid * grid, 2]`` (colour, shape) class of each image cell, in raster order.
+
+    Class 0 is background; colour ``k`` is ``list(COLORS)[k - 1]``, shape ``k`` is
+    ``SHAPES[k - 1]``. A cell takes the object covering most of it if that covers at
+    least ``cover`` of the cell. Training uses these as dense auxiliary targets.
+
+    Example:
+        >>> labels = token_labels([Obj("circle", "blue", LARGE, 64, 64)])
+        >>> sorted({tuple(x) for x in labels.tolist()})
+        [(0, 0), (3, 1)]
+    """
+    canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
+    draw = ImageDraw.Draw(canvas)
+    for i, obj in enumerate(objects, start=1):
+        h = obj.size / 2
+        box = (obj.x - h, obj.y - h, obj.x + h - 1, obj.y + h - 1)
+        if obj.shape == "circle":
+            draw.ellipse(box, fill=i)
+        elif obj.shape == "square":
+            draw.rectangle((box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1), fill=i)
+        else:
+            draw.polygon(_outline(obj), fill=i)
+    ids = np.asarray(canvas)
+    cell = IMAGE_SIZE // grid
+    blocks = ids.reshape(grid, cell, grid, cell).transpose(0, 2, 1, 3).reshape(grid * grid, -1)
+    colors, out = list(COLORS), np.zeros((grid * grid, 2), dtype=np.int64)
+    for t, block in enumerate(blocks):
+        counts = np.bincount(block, minlength=len(objects) + 1)
+        counts[0] = 0
+        best = int(counts.argmax())
+        if best and counts[best] >= cover * block.size:
+            obj = objects[best - 1]
+            out[t] = (colors.index(obj.color) + 1, SHAPES.index(obj.shape) + 1)
+    return out

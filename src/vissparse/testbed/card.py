@@ -1,0 +1,134 @@
+"""The model card (``README.md``) written beside each trained testbed checkpoint.
+
+Every figure in it is read from ``training.json`` and ``card_eval.json``, which the
+training command writes; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vissparse.testbed.evaluate import (
+    answer_all,
+    blank_ablation,
+    blank_rows,
+    chance_accuracy,
+    correctness,
+    pipeline_for,
+)
+from vissparse.testbed.questions import FAMILIES, make_questions
+from vissparse.testbed.stats import bootstrap_ci
+
+CLASSES = {
+    "llava": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
+    "qwen2_vl": "Qwen2VLForConditionalGeneration (ViT + 2x2 patch merger, M-RoPE LM)",
+}
+CARD_QUESTIONS = 1000
+CARD_SEED = 0
+
+
+def card_eval(
+    model: Any, processor: Any, n: int = CARD_QUESTIONS, seed: int = CARD_SEED
+) -> dict[str, Any]:
+    """Unpruned and blank-image accuracy per family on ``n`` held-out test questions."""
+    questions = make_questions(n, seed=seed, split="test")
+    texts, _, _ = answer_all(pipeline_for(model, processor, "cosine", 1.0), questions)
+    scores = correctness(texts, questions)
+    rows = []
+    for family in ("all", *FAMILIES):
+        sel = [family in ("all", q["family"]) for q in questions]
+        picked = scores[sel]
+        lo, hi = bootstrap_ci(picked)
+        rows.append({"family": family, "n": int(sum(sel)), "accuracy": float(picked.mean()),
+                     "ci_low": lo, "ci_high": hi})  # fmt: skip
+    blank = blank_rows("", blank_ablation(model, processor, questions), questions)
+    return {"n": n, "seed": seed, "split": "test", "unpruned": rows, "blank": blank}
+
+
+def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) -> Path:
+    """Write ``out/README.md`` from the training settings and :func:`card_eval`'s result."""
+    family = training["family"]
+    arch = training["architecture"]
+    seconds = training["train_seconds"]
+    machine = training["machine"]
+    cls = CLASSES[family]
+    lines = [
+        f"# VisSparse testbed model: `{family}`",
+        "",
+        f"A miniature `{cls}`, trained from scratch by VisSparse on generated visual questions "
+        "(`vissparse.testbed`), so that pruning can be judged on a model that really answers. "
+        "It is not a general-purpose model: it knows only the testbed's words and scenes.",
+        "",
+        "## Training",
+        f"- Command: `vissparse testbed train --family {family} --out DIR "
+        f"--seed {training['seed']}`",
+        f"- Data: `make_question(i, seed={training['seed']}, split='train')` for i = 0 .. "
+        f"{training['questions_seen'] - 1} (128x128 scenes, five question families, "
+        "one-word answers)",
+        f"- Steps: {training['steps']} at batch size {training['batch_size']}, AdamW, peak lr "
+        f"{training['lr']}, {training['warmup']} warm-up steps then cosine decay, precision "
+        f"`{training['precision']}`",
+        f"- Each item: a conversation of the balanced question plus up to "
+        f"{training['extra_turns']} questions derived from the same scene; loss on the "
+        "answer words and their end-of-turn tokens",
+        f"- Curriculum: background clutter grows from plain to the held-out level over the "
+        f"first {100 * training['clutter_ramp']:.0f}% of the training items",
+        f"- Auxiliary loss (weight {training['aux_weight']}): a linear head, not saved, "
+        "predicts each image token's colour and shape class (or background) from the tokens "
+        "the language model receives",
+        f"- Parameters: {training['n_parameters']:,}",
+        f"- Architecture: `{json.dumps(arch)}`",
+        f"- Trained on: {training['accelerator']} ({machine.get('processor')}, "
+        f"{machine.get('torch_threads')} torch threads, torch {machine.get('torch')}), "
+        f"{seconds / 60:.1f} minutes",
+        "- Loss curve: `logs/metrics.csv` (`train/loss` per 10 steps), `loss.png`",
+        "",
+        f"## Held-out accuracy (unpruned, {evaluation['n']} test questions, seed "
+        f"{evaluation['seed']}; 95% bootstrap CI)",
+        "",
+        "| family | accuracy | blank image | chance |",
+        "|---|---|---|---|",
+    ]
+    blank = {r["family"]: r for r in evaluation["blank"]}
+    for row in evaluation["unpruned"]:
+        b = blank.get(row["family"])
+        blank_cell = f"{100 * b['blank_accuracy']:.1f}" if b else ""
+        chance = f"{100 * chance_accuracy(row['family']):.1f}" if row["family"] != "all" else ""
+        lines.append(
+            f"| {row['family']} | {100 * row['accuracy']:.1f} [{100 * row['ci_low']:.1f}, "
+            f"{100 * row['ci_high']:.1f}] | {blank_cell} "
+            f"| {chance} |"
+        )
+    lines += ["", "Blank image: the same questions with a plain grey image; it should stay near "
+              "chance, which shows the answers come from the image.", ""]  # fmt: skip
+    path = out / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def plot_loss(log_dir: Path, path: Path) -> Path | None:
+    """``loss.png`` from the CSV logger's ``metrics.csv`` (None if there is no log)."""
+    import csv
+
+    from vissparse.bench.plots import _pyplot
+
+    metrics = log_dir / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    with open(metrics) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=110)
+    ax.plot([int(r["step"]) for r in rows], [float(r["train/loss"]) for r in rows], lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (answer + end-of-turn tokens)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

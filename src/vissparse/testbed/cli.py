@@ -1,0 +1,159 @@
+"""``vissparse testbed train | eval | export``: the testbed's command line.
+
+Examples::
+
+    vissparse testbed train --family llava --out ckpt/llava --seed 0
+    vissparse testbed eval --out results/testbed          # every shipped checkpoint
+    vissparse testbed export --n 200 --split test --out data/testbed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+KEEP_HELP = "repeat for several (default 0.05 0.1 0.25 0.5 1.0)"
+
+
+def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
+    """Add the ``testbed`` sub-command (with its own sub-commands) to ``sub``."""
+    from vissparse.strategies.registry import SCORERS
+    from vissparse.testbed.models import TESTBED_FAMILIES
+
+    testbed = sub.add_parser("testbed", help="generated questions and the trained miniature VLMs")
+    tsub = testbed.add_subparsers(dest="testbed_command", required=True)
+
+    train = tsub.add_parser("train", help="train a miniature VLM on generated questions")
+    train.add_argument("--family", required=True, choices=TESTBED_FAMILIES)
+    train.add_argument("--out", required=True, help="folder for the checkpoint")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=positive_int, default=None, help="default: the family's")
+    train.add_argument("--batch-size", type=positive_int, default=32)
+    train.add_argument("--accelerator", default="cpu", help="cpu or gpu")
+    train.add_argument("--precision", default="bf16-mixed")
+    train.add_argument("--aux-weight", type=float, default=0.5,
+                       help="weight of the image-token class loss (0: none)")  # fmt: skip
+    train.add_argument("--clutter-ramp", type=float, default=0.3,
+                       help="share of items over which clutter grows (0: none)")  # fmt: skip
+    train.add_argument("--extra-turns", type=int, default=20,
+                       help="derived questions per scene after its own (0: one)")  # fmt: skip
+    train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
+
+    ev = tsub.add_parser("eval", help="accuracy of every scorer at every keep ratio")
+    ev.add_argument("--model", action="append",
+                    help="checkpoint folder or shipped family (default: all shipped)")  # fmt: skip
+    ev.add_argument("--out", required=True, help="folder for the CSV, JSON and PNG")
+    ev.add_argument("--n", type=positive_int, default=1000, help="held-out questions")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the test questions")
+    ev.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
+                    help="repeat for several (default: every registered scorer)")  # fmt: skip
+    ev.add_argument("--keep-ratio", type=keep_ratio, action="append", dest="keep_ratios",
+                    help=KEEP_HELP)  # fmt: skip
+    ev.add_argument("--random-seeds", type=positive_int, default=3)
+    ev.add_argument("--batch-size", type=positive_int, default=50)
+
+    export = tsub.add_parser("export", help="write questions as PNG + JSONL")
+    export.add_argument("--n", type=positive_int, required=True)
+    export.add_argument("--split", default="test", choices=["train", "val", "test"])
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--out", required=True)
+
+
+def _model_path(name: str) -> Path:
+    from vissparse.testbed.checkpoints import checkpoint_dir
+    from vissparse.testbed.models import TESTBED_FAMILIES
+
+    return checkpoint_dir(name) if name in TESTBED_FAMILIES else Path(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``testbed`` sub-command ``args.testbed_command``."""
+    command = args.testbed_command
+    if command == "train":
+        return _train(args)
+    if command == "eval":
+        return _eval(args)
+    from vissparse.testbed.questions import export_questions, make_questions
+
+    path = export_questions(make_questions(args.n, args.seed, args.split), args.out)
+    print(f"wrote {args.n} questions to {path}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vissparse.testbed.card import card_eval, plot_loss, write_card
+    from vissparse.testbed.evaluate import load_testbed_model
+    from vissparse.testbed.train import DEFAULT_STEPS, train
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = args.steps or DEFAULT_STEPS[args.family]
+    train(args.family, out, seed=args.seed, steps=steps, batch_size=args.batch_size,
+          precision=args.precision, accelerator=args.accelerator,
+          extra_turns=args.extra_turns, aux_weight=args.aux_weight,
+          clutter_ramp=args.clutter_ramp)  # fmt: skip
+    plot_loss(out / "logs", out / "loss.png")
+    if not args.no_card:
+        model, processor = load_testbed_model(out)
+        evaluation = card_eval(model, processor)
+        (out / "card_eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        training = json.loads((out / "training.json").read_text())
+        write_card(out, training, evaluation)
+        print((out / "README.md").read_text())
+    print(f"wrote {out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from vissparse.bench.report import machine_description
+    from vissparse.strategies.registry import SCORERS
+    from vissparse.testbed.evaluate import (
+        KEEP_RATIOS,
+        blank_ablation,
+        blank_rows,
+        load_testbed_model,
+        run_scorers,
+        summarize,
+    )
+    from vissparse.testbed.questions import make_questions
+    from vissparse.testbed.report import accuracy_table, write_results
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        raise ValueError(f"`--out` {str(out)!r} is not a folder")
+    if not args.model:
+        from vissparse.testbed.checkpoints import shipped_families
+
+        args.model = list(shipped_families())
+        if not args.model:
+            raise ValueError("no testbed checkpoint ships with this version: pass `--model DIR`")
+    paths = [_model_path(m) for m in args.model]
+    for path in paths:
+        if not path.is_dir():
+            raise ValueError(f"`--model` {str(path)!r} is not a checkpoint folder")
+    scorers = args.scorers or SCORERS.names()
+    keeps = sorted(set(args.keep_ratios or KEEP_RATIOS))
+    questions = make_questions(args.n, seed=args.seed, split="test")
+    rows: list[dict[str, Any]] = []
+    blank: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for name, path in zip(args.model, paths, strict=True):
+        model, processor = load_testbed_model(path)
+        seeds = range(args.random_seeds)
+        runs = run_scorers(model, processor, questions, scorers, keeps, seeds, args.batch_size)
+        rows += summarize(name, runs, questions)
+        blank += blank_rows(name, blank_ablation(model, processor, questions), questions)
+        print(f"\n{name} ({path}): accuracy % [95% CI], * = differs from random (p < 0.05)")
+        print(accuracy_table([r for r in rows if r["model"] == name]))
+    models = {n: str(p) for n, p in zip(args.model, paths, strict=True)}
+    meta = {"command": "vissparse testbed eval", "models": models,
+            "n_questions": args.n, "question_seed": args.seed, "split": "test", "mode": "drop",
+            "random_seeds": args.random_seeds, "seconds": round(time.perf_counter() - start, 1),
+            "machine": machine_description()}  # fmt: skip
+    written = write_results(rows, blank, out, meta)
+    print("\nwrote " + ", ".join(str(p) for p in written.values()))
+    return 0

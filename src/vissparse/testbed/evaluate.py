@@ -1,0 +1,191 @@
+"""Accuracy of every scorer at every keep ratio on held-out testbed questions.
+
+For each model, scorer and keep ratio, every question is answered in drop mode with
+greedy decoding, and scored by exact match. Per scorer x keep x question family the
+result holds the accuracy with a 95% bootstrap interval, the image tokens the language
+model saw, and a paired bootstrap test against the random scorer on the same questions.
+The random scorer runs with several seeds; its per-question score is the mean over
+seeds. At keep 1.0 every scorer keeps every token, so one unpruned run serves them all.
+A blank-image ablation (a plain grey image, same questions) shows the answers come
+from the image.
+
+Example:
+    >>> chance_accuracy("position"), round(chance_accuracy("attribute"), 3)
+    (0.5, 0.182)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from vissparse.bench.paired import exact_match
+from vissparse.testbed.questions import ANSWERS, FAMILIES
+from vissparse.testbed.scenes import IMAGE_SIZE
+from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
+
+KEEP_RATIOS = (0.05, 0.1, 0.25, 0.5, 1.0)
+RANDOM_SEEDS = (0, 1, 2)
+MAX_NEW_TOKENS = 2  # one answer word, then end of turn
+BLANK_GREY = (128, 128, 128)
+# Templates whose answers form separate groups (attribute: colours vs shapes); the text
+# says which group, so the best text-only guess is right once per group size.
+ANSWER_GROUPS = {"attribute": 2}
+
+
+def chance_accuracy(family: str) -> float:
+    """Accuracy of the best guess from the question text alone, for balanced answers."""
+    return ANSWER_GROUPS.get(family, 1) / len(ANSWERS[family])
+
+
+@dataclass
+class Run:
+    """One scorer at one keep ratio on one model: per-question scores and token counts."""
+
+    scorer: str
+    keep_ratio: float
+    scores: np.ndarray  # [n] in [0, 1]: mean over seeds of exact-match correctness
+    n_kept: np.ndarray  # [n] image tokens seen (mean over seeds)
+    n_image: np.ndarray  # [n] image tokens before pruning
+    seed_accuracy: list[float] = field(default_factory=list)
+
+
+def answer_all(
+    pipe: Any, questions: Sequence[dict[str, Any]], batch_size: int = 50, desc: str = ""
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Answer every question with ``pipe`` in batches: texts, kept and total image tokens."""
+    from tqdm.auto import tqdm
+
+    texts: list[str] = []
+    kept: list[int] = []
+    total: list[int] = []
+    starts = range(0, len(questions), batch_size)
+    for start in tqdm(starts, desc=desc, leave=False, disable=not desc):
+        chunk = questions[start : start + batch_size]
+        details = pipe.generate([q["image"] for q in chunk], [q["question"] for q in chunk],
+                                return_details=True, max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
+        texts += details.text
+        kept += [int(sum(int(m.sum()) for m in row)) for row in details.keep_mask]
+        total += [int(sum(m.numel() for m in row)) for row in details.keep_mask]
+    return texts, np.array(kept, dtype=np.float64), np.array(total, dtype=np.float64)
+
+
+def correctness(texts: Sequence[str], questions: Sequence[dict[str, Any]]) -> np.ndarray:
+    """1.0 where the answer matches the reference (normalised exact match), else 0.0."""
+    return np.array([exact_match(t, q["answer"]) for t, q in zip(texts, questions, strict=True)],
+                    dtype=np.float64)  # fmt: skip
+
+
+def pipeline_for(model: Any, processor: Any, scorer: Any, keep_ratio: float) -> Any:
+    """A drop-mode top-k :class:`~vissparse.hf.pipeline.HFPipeline` with ``scorer``."""
+    from vissparse.config import PruningConfig
+    from vissparse.hf.pipeline import HFPipeline
+
+    return HFPipeline(model, processor, PruningConfig(keep_ratio=keep_ratio, scorer=scorer))
+
+
+def run_scorers(
+    model: Any,
+    processor: Any,
+    questions: Sequence[dict[str, Any]],
+    scorers: Sequence[str],
+    keep_ratios: Sequence[float] = KEEP_RATIOS,
+    random_seeds: Sequence[int] = RANDOM_SEEDS,
+    batch_size: int = 50,
+    progress: bool = True,
+) -> list[Run]:
+    """Every scorer at every keep ratio (random over ``random_seeds``), in drop mode."""
+    from vissparse.strategies.baselines import RandomScorer
+
+    runs: list[Run] = []
+    full: Run | None = None
+    for keep in keep_ratios:
+        if keep == 1.0:
+            pipe = pipeline_for(model, processor, "cosine", 1.0)
+            texts, kept, total = answer_all(pipe, questions, batch_size, "keep 1.0" * progress)
+            full = Run("", 1.0, correctness(texts, questions), kept, total)
+            runs += [Run(s, 1.0, full.scores, kept, total, [float(full.scores.mean())])
+                     for s in scorers]  # fmt: skip
+            continue
+        for name in scorers:
+            seeds: Sequence[int | None] = random_seeds if name == "random" else [None]
+            per_seed, kept_seed = [], []
+            for seed in seeds:
+                scorer: Any = RandomScorer(seed=seed) if seed is not None else name
+                desc = f"{name}{'' if seed is None else f' seed {seed}'} keep {keep:g}"
+                pipe = pipeline_for(model, processor, scorer, keep)
+                texts, kept, total = answer_all(pipe, questions, batch_size, desc * progress)
+                per_seed.append(correctness(texts, questions))
+                kept_seed.append(kept)
+            runs.append(Run(name, keep, np.mean(per_seed, axis=0), np.mean(kept_seed, axis=0),
+                            total, [float(s.mean()) for s in per_seed]))  # fmt: skip
+    return runs
+
+
+def blank_ablation(
+    model: Any, processor: Any, questions: Sequence[dict[str, Any]], batch_size: int = 50
+) -> np.ndarray:
+    """Per-question correctness of the unpruned model when every image is plain grey."""
+    grey = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BLANK_GREY)
+    blank = [{**q, "image": grey} for q in questions]
+    texts, _, _ = answer_all(pipeline_for(model, processor, "cosine", 1.0), blank, batch_size)
+    return correctness(texts, questions)
+
+
+def summarize(
+    model_name: str, runs: Sequence[Run], questions: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows per scorer x keep x family (and ``"all"``): accuracy, CI, tokens, vs random."""
+    families = np.array([q["family"] for q in questions])
+    random = {r.keep_ratio: r for r in runs if r.scorer == "random"}
+    rows = []
+    for run in runs:
+        for family in ("all", *FAMILIES):
+            sel = np.ones(len(families), bool) if family == "all" else families == family
+            if not sel.any():
+                continue
+            lo, hi = bootstrap_ci(run.scores[sel])
+            row: dict[str, Any] = {
+                "model": model_name, "scorer": run.scorer, "keep_ratio": run.keep_ratio,
+                "family": family, "n": int(sel.sum()), "accuracy": float(run.scores[sel].mean()),
+                "ci_low": lo, "ci_high": hi, "image_tokens": float(run.n_kept[sel].mean()),
+                "image_tokens_full": float(run.n_image[sel].mean()),
+                "chance": float(np.mean([chance_accuracy(f) for f in families[sel]])),
+            }  # fmt: skip
+            if family == "all" and run.seed_accuracy:
+                row["seed_accuracy"] = run.seed_accuracy
+            ref = random.get(run.keep_ratio)
+            if ref is not None and run.scorer != "random" and run.keep_ratio < 1.0:
+                test = paired_bootstrap(run.scores[sel], ref.scores[sel])
+                row.update({f"vs_random_{k}": v for k, v in test.items()})
+            rows.append(row)
+    return rows
+
+
+def blank_rows(
+    model_name: str, scores: np.ndarray, questions: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Blank-image accuracy per family with its CI, beside the chance level."""
+    families = np.array([q["family"] for q in questions])
+    rows = []
+    for family in FAMILIES:
+        sel = families == family
+        if sel.any():
+            lo, hi = bootstrap_ci(scores[sel])
+            rows.append({"model": model_name, "family": family, "n": int(sel.sum()),
+                         "blank_accuracy": float(scores[sel].mean()), "ci_low": lo, "ci_high": hi,
+                         "chance": chance_accuracy(family)})  # fmt: skip
+    return rows
+
+
+def load_testbed_model(path: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """``(model, processor)`` of a saved testbed checkpoint, loaded as any HF checkpoint."""
+    from vissparse.api import VisSparse
+
+    vs = VisSparse(base_model=str(path), keep_ratio=1.0)
+    return vs.pipeline.model, vs.pipeline.processor

@@ -1,0 +1,141 @@
+"""Writing testbed results: CSV, JSON, the accuracy-vs-keep plot, markdown tables.
+
+Example:
+    >>> rows = [{"model": "m", "scorer": "random", "keep_ratio": 0.1, "family": "all",
+    ...          "accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "image_tokens": 25.6}]
+    >>> print(accuracy_table(rows).splitlines()[2])
+    | random | 50.0 [40.0, 60.0] |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vissparse.bench.plots import _pyplot
+from vissparse.bench.report import write_rows
+
+SCORER_STYLE = {
+    "random": dict(color="black", ls="--"),
+    "cosine": dict(color="tab:red"),
+    "cosine-least": dict(color="tab:blue"),
+    "uniform": dict(color="tab:green"),
+}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _keeps(rows: Sequence[dict[str, Any]]) -> list[float]:
+    return sorted({r["keep_ratio"] for r in rows})
+
+
+def accuracy_table(rows: Sequence[dict[str, Any]], family: str = "all") -> str:
+    """Markdown: one row per scorer, one column per keep ratio, ``acc [CI]`` in %.
+
+    A ``*`` marks a scorer that differs from random at p < 0.05 (paired bootstrap).
+    """
+    rows = [r for r in rows if r["family"] == family]
+    keeps = _keeps(rows)
+    scorers = list(dict.fromkeys(r["scorer"] for r in rows))
+    cell = {(r["scorer"], r["keep_ratio"]): r for r in rows}
+    lines = ["| scorer | " + " | ".join(f"keep {k:g}" for k in keeps) + " |",
+             "|---|" + "---|" * len(keeps)]  # fmt: skip
+    for scorer in scorers:
+        cells = []
+        for k in keeps:
+            r = cell.get((scorer, k))
+            if r is None:
+                cells.append("")
+                continue
+            star = "*" if r.get("vs_random_p_value", 1.0) < 0.05 else ""
+            cells.append(f"{_pct(r['accuracy'])}{star} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+        lines.append(f"| {scorer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def family_table(rows: Sequence[dict[str, Any]], keep_ratio: float, families: Sequence[str]) -> str:
+    """Markdown: accuracy per scorer (rows) and question family (columns) at one keep."""
+    rows = [r for r in rows if r["keep_ratio"] == keep_ratio]
+    scorers = list(dict.fromkeys(r["scorer"] for r in rows))
+    cell = {(r["scorer"], r["family"]): r for r in rows}
+    cols = ["all", *families]
+    lines = ["| scorer | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for scorer in scorers:
+        vals = [cell.get((scorer, f)) for f in cols]
+        lines.append(
+            f"| {scorer} | " + " | ".join(_pct(v["accuracy"]) if v else "" for v in vals) + " |"
+        )
+    return "\n".join(lines)
+
+
+def blank_table(blank: Sequence[dict[str, Any]], full: Sequence[dict[str, Any]]) -> str:
+    """Markdown: unpruned accuracy, blank-image accuracy and chance per family."""
+    acc = {r["family"]: r for r in full if r["keep_ratio"] == 1.0}
+    lines = ["| family | unpruned | blank image | chance |", "|---|---|---|---|"]
+    for r in blank:
+        a = acc.get(r["family"])
+        lines.append(f"| {r['family']} | {_pct(a['accuracy']) if a else ''} | "
+                     f"{_pct(r['blank_accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | "
+                     f"{_pct(r['chance'])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot_accuracy(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Accuracy against keep ratio, one panel per model.
+
+    A line per scorer with its 95% CI band (all families), chance as a dotted line.
+
+    Example:
+        >>> import tempfile
+        >>> r = [{"model": "m", "scorer": "cosine", "keep_ratio": k, "family": "all",
+        ...       "accuracy": k, "ci_low": k - .1, "ci_high": k, "chance": .1} for k in (.1, 1)]
+        >>> plot_accuracy(r, Path(tempfile.mkdtemp()) / "a.png").suffix
+        '.png'
+    """
+    plt = _pyplot()
+    rows = [r for r in rows if r["family"] == "all"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.0), dpi=120,
+                             squeeze=False, sharey=True)  # fmt: skip
+    for ax, model in zip(axes[0], models, strict=True):
+        mine = [r for r in rows if r["model"] == model]
+        for scorer in dict.fromkeys(r["scorer"] for r in mine):
+            pts = sorted((r for r in mine if r["scorer"] == scorer), key=lambda r: r["keep_ratio"])
+            x = [r["keep_ratio"] for r in pts]
+            style = SCORER_STYLE.get(scorer, {})
+            line = ax.plot(x, [r["accuracy"] for r in pts], marker="o", ms=3, label=scorer, **style)
+            ax.fill_between(x, [r["ci_low"] for r in pts], [r["ci_high"] for r in pts],
+                            color=line[0].get_color(), alpha=0.15, lw=0)  # fmt: skip
+        if mine and "chance" in mine[0]:
+            ax.axhline(mine[0]["chance"], color="grey", ls=":", lw=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_xticks(_keeps(mine), [f"{k:g}" for k in _keeps(mine)])
+        ax.set_xlabel("keep_ratio (log scale)")
+        ax.set_title(model, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (95% bootstrap CI)")
+    axes[0][0].set_ylim(0, 1.02)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_results(
+    rows: Sequence[dict[str, Any]], blank: Sequence[dict[str, Any]], out: str | Path,
+    meta: dict[str, Any],
+) -> dict[str, Path]:  # fmt: skip
+    """``testbed_eval.{csv,json}``, ``testbed_blank.{csv,json}`` and ``testbed_accuracy.png``."""
+    paths = write_rows(rows, out, "testbed_eval", extra=meta)
+    blank_paths = write_rows(blank, out, "testbed_blank", extra=meta)
+    paths["blank_csv"], paths["blank_json"] = blank_paths["csv"], blank_paths["json"]
+    paths["png"] = plot_accuracy(rows, Path(out) / "testbed_accuracy.png")
+    return paths

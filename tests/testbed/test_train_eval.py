@@ -1,0 +1,118 @@
+"""Training is reproducible from its seed; the eval produces its tables, stats and plot."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vissparse.cli import main as cli
+from vissparse.testbed import make_questions
+from vissparse.testbed.evaluate import chance_accuracy, run_scorers, summarize
+from vissparse.testbed.models import build_model
+from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
+from vissparse.testbed.train import encode_training_batch, train
+
+
+def test_labels_cover_answer_and_end_of_turn_only():
+    for family in ("llava", "qwen2_vl"):
+        _, processor = build_model(family)
+        questions = make_questions(3, seed=1)
+        batch = encode_training_batch(processor, questions)
+        tok = processor.tokenizer
+        for row, q in zip(batch["labels"], questions, strict=True):
+            labelled = row[row != -100].tolist()
+            assert tok.convert_ids_to_tokens(labelled) == [q["answer"], tok.eos_token]
+
+
+def test_conversation_labels_every_answer():
+    from vissparse.testbed.train import QuestionStream
+
+    stream = iter(QuestionStream(seed=0, extra_turns=3, clutter_ramp=10))
+    items = [next(stream) for _ in range(3)]
+    for family in ("llava", "qwen2_vl"):
+        _, processor = build_model(family)
+        batch = encode_training_batch(processor, items)
+        tok = processor.tokenizer
+        for row, item in zip(batch["labels"], items, strict=True):
+            labelled = tok.convert_ids_to_tokens(row[row != -100].tolist())
+            assert labelled == [w for _, a in item["turns"] for w in (a, tok.eos_token)]
+
+
+def test_clutter_ramp_starts_plain_and_ends_at_the_held_out_level():
+    from vissparse.testbed import make_question
+    from vissparse.testbed.train import QuestionStream
+
+    stream = iter(QuestionStream(seed=0, clutter_ramp=4))
+    items = [next(stream) for _ in range(6)]
+    first = np.asarray(items[0]["image"], dtype=float)
+    assert np.asarray(make_question(0, 0, "train")["image"], dtype=float).std() > first.std()
+    assert np.array_equal(np.asarray(items[5]["image"]),
+                          np.asarray(make_question(5, 0, "train")["image"]))  # fmt: skip
+
+
+def test_training_is_reproducible_from_the_seed(tmp_path):
+    def weights(out):
+        train("llava", out, seed=3, steps=2, batch_size=2, warmup=1, workers=0,
+              precision="32-true", progress=False, val_questions=0)  # fmt: skip
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_pretrained(out).state_dict()
+
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    untrained = build_model("llava", seed=3)[0].state_dict()
+    assert a.keys() == b.keys() == untrained.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], untrained[k]) for k in a)
+    info = json.loads((tmp_path / "a" / "training.json").read_text())
+    assert info["steps"] == 2 and info["seed"] == 3
+
+
+def test_stats():
+    lo, hi = bootstrap_ci(np.array([1.0] * 90 + [0.0] * 10))
+    assert lo < 0.9 < hi and hi - lo < 0.15
+    same = paired_bootstrap(np.ones(50), np.ones(50))
+    assert same["p_value"] == 1.0
+    better = paired_bootstrap(np.array([1.0] * 40 + [0.0] * 10), np.array([0.0] * 25 + [1.0] * 25))
+    assert better["diff"] == pytest.approx(0.3) and better["p_value"] < 0.01
+    assert chance_accuracy("counting") == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def saved_untrained(tmp_path_factory):
+    """An untrained testbed LLaVA saved like a trained one (eval mechanics only)."""
+    out = tmp_path_factory.mktemp("untrained")
+    model, processor = build_model("llava", seed=5)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def test_run_scorers_rows(saved_untrained):
+    from vissparse.testbed.evaluate import load_testbed_model
+
+    model, processor = load_testbed_model(saved_untrained)
+    questions = make_questions(10, seed=0)
+    runs = run_scorers(model, processor, questions, ["cosine", "random"], (0.1, 1.0),
+                       random_seeds=(0, 1), batch_size=5, progress=False)  # fmt: skip
+    rows = summarize("llava", runs, questions)
+    at = {(r["scorer"], r["keep_ratio"], r["family"]): r for r in rows}
+    assert at[("cosine", 0.1, "all")]["image_tokens"] == pytest.approx(26)  # ceil(0.1 * 256)
+    assert at[("cosine", 1.0, "all")]["image_tokens"] == 256
+    assert len(at[("random", 0.1, "all")]["seed_accuracy"]) == 2
+    assert "vs_random_p_value" in at[("cosine", 0.1, "all")]
+    assert at[("cosine", 1.0, "all")]["accuracy"] == at[("random", 1.0, "all")]["accuracy"]
+
+
+def test_eval_cli_writes_tables_and_plot(saved_untrained, tmp_path, capsys):
+    code = cli(["testbed", "eval", "--model", str(saved_untrained), "--out", str(tmp_path),
+                "--n", "10",
+                "--scorer", "cosine", "--scorer", "random", "--keep-ratio", "0.25",
+                "--random-seeds", "2"])  # fmt: skip
+    assert code == 0
+    for name in ("testbed_eval.csv", "testbed_eval.json", "testbed_blank.csv",
+                 "testbed_accuracy.png"):  # fmt: skip
+        assert (tmp_path / name).is_file(), name
+    payload = json.loads((tmp_path / "testbed_eval.json").read_text())
+    assert payload["n_questions"] == 10 and payload["machine"]["cpu_count"]
+    assert "keep 0.25" in capsys.readouterr().out
