@@ -3,6 +3,7 @@
 #   make demo    set up, then run the README quick-start and the mock benchmark table
 #   make test    set up, then lint and run the whole test suite
 #   make bench-mock   re-measure the mock figures quoted in the README
+#   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
 #
 # torch: on a machine without an NVIDIA GPU (no nvidia-smi) the spec is the CPU build,
 # torch==2.13.0+cpu, which can never resolve to the multi-GB CUDA build. This workplace
@@ -17,7 +18,7 @@ TORCH_SPEC ?= $(if $(HAS_GPU),torch==2.13.0,torch==2.13.0+cpu)
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench-mock clean
+.PHONY: setup demo test lint bench-mock bench-testbed clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python examples/quickstart.py
 	$(BIN)/vissparse bench --mock --keep-ratio 0.05 --keep-ratio 0.1 --keep-ratio 0.25 --keep-ratio 0.5 --keep-ratio 1.0 --n-samples 100
+	$(BIN)/vissparse testbed eval --n 100 --scorer cosine --scorer random --keep-ratio 0.1 --out out/demo-testbed
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples
@@ -44,6 +46,9 @@ test: lint
 
 bench-mock: setup
 	$(BIN)/python benchmarks/mock_benchmark.py --out benchmarks/results --readme README.md
+
+bench-testbed: setup
+	$(BIN)/python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --readme README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -32,6 +32,8 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=positive_int, default=None, help="default: the family's")
     train.add_argument("--batch-size", type=positive_int, default=32)
+    train.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
+    train.add_argument("--workers", type=int, default=1, help="data-generating processes")
     train.add_argument("--accelerator", default="cpu", help="cpu or gpu")
     train.add_argument("--precision", default="bf16-mixed")
     train.add_argument("--aux-weight", type=float, default=0.5,
@@ -91,7 +93,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or DEFAULT_STEPS[args.family]
-    train(args.family, out, seed=args.seed, steps=steps, batch_size=args.batch_size,
+    train(args.family, out, seed=args.seed, steps=steps, batch_size=args.batch_size, lr=args.lr,
+          workers=args.workers,
           precision=args.precision, accelerator=args.accelerator,
           extra_turns=args.extra_turns, aux_weight=args.aux_weight,
           clutter_ramp=args.clutter_ramp)  # fmt: skip

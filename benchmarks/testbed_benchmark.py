@@ -1,0 +1,97 @@
+"""Testbed accuracy of every scorer on the shipped checkpoints, and the README's section.
+
+Runs ``vissparse testbed eval`` on the shipped checkpoints (1000 held-out questions,
+every registered scorer, keep 0.05 to 1.0, random over 3 seeds), draws the kept patches
+of one test scene with cosine and random at keep 0.10, and writes the markdown that
+``make bench-testbed`` puts in the README between the ``testbed-results`` markers.
+
+    python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --readme README.md
+    python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mock_benchmark import replace_between_markers
+
+from vissparse.cli import main as cli
+from vissparse.testbed.checkpoints import shipped_families
+from vissparse.testbed.questions import FAMILIES
+from vissparse.testbed.report import accuracy_table, blank_table, family_table
+
+SHOW_SCENE = 3  # a relation question: the answer needs two objects
+SHOW_KEEP = 0.1
+CHECKPOINTS = "src/vissparse/testbed/checkpoints"
+RESULTS = "benchmarks/results/testbed"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/testbed"))
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--readme", type=Path, help="also put the section into this README")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rebuild the markdown from an earlier run's JSON")  # fmt: skip
+    args = parser.parse_args()
+    models = shipped_families()
+    if not args.render_only:
+        command = ["testbed", "eval", "--out", str(args.out), "--n", str(args.n)]
+        for model in models:
+            command += ["--model", model]
+        if cli(command) != 0:
+            raise SystemExit("testbed eval failed")
+        for model in models:
+            show = ["show", f"testbed:{SHOW_SCENE}", "--model", f"{CHECKPOINTS}/{model}",
+                    "--keep-ratio", str(SHOW_KEEP), "--also-scorer", "random",
+                    "--out", str(args.out / f"show_{model}.png")]  # fmt: skip
+            if cli(show) != 0:
+                raise SystemExit("vissparse show failed")
+    text = render(args.out)
+    (args.out / "testbed.md").write_text(text + "\n")
+    print(text)
+    if args.readme:
+        replace_between_markers(args.readme, "testbed-results", text.strip())
+
+
+def render(out: Path) -> str:
+    payload = json.loads((out / "testbed_eval.json").read_text())
+    blank = json.loads((out / "testbed_blank.json").read_text())["results"]
+    rows = payload["results"]
+    machine = payload["machine"]
+    lines = [
+        f"Measured by `make bench-testbed` on {machine['processor']} ({machine['cpu_count']} "
+        f"cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
+        f"transformers {machine['transformers']}) in {payload['seconds'] / 60:.0f} minutes: "
+        f"{payload['n_questions']} held-out test questions (seed {payload['question_seed']}), "
+        f"drop mode, greedy decoding, random over {payload['random_seeds']} seeds. "
+        "Accuracy in % with 95% bootstrap intervals; `*` marks a difference from random at "
+        "p < 0.05 (paired bootstrap on the same questions). At keep 1.0 every scorer keeps "
+        "every token, so one unpruned run serves all rows.",
+        "",
+        f"![accuracy against keep_ratio]({RESULTS}/testbed_accuracy.png)",
+    ]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        tokens = next(r["image_tokens_full"] for r in mine if r["family"] == "all")
+        lines += ["", f"**{model}** ({tokens:.0f} image tokens per image), all question families:",
+                  "", accuracy_table(mine), "",
+                  f"By question family at keep {SHOW_KEEP:g}:", "",
+                  family_table(mine, SHOW_KEEP, FAMILIES), "",
+                  "Unpruned, blank-image ablation and chance, by family:", "",
+                  blank_table([b for b in blank if b["model"] == model], mine)]  # fmt: skip
+    lines += ["", f"Test scene {SHOW_SCENE}, keep {SHOW_KEEP:g}: cosine (left) and random "
+              "(right) on the llava checkpoint "
+              f"(`vissparse show testbed:{SHOW_SCENE} --model {CHECKPOINTS}/llava "
+              f"--keep-ratio {SHOW_KEEP:g} --also-scorer random`):", "",
+              f"![kept patches, cosine vs random]({RESULTS}/show_llava.png)"]  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
