@@ -61,11 +61,23 @@ def char_tokenizer(specials: list[str], chat_template: str, **special_tokens: st
         'hi'
     """
     from tokenizers import Tokenizer, decoders, models
-    from transformers import PreTrainedTokenizerFast
 
     vocab = {c: i for i, c in enumerate(CHARS)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None, fuse_unk=False))
     backend.decoder = decoders.Fuse()
+    return wrap_tokenizer(backend, specials, chat_template, **special_tokens)
+
+
+def wrap_tokenizer(
+    backend: Any, specials: list[str], chat_template: str, **special_tokens: str
+) -> Any:
+    """A left-padding fast tokenizer around a ``tokenizers`` backend.
+
+    It gets the special tokens ``specials`` (named ones set from ``special_tokens``, e.g.
+    ``eos_token="</s>"``) and the chat template.
+    """
+    from transformers import PreTrainedTokenizerFast
+
     tok = PreTrainedTokenizerFast(tokenizer_object=backend)
     tok.add_special_tokens({"additional_special_tokens": specials})
     for name, value in special_tokens.items():

@@ -47,6 +47,12 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     left.legend(handles=handles, loc="center right", fontsize=8)
     left.set_title(title or "VisSparse keep_ratio sweep", fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (creating folders) and close it."""
+    plt = _pyplot()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

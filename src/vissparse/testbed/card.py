@@ -112,7 +112,7 @@ def plot_loss(log_dir: Path, path: Path) -> Path | None:
     """``loss.png`` from the CSV logger's ``metrics.csv`` (None if there is no log)."""
     import csv
 
-    from vissparse.bench.plots import _pyplot
+    from vissparse.bench.plots import _pyplot, save_figure
 
     metrics = log_dir / "metrics.csv"
     if not metrics.is_file():
@@ -128,7 +128,4 @@ def plot_loss(log_dir: Path, path: Path) -> Path | None:
     ax.set_ylabel("train loss (answer + end-of-turn tokens)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

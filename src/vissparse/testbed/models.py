@@ -31,6 +31,7 @@ from vissparse.testing import (
     llava_processor,
     qwen_processor,
     qwen_token_ids,
+    wrap_tokenizer,
 )
 
 TESTBED_FAMILIES = ("llava", "qwen2_vl")
@@ -91,19 +92,12 @@ def word_tokenizer(specials: list[str], chat_template: str, **special_tokens: st
         'what color ?'
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate([*specials, *WORDS])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=specials[0]))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
-    tok.add_special_tokens({"additional_special_tokens": specials})
-    for name, value in special_tokens.items():
-        setattr(tok, name, value)
-    tok.padding_side = "left"
-    tok.chat_template = chat_template
-    return tok
+    return wrap_tokenizer(backend, specials, chat_template, **special_tokens)
 
 
 def _llava(arch: dict[str, Any]) -> tuple[Any, Any, Any]:

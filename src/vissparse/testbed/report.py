@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vissparse.bench.plots import _pyplot
+from vissparse.bench.plots import _pyplot, save_figure
 from vissparse.bench.report import write_rows
 
 SCORER_STYLE = {
@@ -121,12 +121,7 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], path: str | Path, title: str =
     axes[0][-1].legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_results(

@@ -120,6 +120,17 @@ def _outline(obj: Obj) -> list[tuple[float, float]]:
             (x - h, y - t), (x - t, y - t)]  # fmt: skip
 
 
+def _draw_object(draw: ImageDraw.ImageDraw, obj: Obj, fill: int | tuple[int, ...]) -> None:
+    h = obj.size / 2
+    box = (obj.x - h, obj.y - h, obj.x + h - 1, obj.y + h - 1)
+    if obj.shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif obj.shape == "square":
+        draw.rectangle((box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1), fill=fill)
+    else:
+        draw.polygon(_outline(obj), fill=fill)
+
+
 def draw_scene(
     objects: Sequence[Obj], rng: np.random.Generator, clutter: float = 1.0
 ) -> Image.Image:
@@ -138,14 +149,7 @@ def draw_scene(
         fill = tuple(
             int(np.clip(c + j, 0, 255)) for c, j in zip(COLORS[obj.color], jitter, strict=True)
         )
-        h = obj.size / 2
-        box = (obj.x - h, obj.y - h, obj.x + h - 1, obj.y + h - 1)
-        if obj.shape == "circle":
-            draw.ellipse(box, fill=fill)
-        elif obj.shape == "square":
-            draw.rectangle((box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1), fill=fill)
-        else:
-            draw.polygon(_outline(obj), fill=fill)
+        _draw_object(draw, obj, fill)
     noisy = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 5, (IMAGE_SIZE, IMAGE_SIZE, 3))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
@@ -165,14 +169,7 @@ def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> 
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     draw = ImageDraw.Draw(canvas)
     for i, obj in enumerate(objects, start=1):
-        h = obj.size / 2
-        box = (obj.x - h, obj.y - h, obj.x + h - 1, obj.y + h - 1)
-        if obj.shape == "circle":
-            draw.ellipse(box, fill=i)
-        elif obj.shape == "square":
-            draw.rectangle((box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1), fill=i)
-        else:
-            draw.polygon(_outline(obj), fill=i)
+        _draw_object(draw, obj, i)
     ids = np.asarray(canvas)
     cell = IMAGE_SIZE // grid
     blocks = ids.reshape(grid, cell, grid, cell).transpose(0, 2, 1, 3).reshape(grid * grid, -1)
