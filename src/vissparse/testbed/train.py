@@ -38,7 +38,7 @@ from vissparse.testbed.questions import make_question, make_questions
 from vissparse.testbed.scenes import COLORS, SHAPES, token_labels
 
 IGNORE = -100
-DEFAULT_STEPS = {"llava": 1300, "qwen2_vl": 1300}  # the shipped checkpoints' settings
+DEFAULT_STEPS = {"llava": 1300, "qwen2_vl": 600}  # the shipped checkpoints' settings
 
 
 def training_text(processor: Any, question: str, answer: str | None = None) -> str:
