@@ -226,13 +226,17 @@ def tiny_model(
         model = model_cls(copy.deepcopy(config))
     model = model.to(dtype).eval()
     model.set_attn_implementation(attn_implementation)
-    tok = processor.tokenizer
+    greedy_defaults(model, processor.tokenizer)
+    return model, processor
+
+
+def greedy_defaults(model: Any, tok: Any) -> None:
+    """Set ``model``'s generation config to greedy decoding with ``tok``'s special ids."""
     gen = model.generation_config
     gen.pad_token_id, gen.eos_token_id, gen.bos_token_id = (
         tok.pad_token_id, tok.eos_token_id, tok.bos_token_id,
     )  # fmt: skip
     gen.do_sample = False
-    return model, processor
 
 
 def random_image(height: int = 64, width: int = 80, seed: int = 0) -> Image.Image:

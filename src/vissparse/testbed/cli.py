@@ -71,6 +71,17 @@ def _model_path(name: str) -> Path:
     return checkpoint_dir(name) if name in TESTBED_FAMILIES else Path(name)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory if it lies below it, else as given.
+
+    Recorded results then name no path of the machine they ran on.
+    """
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``testbed`` sub-command ``args.testbed_command``."""
     command = args.testbed_command
@@ -152,7 +163,7 @@ def _eval(args: argparse.Namespace) -> int:
         blank += blank_rows(name, blank_ablation(model, processor, questions), questions)
         print(f"\n{name} ({path}): accuracy % [95% CI], * = differs from random (p < 0.05)")
         print(accuracy_table([r for r in rows if r["model"] == name]))
-    models = {n: str(p) for n, p in zip(args.model, paths, strict=True)}
+    models = {n: _shown(p) for n, p in zip(args.model, paths, strict=True)}
     meta = {"command": "vissparse testbed eval", "models": models,
             "n_questions": args.n, "question_seed": args.seed, "split": "test", "mode": "drop",
             "random_seeds": args.random_seeds, "seconds": round(time.perf_counter() - start, 1),

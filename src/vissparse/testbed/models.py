@@ -28,6 +28,7 @@ from vissparse.testing import (
     LLAVA_SPECIALS,
     QWEN_CHAT_TEMPLATE,
     QWEN_SPECIALS,
+    greedy_defaults,
     llava_processor,
     qwen_processor,
     qwen_token_ids,
@@ -158,11 +159,6 @@ def build_model(family: str, seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = model_cls(copy.deepcopy(config))
-    tok = processor.tokenizer
-    gen = model.generation_config
-    gen.pad_token_id, gen.eos_token_id, gen.bos_token_id = (
-        tok.pad_token_id, tok.eos_token_id, tok.bos_token_id,
-    )  # fmt: skip
-    gen.do_sample = False
-    gen.max_new_tokens = 4
+    greedy_defaults(model, processor.tokenizer)
+    model.generation_config.max_new_tokens = 4
     return model.eval(), processor
