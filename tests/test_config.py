@@ -25,6 +25,18 @@ def test_keep_ratio_accepted(good):
     assert config.keep_ratio == float(good) and isinstance(config.keep_ratio, float)
 
 
+@pytest.mark.parametrize("written", [0.1, 0.3, 0.05, 0.7])
+def test_numpy_keep_ratio_keeps_what_was_written(written):
+    from fractions import Fraction
+
+    from vissparse.strategies import kept_count
+
+    for value in (np.float32(written), np.float16(written), np.float64(written)):
+        ratio = PruningConfig(keep_ratio=value).keep_ratio
+        assert ratio == written and kept_count(ratio, 1000) == kept_count(written, 1000)
+    assert PruningConfig(keep_ratio=Fraction(1, 10)).keep_ratio == 0.1
+
+
 def test_scorer_strategy_mode_checked():
     assert PruningConfig(scorer=CosineScorer()).mode == "drop"
     with pytest.raises(TypeError, match="`scorer`"):
