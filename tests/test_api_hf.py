@@ -43,3 +43,10 @@ def test_mask_mode_runs_full_length(vs):
     full_len = vs.prepare_inputs(image=random_image(), prompt="What?")["input_ids"].shape[1]
     assert out.metrics["kv_cache_tokens"] == [full_len]
     assert isinstance(out.sequences, torch.Tensor)
+
+
+@pytest.mark.parametrize("flag", ["return_details", "measure_baseline"])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_flags_take_bools_only(vs, flag, value):
+    with pytest.raises(TypeError, match=f"`{flag}` must be a bool"):
+        vs.generate(image=random_image(), prompt="What is it?", **{flag: value})

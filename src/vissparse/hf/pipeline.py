@@ -221,6 +221,10 @@ class HFPipeline:
         ``baseline_latency_ms``, ``speedup`` and ``baseline_text`` to the metrics; it
         implies ``return_details=True``.
         """
+        for name, flag in (("return_details", return_details),
+                           ("measure_baseline", measure_baseline)):  # fmt: skip
+            if not isinstance(flag, bool):
+                raise TypeError(f"`{name}` must be a bool, got {flag!r}")
         check_generate_kwargs(generate_kwargs)
         inputs, prompt_mask, items, batched = self._encode(image, prompt)
         if measure_baseline and not self._warm:
