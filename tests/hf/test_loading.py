@@ -23,6 +23,21 @@ def test_a_path_that_is_not_a_directory(tmp_path):
         VisSparse(base_model=str(tmp_path / "nope"))
 
 
+def test_empty_base_model_and_a_directory_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match=r"`base_model` must name .* empty string"):
+            VisSparse(base_model=empty)
+    with pytest.raises(ModelNotFoundError, match=r"`base_model` .* without a config\.json"):
+        VisSparse(base_model=str(tmp_path))
+
+
+def test_inner_backbone_is_rejected_at_construction():
+    model, processor = tiny_model("qwen2_vl")
+    with pytest.raises(TypeError, match="`base_model` must be a model that generates"):
+        VisSparse(base_model=model.model, processor=processor)
+
+
 def test_loaded_model_needs_processor():
     model, _ = tiny_model("llava")
     with pytest.raises(ValueError, match="`processor` is required"):

@@ -79,6 +79,11 @@ def load_model_and_processor(
         if processor is None:
             raise ValueError("`processor` is required when `base_model` is an already-loaded model")
         family_of(getattr(base_model.config, "model_type", None))
+        if not base_model.can_generate():
+            raise TypeError(
+                f"`base_model` must be a model that generates (the ...ForConditionalGeneration "
+                f"class), got the inner {type(base_model).__name__}; pass the full model"
+            )
         return base_model, processor
     if not isinstance(base_model, str | os.PathLike):
         raise TypeError(
@@ -86,6 +91,11 @@ def load_model_and_processor(
             f"PreTrainedModel, got {type(base_model).__name__}"
         )
     source = str(base_model)
+    if not source.strip():
+        raise ValueError(
+            "`base_model` must name a HuggingFace model id or a local directory, got an "
+            "empty string (for the current directory, pass '.')"
+        )
     kwargs = dict(from_pretrained_kwargs)
     if "torch_dtype" in kwargs:
         kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
@@ -93,6 +103,11 @@ def load_model_and_processor(
     local = Path(source).expanduser()
     if local.is_dir():
         source = str(local)
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"`base_model` {source!r} is a directory without a config.json: expected a "
+                "model saved with save_pretrained (or downloaded with `hf download`)"
+            )
     elif source.startswith((".", "/", "~")) or local.exists():
         raise ModelNotFoundError(f"`base_model` {source!r} is not a directory")
     try:
