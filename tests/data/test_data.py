@@ -38,6 +38,19 @@ def test_jsonl_errors_name_the_line(tmp_path):
         ds[1]
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("answer", None), ("question", None), ("answer", ["cat", "kitty"]), ("answer", 3),
+     ("image", 7)],
+)  # fmt: skip
+def test_jsonl_fields_must_be_strings(tmp_path, key, value):
+    random_image().save(tmp_path / "a.png")
+    good = {"image": "a.png", "question": "Q?", "answer": "A"}
+    path = write_jsonl(tmp_path, [good, {**good, key: value}])
+    with pytest.raises(ValueError, match=rf'qa.jsonl:2: "{key}" must be a string'):
+        VQAJsonlDataset(path)
+
+
 def test_mock_dataset_and_collate():
     ds = MockVQADataset(5, seed=3, dim=32, n_tokens=64)
     batch = collate_vqa([ds[i] for i in range(3)])

@@ -17,7 +17,8 @@ class VQAJsonlDataset(Dataset):
 
     Each line is ``{"image": path, "question": str, "answer": str}``; image paths are
     relative to the file. Lines are checked when the dataset is built (valid JSON, the
-    three keys, the image file exists); an image that cannot be read fails when loaded.
+    three keys, each a string, the image file exists); an image that cannot be read
+    fails when loaded.
     Every error names the file and the line.
 
     Example:
@@ -48,7 +49,13 @@ class VQAJsonlDataset(Dataset):
                 raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict) or any(k not in row for k in self.KEYS):
                 raise ValueError(f"{where}: expected an object with keys {list(self.KEYS)}")
-            image = self.path.parent / str(row["image"])
+            for key in self.KEYS:
+                if not isinstance(row[key], str):
+                    raise ValueError(
+                        f'{where}: "{key}" must be a string, got {json.dumps(row[key])} '
+                        "(one reference answer per line; no null, number or list)"
+                    )
+            image = self.path.parent / row["image"]
             if not image.is_file():
                 raise FileNotFoundError(f"{where}: image {str(image)!r} does not exist")
             self.rows.append((number, {**row, "image": image}))
@@ -64,5 +71,5 @@ class VQAJsonlDataset(Dataset):
             image = load_image(row["image"])
         except ValueError as err:
             raise ValueError(f"{self.path}:{number}: {err}") from None
-        return {"image": image, "question": str(row["question"]),
-                "answer": str(row["answer"]), "index": index}  # fmt: skip
+        return {"image": image, "question": row["question"], "answer": row["answer"],
+                "index": index}  # fmt: skip
