@@ -97,6 +97,18 @@ def test_predict_mock_returns_per_sample_rows(tmp_path):
     assert any(r.get("monitor/predict/speedup") for r in read_csv(tmp_path))
 
 
+def test_a_loader_without_collate_vqa_names_it(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from vissparse.data import MockVQADataset
+
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.25, dim=64, n_tokens=256)
+    dataset = MockVQADataset(n_samples=3, dim=64, n_tokens=256)
+    loader = DataLoader(dataset, batch_size=2, collate_fn=lambda items: {"image": items})
+    with pytest.raises(TypeError, match="collate_fn=collate_vqa"):
+        trainer_for(tmp_path, []).validate(module, dataloaders=loader)
+
+
 class FirstTokensScorer(TokenScorer):
     """Keeps the first tokens of each image; counts its calls."""
 

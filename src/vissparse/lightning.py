@@ -115,6 +115,13 @@ class VisSparseModule(L.LightningModule):
         With ``warmup=True`` the first batch a process sees is answered once untimed
         first, so one-off start-up costs do not land in the latency of either side.
         """
+        if not isinstance(batch, dict) or not {"images", "questions"} <= batch.keys():
+            got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+            raise TypeError(
+                "a batch must be a dict with 'images' and 'questions' (and 'answers' to "
+                f"score), got {got}: pass `collate_fn=collate_vqa` (from vissparse.data) to "
+                "your DataLoader"
+            )
         if self.warmup and not self._warm:
             self.vissparse.pipeline.answer_batch(
                 batch["images"], batch["questions"], measure_baseline=self.measure_baseline,
