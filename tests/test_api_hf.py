@@ -50,3 +50,15 @@ def test_mask_mode_runs_full_length(vs):
 def test_flags_take_bools_only(vs, flag, value):
     with pytest.raises(TypeError, match=f"`{flag}` must be a bool"):
         vs.generate(image=random_image(), prompt="What is it?", **{flag: value})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"max_new_tokens": "2"}, "`max_new_tokens` must be an int"),
+     ({"max_new_tokens": 0}, "`max_new_tokens` must be an int"),
+     ({"min_new_tokens": -1}, "`min_new_tokens` must be an int"),
+     ({"max_length": 3}, "`max_length`=3 leaves no room")],
+)  # fmt: skip
+def test_length_arguments_are_named(vs, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vs.generate(image=random_image(), prompt="What is it?", **kwargs)

@@ -227,6 +227,12 @@ class HFPipeline:
                 raise TypeError(f"`{name}` must be a bool, got {flag!r}")
         check_generate_kwargs(generate_kwargs)
         inputs, prompt_mask, items, batched = self._encode(image, prompt)
+        max_length = generate_kwargs.get("max_length")
+        if max_length is not None and max_length <= inputs["input_ids"].shape[1]:
+            raise ValueError(
+                f"`max_length`={max_length} leaves no room to answer: the prompt with its "
+                f"image tokens is {inputs['input_ids'].shape[1]} tokens; use `max_new_tokens`"
+            )
         if measure_baseline and not self._warm:
             self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
             self._generate_baseline(inputs, **generate_kwargs)
@@ -322,3 +328,8 @@ def check_generate_kwargs(kwargs: dict[str, Any]) -> None:
         raise ValueError(
             "`num_return_sequences` must be 1: VisSparse returns one answer per prompt"
         )
+    for key in ("max_new_tokens", "min_new_tokens", "max_length"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < (0 if key == "min_new_tokens" else 1)):  # fmt: skip
+            raise ValueError(f"`{key}` must be an int >= 1 (0 allowed for min), got {value!r}")
