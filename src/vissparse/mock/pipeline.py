@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import partial
 
@@ -11,7 +12,7 @@ from torch import Tensor
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.mock.model import MockModelConfig, MockVLM
-from vissparse.mock.samples import MockSample, MockSampleConfig, make_samples
+from vissparse.mock.samples import MockSample, MockSampleConfig, iter_samples, make_samples
 from vissparse.mock.world import MockWorld
 from vissparse.records import BatchAnswers
 from vissparse.strategies.base import score_and_select
@@ -70,6 +71,11 @@ class MockPipeline:
     def samples(self, n_samples: int, seed: int = 0) -> list[MockSample]:
         """Synthetic samples drawn in this pipeline's world."""
         return make_samples(n_samples, self.world, self.sample_config, seed=seed)
+
+    def sample(self, index: int, seed: int = 0) -> MockSample:
+        """``samples(index + 1, seed)[index]``, built without keeping the others."""
+        stream = iter_samples(self.world, self.sample_config, seed=seed)
+        return next(itertools.islice(stream, index, None))
 
     def run(self, image_tokens: Tensor, prompt: str, prune: bool = True) -> MockOutput:
         """Answer ``prompt`` about ``image_tokens`` ``[N, D]``, pruned or not."""

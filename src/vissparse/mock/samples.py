@@ -13,7 +13,9 @@ The question names the answer object; the reference answer is its colour.
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +136,23 @@ def make_samples(
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"`n_samples` must be an int >= 1, got {n_samples!r}")
+    return list(itertools.islice(iter_samples(world, config, seed), n_samples))
+
+
+def iter_samples(
+    world: MockWorld, config: MockSampleConfig | None = None, seed: int = 0
+) -> Iterator[MockSample]:
+    """The endless stream whose first ``n`` items are ``make_samples(n, ...)``.
+
+    Holds one sample at a time, so sample ``i`` alone costs no memory for the others.
+
+    Example:
+        >>> cfg = MockSampleConfig(n_tokens=64)
+        >>> one = next(itertools.islice(iter_samples(MockWorld(dim=16), cfg), 2, None))
+        >>> one.prompt == make_samples(3, MockWorld(dim=16), cfg)[2].prompt
+        True
+    """
     rng = random.Random(seed)
     cfg = config or MockSampleConfig()
-    return [make_sample(world, cfg, rng) for _ in range(n_samples)]
+    while True:
+        yield make_sample(world, cfg, rng)
