@@ -37,3 +37,37 @@ def test_format_table_aligns_columns():
     lines = table.splitlines()
     assert len({len(line) for line in lines}) == 1
     assert "8.12x" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--mock", "--records"], "--records adds per-call records"),
+     (["--mock", "--dtype", "bfloat16"], "--dtype is for --model-config"),
+     (["--mock", "--device", "cpu"], "--device is for --model-config"),
+     (["--model-config", "llava-1.5-7b", "--n-samples", "3"], "--n-samples is for --mock"),
+     (["--model-config", "llava-1.5-7b", "--device", "bogus"], "--device 'bogus' is not"),
+     (["--model-config", "llava-1.5-7b", "--device", "cuda"], "--device 'cuda': this torch")],
+)  # fmt: skip
+def test_bench_refuses_what_it_would_ignore_in_one_line(capsys, flags, message):
+    import torch
+
+    if "cuda" in flags and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert main(["bench", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bench_checks_out_first_and_creates_its_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    # a path below a file cannot be created: refused before any sample runs
+    assert main(["bench", "--mock", "--n-samples", "2", "--out", str(blocker / "r.json")]) == 2
+    captured = capsys.readouterr()
+    assert "--out" in captured.err and captured.out == "" and "mock keep" not in captured.err
+    out = tmp_path / "new" / "deeper" / "r.json"
+    assert main(["bench", "--mock", "--n-samples", "2", "--warmup", "0", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["results"][0]["n_samples"] == 2
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["keep", "scorer"]
+    assert main(["sweep", "--mock", "--n-samples", "2", "--out", str(blocker)]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,13 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios",
                        help="repeat for one row each (default: mock 0.1, model-config "
                             "0.05 0.1 0.25 0.5 1.0)")  # fmt: skip
-    bench.add_argument("--n-samples", type=_positive_int, default=100, help="mock only")
+    bench.add_argument("--n-samples", type=_positive_int, default=None,
+                       help="mock only (default 100)")  # fmt: skip
     bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers")
     bench.add_argument("--strategy", default="topk", choices=STRATEGIES.names())
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--warmup", type=_non_negative_int, default=None)
-    bench.add_argument("--device", default="cpu")
-    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    bench.add_argument("--device", default=None, help="--model-config only (default cpu)")
+    bench.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                       help="--model-config only (default float32)")  # fmt: skip
     bench.add_argument("--new-tokens", type=_positive_int, default=8)
     bench.add_argument("--repeats", type=_positive_int, default=3)
     bench.add_argument("--depth-scale", type=float, default=8)
@@ -155,18 +158,68 @@ def _samples_and_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"samples": samples, "max_new_tokens": args.max_new_tokens}
 
 
+def check_device(name: str) -> str:
+    """``name`` if torch can run on it here, else ``ValueError`` naming ``--device``."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: this torch build sees no CUDA device")
+    return name
+
+
+def _output_path(path: str, folder: bool = False) -> Path:
+    """Create ``path``'s folder (or ``path`` itself with ``folder``) and check it is writable.
+
+    Called before any work, so an unusable ``--out`` fails at once, not after the run.
+    """
+    target = Path(path)
+    where = target if folder else target.parent
+    if folder and target.exists() and not target.is_dir():
+        raise ValueError(f"--out {path!r} is a file; expected a folder")
+    if not folder and target.is_dir():
+        raise ValueError(f"--out {path!r} is a folder; expected a file name")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        probe = where / f".vissparse-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {path!r} cannot be written: {err.strerror or err}") from None
+    return target
+
+
+def _refuse_ignored_flags(args: argparse.Namespace) -> None:
+    """Flags that the chosen mode would ignore are errors, not silence."""
+    if args.records and not args.json:
+        raise ValueError("--records adds per-call records to the JSON: give --json too")
+    if args.model_config:
+        if args.records:
+            raise ValueError("--records is for --mock runs")
+        if args.n_samples is not None:
+            raise ValueError("--n-samples is for --mock runs; --model-config times prompts")
+    else:
+        for flag, value in (("--dtype", args.dtype), ("--device", args.device)):
+            if value is not None:
+                raise ValueError(f"{flag} is for --model-config runs; --mock runs on the CPU")
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """The ``bench`` sub-command."""
     if args.mock == bool(args.model_config):
         print("vissparse bench: give exactly one of --mock and --model-config", file=sys.stderr)
         return 2
+    _refuse_ignored_flags(args)
+    out = _output_path(args.out) if args.out else None
     progress = not args.json or sys.stderr.isatty()
     if args.model_config:
         from vissparse.bench.model_bench import check_targets, run_model_bench
 
         report = run_model_bench(
-            args.model_config, args.keep_ratios or DEFAULT_SWEEP, device=args.device,
-            dtype=args.dtype, new_tokens=args.new_tokens, repeats=args.repeats,
+            args.model_config, args.keep_ratios or DEFAULT_SWEEP,
+            device=check_device(args.device or "cpu"), dtype=args.dtype or "float32",
+            new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
             scorer=(args.scorers or ["cosine"])[0], strategy=args.strategy,
@@ -174,34 +227,34 @@ def run_bench(args: argparse.Namespace) -> int:
         report["machine"] = machine_description()
         report["targets"] = check_targets(report)
         rows: list[dict[str, Any]] = report["results"]
-        if args.out:
-            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         if args.json:
             print(json.dumps(report, indent=2))
         else:
             print(format_table(rows, MODEL_COLUMNS))
             for check in report["targets"]:
                 print(f"[{'met' if check['met'] else 'NOT met'}] {check['target']}")
+        if out:
+            out.write_text(json.dumps(report, indent=2) + "\n")
         return 0
     rows = []
     for scorer in args.scorers or ["cosine"]:
         for keep_ratio in args.keep_ratios or [0.1]:
             model = VisSparse(base_model="mock", keep_ratio=keep_ratio, scorer=scorer,
                               strategy=args.strategy, mock=True, seed=args.seed)  # fmt: skip
-            result = model.benchmark(n_samples=args.n_samples, seed=args.seed,
+            result = model.benchmark(n_samples=args.n_samples or 100, seed=args.seed,
                                      warmup=3 if args.warmup is None else args.warmup,
                                      progress=progress)  # fmt: skip
             if not args.records:
                 result.pop("records")
             rows.append(result)
     payload = {"machine": machine_description(), "results": rows}
-    if args.out:
-        Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
         print(format_table(rows))
         print(f"\nmachine: {payload['machine']}")
+    if out:
+        out.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 
@@ -209,13 +262,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     """The ``sweep`` sub-command: CSV, JSON and a PNG plot in ``--out``."""
     from vissparse.bench.plots import plot_sweep
 
+    _output_path(args.out, folder=True)
     vs = _vissparse(args)
     rows = vs.sweep(args.keep_ratios or DEFAULT_SWEEP, n_samples=args.n_samples,
                     **_samples_and_kwargs(args))  # fmt: skip
     name = "mock" if args.mock else args.model
+    print(format_table(rows))  # before writing, so the table is never lost
     paths = write_rows(rows, args.out, "sweep", {"model": name, "machine": machine_description()})
     png = plot_sweep(rows, Path(args.out) / "sweep.png", title=f"{name} ({args.scorer})")
-    print(format_table(rows))
     print(f"\nwrote {paths['csv']}, {paths['json']}, {png}")
     return 0
 
@@ -240,13 +294,14 @@ def run_show(args: argparse.Namespace) -> int:
     """The ``show`` sub-command: a PNG of the kept patches, one panel per prompt."""
     from vissparse.bench.overlay import render_comparison
 
+    _output_path(args.out)
     vs = _vissparse(args, keep_ratio=args.keep_ratio)
     image: Any = args.image
     prompts = [*args.prompts, *args.more_prompts]
     if args.mock:
         if not args.image.isdigit():
             raise ValueError(f"with --mock, IMAGE is a sample number, got {args.image!r}")
-        image = vs.pipeline.samples(int(args.image) + 1)[int(args.image)]
+        image = vs.pipeline.sample(int(args.image))
     elif args.image.startswith("testbed:"):
         from vissparse.testbed import make_question
 
