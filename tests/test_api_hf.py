@@ -62,3 +62,16 @@ def test_flags_take_bools_only(vs, flag, value):
 def test_length_arguments_are_named(vs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         vs.generate(image=random_image(), prompt="What is it?", **kwargs)
+
+
+def test_benchmark_checks_every_image_before_the_first_call(vs, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    good = {"image": random_image(), "prompt": "What is it?", "answer": "x"}
+    samples = [good, good, good, {**good, "image": str(corrupt)}]
+    before = len(vs.records)
+    with pytest.raises(ValueError, match=r"`samples\[3\]`: `image` .*corrupt.jpg' cannot be read"):
+        vs.benchmark(n_samples=4, samples=samples, warmup=0, progress=False)
+    with pytest.raises(TypeError, match=r"`samples\[1\]`: `image` must be a PIL image"):
+        vs.benchmark(n_samples=2, samples=[good, {**good, "image": 3}], progress=False)
+    assert len(vs.records) == before  # nothing ran

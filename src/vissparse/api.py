@@ -332,6 +332,8 @@ def _describe(obj: TokenScorer | MaskStrategy) -> str:
 
 
 def _check_samples(items: list[Any]) -> None:
+    from vissparse.hf.inputs import probe_image
+
     if not items:
         raise ValueError("`samples` holds no samples")
     for i, item in enumerate(items):
@@ -341,3 +343,9 @@ def _check_samples(items: list[Any]) -> None:
             raise ValueError(f"`samples[{i}]` must be a dict with `image`, `prompt` and `answer`")
         if not isinstance(item["prompt"], str) or not isinstance(item["answer"], str):
             raise ValueError(f"`samples[{i}]`: `prompt` and `answer` must be strings")
+        images = item["image"] if isinstance(item["image"], list | tuple) else [item["image"]]
+        for image in images:
+            try:
+                probe_image(image)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"`samples[{i}]`: {err}") from None

@@ -54,6 +54,31 @@ def load_image(obj: Any, index: int | None = None) -> Image.Image:
     return obj.convert("RGB")
 
 
+def probe_image(obj: Any) -> None:
+    """Check that ``obj`` is a usable image without decoding its pixels.
+
+    A path must open as an image file (header and checksums, ``Image.verify``); a PIL
+    image must be non-empty. Benchmarks call this on every sample before the first run.
+
+    Example:
+        >>> probe_image("no-such.png")
+        Traceback (most recent call last):
+        ...
+        ValueError: `image` 'no-such.png' cannot be read: [Errno 2] No such file or directory: 'no-such.png'
+    """  # noqa: E501
+    if isinstance(obj, str | os.PathLike):
+        try:
+            with Image.open(obj) as opened:
+                opened.verify()
+        except (OSError, UnidentifiedImageError, SyntaxError) as err:
+            raise ValueError(f"`image` {str(obj)!r} cannot be read: {err}") from None
+        return
+    if not isinstance(obj, Image.Image):
+        raise TypeError(f"`image` must be a PIL image or a path, got {type(obj).__name__}")
+    if obj.width == 0 or obj.height == 0:
+        raise ValueError(f"`image` has zero size {obj.size}")
+
+
 def _as_images(obj: Any, index: int | None) -> list[Image.Image]:
     if obj is None:
         raise ValueError(f"{_where(index)}`image` is required: VisSparse prunes image tokens")
