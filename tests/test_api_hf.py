@@ -75,3 +75,12 @@ def test_benchmark_checks_every_image_before_the_first_call(vs, tmp_path):
     with pytest.raises(TypeError, match=r"`samples\[1\]`: `image` must be a PIL image"):
         vs.benchmark(n_samples=2, samples=[good, {**good, "image": 3}], progress=False)
     assert len(vs.records) == before  # nothing ran
+
+
+def test_image_refused_by_the_processor_is_named():
+    from PIL import Image
+
+    model, processor = tiny_model("qwen2_vl")
+    vs = VisSparse(base_model=model, processor=processor)
+    with pytest.raises(ValueError, match=r"`image` \(sizes \[\(2000, 8\)\]\) was refused"):
+        vs.generate(image=Image.new("RGB", (2000, 8)), prompt="What is it?")

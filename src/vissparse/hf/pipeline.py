@@ -103,13 +103,18 @@ class HFPipeline:
     def _encode(self, image: Any, prompt: Any) -> tuple[Any, Tensor, list[Item], bool]:
         items, batched = normalize_batch(image, prompt, self.adapter.spec.placeholders)
         texts = [chat_text(self.processor, item) for item in items]
-        inputs = self.processor(
-            images=[img for item in items for img in item.images],
-            text=[text for text, _ in texts],
-            padding=True,
-            padding_side="left",
-            return_tensors="pt",
-        )
+        images = [img for item in items for img in item.images]
+        try:
+            inputs = self.processor(
+                images=images, text=[text for text, _ in texts], padding=True,
+                padding_side="left", return_tensors="pt",
+            )  # fmt: skip
+        except ValueError as err:  # the image processor's own checks (aspect ratio, size)
+            sizes = [img.size for img in images]
+            raise ValueError(
+                f"`image` (sizes {sizes}) was refused by the {type(self.model).__name__} "
+                f"image processor: {err}"
+            ) from None
         prompt_mask = prompt_masks(
             self.processor, texts, inputs["input_ids"], inputs["attention_mask"],
             self.adapter.image_token_id,
