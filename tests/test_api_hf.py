@@ -84,3 +84,29 @@ def test_image_refused_by_the_processor_is_named():
     vs = VisSparse(base_model=model, processor=processor)
     with pytest.raises(ValueError, match=r"`image` \(sizes \[\(2000, 8\)\]\) was refused"):
         vs.generate(image=Image.new("RGB", (2000, 8)), prompt="What is it?")
+
+
+def test_random_masks_depend_on_the_sample_only():
+    model, processor = tiny_model("llava")
+
+    def random_vs():
+        return VisSparse(base_model=model, processor=processor, keep_ratio=0.25, scorer="random")
+
+    images = [random_image(seed=i) for i in range(3)]
+    prompts = ["What is it?", "What colour?", "What is it?"]
+    vs = random_vs()
+    batch = vs.generate(image=images, prompt=prompts, return_details=True, max_new_tokens=1)
+    again = vs.generate(
+        image=images[::-1],
+        prompt=prompts[::-1],
+        return_details=True,
+        measure_baseline=True,
+        max_new_tokens=1,
+    )  # warm-up calls first
+    for i, (image, prompt) in enumerate(zip(images, prompts, strict=True)):
+        alone = random_vs().generate(image=image, prompt=prompt, return_details=True,
+                                     max_new_tokens=1).keep_mask  # fmt: skip
+        assert torch.equal(batch.keep_mask[i][0], alone[0])
+        assert torch.equal(again.keep_mask[2 - i][0], alone[0])
+    masks = [m[0] for m in batch.keep_mask]
+    assert not torch.equal(masks[0], masks[1]) or not torch.equal(masks[0], masks[2])

@@ -1,6 +1,9 @@
 """The mock-mode user API, exactly as the README shows it."""
 
+import itertools
+
 import pytest
+import torch
 
 from vissparse import VisSparse
 
@@ -91,3 +94,27 @@ def test_mock_model_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     VisSparse(base_model="mock", mock=True, dim=32, n_tokens=64)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_random_baseline_reproduces_whatever_ran_before():
+    def random_vs(keep=0.10):
+        return VisSparse(base_model="mock", keep_ratio=keep, mock=True, scorer="random")
+
+    model = random_vs()
+    first = model.benchmark(n_samples=30, seed=0, progress=False)
+    again = model.benchmark(n_samples=30, seed=0, progress=False, warmup=7)
+    other = random_vs().benchmark(n_samples=30, seed=0, progress=False, warmup=0)
+    answers = [[r["answer"] for r in res["records"]] for res in (first, again, other)]
+    assert first["accuracy"] == again["accuracy"] == other["accuracy"]
+    assert answers[0] == answers[1] == answers[2]
+    # the masks themselves: a pure function of the sample, nested across keep ratios
+    samples = model.pipeline.samples(5, seed=0)
+
+    def masks(vs):
+        return [vs.pipeline.run(s.image_tokens, s.prompt).keep_mask for s in samples]
+
+    fresh = masks(random_vs())
+    assert all(torch.equal(a, b) for a, b in zip(masks(model), fresh, strict=True))
+    assert any(not torch.equal(a, b) for a, b in itertools.pairwise(fresh))
+    wide = masks(random_vs(0.25))
+    assert all(bool((n <= w).all()) for n, w in zip(fresh, wide, strict=True))

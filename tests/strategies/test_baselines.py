@@ -1,19 +1,43 @@
+import pytest
 import torch
 
-from vissparse.strategies import RandomScorer, TopKStrategy, UniformScorer
+from vissparse.strategies import CosineScorer, RandomScorer, TopKStrategy, UniformScorer
+from vissparse.strategies.base import score_and_select
 from vissparse.strategies.baselines import coarse_to_fine_order
 
 
-def test_random_scorer_is_reproducible_and_seeded():
-    x, q = torch.zeros(2, 32, 4), torch.zeros(2, 4)
+def test_random_scorer_is_a_pure_function_of_seed_and_sample():
+    x, q = torch.randn(2, 32, 4), torch.zeros(2, 4)
     a, b, c = RandomScorer(seed=1), RandomScorer(seed=1), RandomScorer(seed=2)
     first = a.score(x, q)
+    assert first.dtype == torch.float32 and first.shape == (2, 32)
     assert torch.equal(first, b.score(x, q))
-    assert not torch.equal(first, c.score(x, q))
-    assert not torch.equal(a.score(x, q), first)  # the stream moves on
-    a.reset()
-    assert torch.equal(a.score(x, q), first)
-    assert first.dtype == torch.float32
+    assert torch.equal(a.score(x, q), first)  # earlier calls change nothing
+    assert not torch.equal(first, c.score(x, q))  # the seed matters
+    assert not torch.equal(first[0], first[1])  # so does the sample
+    keys = [b"one", b"two"]
+    keyed = a.score(x, q, sample_keys=keys)
+    assert torch.equal(keyed, a.score(torch.zeros_like(x), q, sample_keys=keys))
+    assert torch.equal(keyed[1], a.score(x[:1], q[:1], sample_keys=[b"two"])[0])
+    with pytest.raises(ValueError, match="`sample_keys`"):
+        a.score(x, q, sample_keys=[b"one"])
+    with pytest.raises(ValueError, match="`sample_keys`"):
+        a.score(x, q, sample_keys=["one", "two"])
+
+
+def test_score_and_select_passes_sample_keys_only_to_scorers_that_use_them():
+    seen = []
+
+    class Plain(CosineScorer):
+        def score(self, image_tokens, query, valid=None):
+            seen.append("plain")
+            return super().score(image_tokens, query, valid)
+
+    x, q = torch.randn(1, 8, 4), torch.randn(1, 4)
+    score_and_select(Plain(), TopKStrategy(), x, q, 0.5, sample_keys=[b"k"])
+    keep = score_and_select(RandomScorer(), TopKStrategy(), x, q, 0.5, sample_keys=[b"k"])
+    ref = TopKStrategy().select(RandomScorer().score(x, q, sample_keys=[b"k"]), 0.5)
+    assert seen == ["plain"] and torch.equal(keep, ref)
 
 
 def test_coarse_to_fine_order_is_a_permutation_of_distinct_scores():

@@ -174,8 +174,8 @@ def _hf_panels(vs: VisSparse, image: Any, prompts: list[str]) -> list[_Panel]:
     picture = load_image(image)
     panels: list[_Panel] = []
     for prompt in prompts:
-        inputs, prompt_mask, _, _ = pipe._encode(picture, prompt)
-        keep = pipe.prune(inputs, prompt_mask).image_keep[0].cpu()
+        inputs, prompt_mask, items, _ = pipe._encode(picture, prompt)
+        keep = pipe.prune(inputs, prompt_mask, pipe._keys(items)).image_keep[0].cpu()
         pipe.adapter.reset_state()
         grid = pipe.adapter.token_grid(inputs, 0)
         end = grid.start + grid.n_tokens

@@ -5,6 +5,7 @@ Everything is checked before any model runs, and an error in a batch names the i
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,28 @@ def normalize_batch(
     return [
         Item(images=_as_images(image, None), prompt=_check_prompt(prompt, None, placeholders))
     ], False
+
+
+def sample_keys(items: list[Item]) -> list[bytes]:
+    """One key per image, in batch order: random scorers seed each image's scores from it.
+
+    The key hashes the prompt, the image's place in it, and its mode, size and pixels.
+
+    Example:
+        >>> img = Image.new("RGB", (4, 3))
+        >>> keys = sample_keys([Item([img], "a?"), Item([img, img], "a?")])
+        >>> keys[0] == keys[1], keys[1] == keys[2], len(keys[0])
+        (True, False, 16)
+    """
+    keys = []
+    for item in items:
+        for place, image in enumerate(item.images):
+            digest = hashlib.blake2b(digest_size=16)
+            for part in (item.prompt, str(place), image.mode, str(image.size)):
+                digest.update(part.encode() + b"\0")
+            digest.update(image.tobytes())
+            keys.append(digest.digest())
+    return keys
 
 
 def chat_text(processor: Any, item: Item) -> tuple[str, tuple[int, int]]:

@@ -11,7 +11,7 @@ from torch import Tensor
 from vissparse.adapters import Embedded, get_adapter
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
-from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks
+from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
 from vissparse.pruning import drop_tokens, gather_images, mask_tokens, sequence_keep_mask
 from vissparse.query import query_from_embeddings
 from vissparse.records import BatchAnswers
@@ -131,13 +131,20 @@ class HFPipeline:
 
     # --- pruning --------------------------------------------------------------------
     @torch.inference_mode()
-    def prune(self, inputs: Any, prompt_mask: Tensor) -> PrunedBatch:
-        """Embed, score each image against its prompt's query, select, apply the mode."""
+    def prune(
+        self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None
+    ) -> PrunedBatch:
+        """Embed, score each image against its prompt's query, select, apply the mode.
+
+        ``keys`` (one per image, :func:`sample_keys`) reach scorers that use them.
+        """
         self.adapter.reset_state()
-        return self.select_and_apply(self.adapter.embed(inputs), prompt_mask)
+        return self.select_and_apply(self.adapter.embed(inputs), prompt_mask, keys)
 
     @torch.inference_mode()
-    def select_and_apply(self, emb: Embedded, prompt_mask: Tensor) -> PrunedBatch:
+    def select_and_apply(
+        self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None
+    ) -> PrunedBatch:
         """The pruning proper, after the vision encoder: query, score, select, apply.
 
         This is the overhead VisSparse adds to a call; benchmarks time it on its own.
@@ -148,7 +155,7 @@ class HFPipeline:
         )
         keep = score_and_select(
             self.scorer, self.strategy, tokens, query[emb.image_sample],
-            self.config.keep_ratio, valid,
+            self.config.keep_ratio, valid, keys,
         )  # fmt: skip
         keep = keep | ~valid  # unscorable tokens (LLaVA-NeXT newlines) always stay
         image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
@@ -176,8 +183,14 @@ class HFPipeline:
         )  # fmt: skip
 
     # --- generation -----------------------------------------------------------------
-    def _generate_pruned(self, inputs: Any, prompt_mask: Tensor, **kwargs: Any) -> Any:
-        pruned = self.prune(inputs, prompt_mask)
+    def _keys(self, items: list[Item]) -> list[bytes] | None:
+        """Per-image sample keys, computed only for a scorer that uses them."""
+        return sample_keys(items) if getattr(self.scorer, "uses_sample_keys", False) else None
+
+    def _generate_pruned(
+        self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
+    ) -> Any:
+        pruned = self.prune(inputs, prompt_mask, keys)
         # Lengths count from the UNPRUNED prompt, as for the baseline: generate() only
         # sees the shorter embeddings, so turn them into counts of new tokens.
         prompt_length = int(inputs["input_ids"].shape[1])
@@ -200,10 +213,12 @@ class HFPipeline:
     def run(self, image: Any, prompt: str, prune: bool = True, **kwargs: Any) -> CallOutput:
         """Answer one prompt, pruned or (``prune=False``) with the unmodified model."""
         check_generate_kwargs(kwargs)
-        inputs, prompt_mask, _, _ = self._encode(image, prompt)
+        inputs, prompt_mask, items, _ = self._encode(image, prompt)
         n_image = int((inputs["input_ids"] == self.adapter.image_token_id).sum())
         if prune:
-            pruned, sequences = self._generate_pruned(inputs, prompt_mask, **kwargs)
+            pruned, sequences = self._generate_pruned(
+                inputs, prompt_mask, self._keys(items), **kwargs
+            )
             n_kept = sum(pruned.n_kept)
         else:
             sequences, n_kept = self._generate_baseline(inputs, **kwargs), n_image
@@ -238,8 +253,9 @@ class HFPipeline:
                 f"`max_length`={max_length} leaves no room to answer: the prompt with its "
                 f"image tokens is {inputs['input_ids'].shape[1]} tokens; use `max_new_tokens`"
             )
+        keys = self._keys(items)
         if measure_baseline and not self._warm:
-            self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
+            self._generate_pruned(inputs, prompt_mask, keys, **generate_kwargs)
             self._generate_baseline(inputs, **generate_kwargs)
             self._warm = True
         base: Tensor | None = None
@@ -249,7 +265,7 @@ class HFPipeline:
         if baseline_first:
             base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
         (pruned, sequences), latency_ms = timed(
-            lambda: self._generate_pruned(inputs, prompt_mask, **generate_kwargs)
+            lambda: self._generate_pruned(inputs, prompt_mask, keys, **generate_kwargs)
         )
         if measure_baseline:
             if not baseline_first:

@@ -6,6 +6,7 @@ Pure tensor code: nothing here imports transformers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -94,8 +95,12 @@ class TokenScorer(ABC):
     - ``valid``: optional ``[B, N]`` bool mask; ``False`` marks padding tokens. A scorer
       may give padding any value: strategies never keep invalid tokens.
     - returns ``[B, N]`` float32 scores on the device of ``image_tokens``, with no NaN.
-    - rows are independent unless a scorer documents otherwise (``RandomScorer`` draws
-      from one seeded stream).
+    - rows are independent: a row's scores must not depend on the other rows.
+    - a scorer whose class sets ``uses_sample_keys = True`` is also given
+      ``sample_keys``: one ``bytes`` key per row naming the sample (the HF pipeline hashes
+      the image's pixels and the prompt), or ``None`` where the caller has none.
+      ``RandomScorer`` seeds each row from it, so random masks are a pure function of
+      the seed and the sample.
 
     Scorers that need more context than tokens and query (attention maps, hidden states)
     must take it through an explicit argument, never by reaching into a model.
@@ -155,8 +160,11 @@ def score_and_select(
     query: Tensor,
     keep_ratio: float,
     valid: Tensor | None = None,
+    sample_keys: Sequence[bytes] | None = None,
 ) -> Tensor:
     """Score, select, and check both outputs against their contracts: the keep mask.
+
+    ``sample_keys`` reaches only scorers that set ``uses_sample_keys = True``.
 
     Example:
         >>> from vissparse.strategies import CosineScorer, TopKStrategy
@@ -166,7 +174,10 @@ def score_and_select(
         [[False, True, False, False]]
     """
     shape = tuple(image_tokens.shape[:2])
-    scores = scorer.score(image_tokens, query, valid)
+    if getattr(scorer, "uses_sample_keys", False):
+        scores = scorer.score(image_tokens, query, valid, sample_keys=sample_keys)  # type: ignore[call-arg]
+    else:
+        scores = scorer.score(image_tokens, query, valid)
     check_scores(scores, shape, scorer)
     keep = strategy.select(scores, keep_ratio, valid)
     check_mask(keep, shape, strategy)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -12,38 +15,80 @@ from vissparse.strategies.base import TokenScorer, check_tokens_and_query
 from vissparse.strategies.registry import register_scorer
 
 
+def token_key(image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> bytes:
+    """A key for one row: the exact bytes of its valid tokens (as float32) and its query.
+
+    Used by :class:`RandomScorer` when the caller gives no ``sample_keys``. It depends
+    on the row only, not on the padding or on the other rows of the batch, as long as
+    the tokens themselves are bit-identical from call to call (true of the mock; a real
+    vision tower may differ in the last bits between batch compositions, which is why
+    the HF pipeline passes keys made from the images and prompts instead).
+
+    Example:
+        >>> t, q = torch.ones(3, 2), torch.zeros(2)
+        >>> token_key(t, q) == token_key(torch.ones(4, 2), q, torch.tensor([1, 1, 1, 0]) > 0)
+        True
+    """
+    rows = image_tokens if valid is None else image_tokens[valid]
+    parts = (rows, query)
+    return b"|".join(x.detach().float().cpu().contiguous().numpy().tobytes() for x in parts)
+
+
 @register_scorer
 class RandomScorer(TokenScorer):
-    """Uniform random scores from one seeded stream (name ``"random"``).
+    """Uniform random scores, a pure function of ``(seed, sample)`` (name ``"random"``).
 
-    Reproducible: two scorers built with the same seed give the same scores for the same
-    sequence of calls; :meth:`reset` rewinds the stream. Random pruning is a strong
-    baseline in published benchmarks, so every study should include it.
+    Each row's scores come from a generator seeded with ``seed`` and the row's sample
+    key: ``sample_keys[i]`` when the caller passes them (the HF pipeline passes a hash
+    of each image's pixels and its prompt), else :func:`token_key` of the row. So the
+    masks do not depend on warm-up calls, call order, earlier calls or the other
+    samples in a batch; a benchmark run twice gives the same masks, and since the
+    scores do not depend on ``keep_ratio`` the top-k masks of one sample nest across
+    keep ratios. Random pruning is a strong baseline in published benchmarks, so every
+    study should include it; use several seeds to average over masks.
 
     Example:
         >>> a, b = RandomScorer(seed=3), RandomScorer(seed=3)
-        >>> x, q = torch.zeros(2, 4, 8), torch.zeros(2, 8)
-        >>> torch.equal(a.score(x, q), b.score(x, q))
+        >>> x, q = torch.randn(2, 4, 8), torch.zeros(2, 8)
+        >>> torch.equal(a.score(x, q), b.score(x, q)) and torch.equal(a.score(x, q), a.score(x, q))
+        True
+        >>> torch.equal(a.score(x[1:], q[1:])[0], a.score(x, q)[1])  # rows are independent
         True
     """
 
     name = "random"
+    uses_sample_keys = True
 
     def __init__(self, seed: int = 0) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"`seed` must be an int, got {seed!r}")
         self.seed = seed
-        self.reset()
 
-    def reset(self) -> None:
-        """Rewind the random stream to the start."""
-        self._generator = torch.Generator().manual_seed(self.seed)
+    def row_scores(self, key: bytes, n: int) -> np.ndarray:
+        """``n`` float64 draws in [0, 1) for the sample ``key``; a prefix of longer draws."""
+        digest = hashlib.blake2b(key, digest_size=16, person=b"vissparse-rand")
+        digest.update(str(self.seed).encode())
+        return np.random.default_rng(int.from_bytes(digest.digest(), "little")).random(n)
 
-    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Random float32 scores in [0, 1), drawn on the CPU and moved to the tokens."""
+    def score(
+        self,
+        image_tokens: Tensor,
+        query: Tensor,
+        valid: Tensor | None = None,
+        sample_keys: Sequence[bytes] | None = None,
+    ) -> Tensor:
+        """Random float32 scores in [0, 1), one generator per row, on the tokens' device."""
         check_tokens_and_query(image_tokens, query, valid)
-        scores = torch.rand(image_tokens.shape[:2], generator=self._generator)
-        return scores.to(image_tokens.device)
+        b, n = image_tokens.shape[:2]
+        if sample_keys is None:
+            keys = [token_key(image_tokens[i], query[i], None if valid is None else valid[i])
+                    for i in range(b)]  # fmt: skip
+        else:
+            keys = list(sample_keys)
+            if len(keys) != b or not all(isinstance(k, bytes) for k in keys):
+                raise ValueError(f"`sample_keys` must be {b} bytes keys, one per row")
+        rows = np.stack([self.row_scores(k, n) for k in keys]) if b else np.zeros((0, n))
+        return torch.from_numpy(rows).float().to(image_tokens.device)
 
     def __repr__(self) -> str:
         return f"RandomScorer(seed={self.seed})"
