@@ -20,14 +20,15 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
 
 from vissparse.callbacks import AccuracyDeltaMonitor, LatencyMonitor, SpeedupMonitor
-from vissparse.data import VQADataModule
+from vissparse.data import VQADataModule, collate_vqa
 from vissparse.lightning import VisSparseModule
 
 
 class SeenIndices(Callback):
-    """Records which sample indices each process evaluated (to check none is repeated)."""
+    """Records which sample indices each process counted (to check none is repeated)."""
 
     def __init__(self) -> None:
         self.indices: list[int] = []
@@ -35,7 +36,8 @@ class SeenIndices(Callback):
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ):
-        self.indices.extend(batch["index"].tolist())
+        if pl_module.last_batch is not None:  # None: the batch held only padding repeats
+            self.indices.extend(pl_module.last_batch.index.tolist())
 
     def gathered(self, trainer: L.Trainer) -> list[int]:
         if trainer.world_size == 1:
@@ -57,6 +59,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128, help="mock embedding width")
     parser.add_argument("--n-tokens", type=int, default=1024, help="mock image tokens")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--plain-loader",
+        action="store_true",
+        help="mock data in a plain DataLoader, not VQADataModule",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--strategy", default="auto")
@@ -86,6 +93,8 @@ def main() -> None:
         data = VQADataModule.mock(
             args.n_samples, batch_size=args.batch_size, dim=args.dim, n_tokens=args.n_tokens
         )
+        if args.plain_loader:  # Lightning adds a DistributedSampler that pads by repeats
+            data = DataLoader(data.dataset, batch_size=args.batch_size, collate_fn=collate_vqa)
     monitors = [LatencyMonitor(), SpeedupMonitor(), AccuracyDeltaMonitor()]
     seen = SeenIndices()
     trainer = L.Trainer(
@@ -97,7 +106,10 @@ def main() -> None:
         enable_progress_bar=True,
         enable_model_summary=False,
     )
-    metrics = trainer.validate(module, datamodule=data)[0]
+    if isinstance(data, DataLoader):
+        metrics = trainer.validate(module, dataloaders=data)[0]
+    else:
+        metrics = trainer.validate(module, datamodule=data)[0]
     indices = seen.gathered(trainer)
     if trainer.is_global_zero:
         for monitor in monitors:

@@ -177,3 +177,32 @@ def test_top_level_import():
     from vissparse import VisSparseModule as TopLevel
 
     assert TopLevel is VisSparseModule
+
+
+def test_plan_shards_counts_each_sample_once_or_refuses():
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from vissparse.data import MockVQADataset, collate_vqa
+    from vissparse.lightning import plan_shards
+
+    data = MockVQADataset(5, dim=16, n_tokens=64)
+
+    def loader(sampler=None):
+        return DataLoader(data, batch_size=2, sampler=sampler, collate_fn=collate_vqa)
+
+    assert plan_shards(loader(), 1, "validate") is None
+    padded = [list(DistributedSampler(data, num_replicas=2, rank=r, shuffle=False))
+              for r in (0, 1)]  # fmt: skip
+    assert padded == [[0, 2, 4], [1, 3, 0]]  # rank 1's last sample repeats sample 0
+    shards = [plan_shards(loader(DistributedSampler(data, 2, r, shuffle=False)), 2, "validate")
+              for r in (0, 1)]  # fmt: skip
+    assert [s.real(0, 3) for s in shards] == [[True] * 3, [True, True, False]]
+    unrepeated = UnrepeatedDistributedSampler(data, num_replicas=2, rank=0, shuffle=False)
+    assert plan_shards(loader(unrepeated), 2, "validate") is None
+    with pytest.raises(ValueError, match=r"not sharded by a DistributedSampler.*VQADataModule"):
+        plan_shards(loader(), 2, "validate")
+    with pytest.raises(ValueError, match="drop_last=True"):
+        plan_shards(loader(DistributedSampler(data, 2, 0, drop_last=True)), 2, "validate")
+    with pytest.raises(ValueError, match="one dataloader"):
+        plan_shards([loader(), loader()], 2, "validate")

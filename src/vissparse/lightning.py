@@ -25,11 +25,81 @@ class BatchStats:
         answers: the batch's answers, masks and latencies.
         correct: ``[n]`` bool, pruned answer matches the reference (``None`` without one).
         baseline_correct: ``[n]`` bool for the baseline (``None`` if not measured).
+        index: ``[n]`` dataset indices of the samples answered (``None`` without them).
     """
 
     answers: BatchAnswers
     correct: Tensor | None
     baseline_correct: Tensor | None
+    index: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which samples of a process's validation stream are padding repeats.
+
+    Lightning's ``DistributedSampler`` pads the dataset with repeated samples so every
+    process gets as many; the padded list's position ``p`` goes to process ``p % world``,
+    so this process's ``j``-th sample is a repeat exactly when ``rank + j * world >= n``.
+    """
+
+    rank: int
+    world: int
+    n: int
+
+    def real(self, start: int, count: int) -> list[bool]:
+        """For this process's samples ``start .. start + count - 1``: not a repeat?"""
+        return [self.rank + j * self.world < self.n for j in range(start, start + count)]
+
+
+def _samplers(loader: Any) -> list[Any]:
+    found = [getattr(loader, "sampler", None)]
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    found.append(getattr(batch_sampler, "sampler", None))
+    return [s for s in found if s is not None]
+
+
+def plan_shards(loaders: Any, world_size: int, stage: str) -> Shard | None:
+    """How to count each sample exactly once under ``world_size`` processes.
+
+    ``None`` when nothing is repeated (one process, or Lightning's unrepeated sampler as
+    ``VQADataModule`` and ``trainer.predict`` use); a :class:`Shard` for a padding
+    ``DistributedSampler`` (a plain ``DataLoader`` given to ``trainer.validate``). Any
+    other loader under several processes is refused before the first batch, since its
+    samples would be counted once per process.
+
+    Example:
+        >>> plan_shards(None, 1, "validate") is None
+        True
+    """
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+    from torch.utils.data import DistributedSampler
+
+    if world_size <= 1:
+        return None
+    loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    if len(loaders) != 1:
+        raise ValueError(f"`trainer.{stage}` takes one dataloader for a VisSparseModule, "
+                         f"got {len(loaders)}")  # fmt: skip
+    samplers = _samplers(loaders[0])
+    if any(isinstance(s, UnrepeatedDistributedSampler) for s in samplers):
+        return None
+    shard = [s for s in samplers if isinstance(s, DistributedSampler)]
+    fix = ("use `VQADataModule` (from vissparse.data), or leave the Trainer's "
+           "`use_distributed_sampler=True` with a plain map-style DataLoader")  # fmt: skip
+    if not shard:
+        raise ValueError(
+            f"under {world_size} processes the {stage} DataLoader is not sharded by a "
+            f"DistributedSampler, so every process would count every sample: {fix}"
+        )
+    sampler = shard[0]
+    n = len(sampler.dataset)
+    if sampler.drop_last and n % sampler.num_replicas:
+        raise ValueError(
+            f"the DistributedSampler drops {n % sampler.num_replicas} of {n} samples "
+            f"(drop_last=True), so the metrics would miss them: {fix}"
+        )
+    return Shard(rank=sampler.rank, world=sampler.num_replicas, n=n)
 
 
 class VisSparseModule(L.LightningModule):
@@ -83,6 +153,8 @@ class VisSparseModule(L.LightningModule):
         self.warmup = warmup
         self._warm = False
         self.last_batch: BatchStats | None = None
+        self._shard: Shard | None = None
+        self._seen = 0
 
     # --- placement -------------------------------------------------------------------
     def _place_model(self) -> None:
@@ -101,12 +173,20 @@ class VisSparseModule(L.LightningModule):
             model.to(self.device)
 
     def on_validation_start(self) -> None:
-        """Place the model before the first batch."""
+        """Place the model, and plan how each sample is counted once, before any batch."""
         self._place_model()
+        self._shard = plan_shards(self.trainer.val_dataloaders, self.trainer.world_size,
+                                  "validate")  # fmt: skip
+        self._seen = 0
 
     def on_predict_start(self) -> None:
-        """Place the model before the first batch."""
+        """Place the model before the first batch; refuse loaders that repeat samples."""
         self._place_model()
+        if plan_shards(self.trainer.predict_dataloaders, self.trainer.world_size, "predict"):
+            raise ValueError(  # Lightning shards predict without repeats; a padded one does
+                "the predict DataLoader repeats samples across processes: use "
+                "`VQADataModule` (from vissparse.data) or Lightning's own sampler"
+            )
 
     # --- running a batch -------------------------------------------------------------
     def answer(self, batch: dict[str, Any]) -> BatchStats:
@@ -133,6 +213,7 @@ class VisSparseModule(L.LightningModule):
             **self.generate_kwargs,
         )  # fmt: skip
         refs = batch.get("answers")
+        index = batch.get("index")
         correct = baseline_correct = None
         if refs is not None:
             correct = torch.tensor(
@@ -142,7 +223,7 @@ class VisSparseModule(L.LightningModule):
                 baseline_correct = torch.tensor(
                     [self.match(a, r) for a, r in zip(answers.baseline_texts, refs, strict=True)]
                 )
-        self.last_batch = BatchStats(answers, correct, baseline_correct)
+        self.last_batch = BatchStats(answers, correct, baseline_correct, index)
         return self.last_batch
 
     def forward(self, batch: dict[str, Any]) -> BatchStats:
@@ -150,9 +231,32 @@ class VisSparseModule(L.LightningModule):
         return self.answer(batch)
 
     # --- validation ------------------------------------------------------------------
+    def _real_samples(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+        """The batch without the sampler's padding repeats (None if nothing is left)."""
+        if self._shard is None or not isinstance(batch, dict) or "questions" not in batch:
+            return batch
+        n = len(batch["questions"])
+        real = self._shard.real(self._seen, n)
+        self._seen += n
+        if all(real):
+            return batch
+        if not any(real):
+            return None
+        keep = [i for i, r in enumerate(real) if r]
+        return {k: v[keep] if isinstance(v, Tensor) else [v[i] for i in keep]
+                for k, v in batch.items()}  # fmt: skip
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Pruned vs baseline on one batch; updates and logs the metrics."""
-        stats = self.answer(batch)
+        """Pruned vs baseline on one batch; updates and logs the metrics.
+
+        Under several processes, the samples Lightning's ``DistributedSampler`` repeats
+        to even out the shards are left out, so every sample counts exactly once.
+        """
+        real = self._real_samples(batch)
+        if real is None:  # only repeats: nothing to answer or count
+            self.last_batch = None
+            return
+        stats = self.answer(real)
         ans, n = stats.answers, stats.answers.n
         if stats.correct is None:
             raise ValueError("validation batches need reference `answers`")

@@ -79,10 +79,10 @@ class PruningMonitor(Callback):
             return
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
-        self.step_ms.append((time.perf_counter() - self._start) * 1e3)
         stats: BatchStats | None = getattr(pl_module, "last_batch", None)
-        if stats is None:
+        if stats is None:  # a batch of padding repeats only: nothing was answered
             return
+        self.step_ms.append((time.perf_counter() - self._start) * 1e3)
         values = self.update(stats)
         self.batches_seen += 1
         if values and self.batches_seen % self.log_every_n_batches == 0:
