@@ -2,6 +2,8 @@
 #
 #   make demo    set up, then run the README quick-start and the mock benchmark table
 #   make test    set up, then lint and run the whole test suite
+#   make test-lowest   the HF model tests again, in .venv-lowest with the lowest supported
+#                transformers (constraints-lowest.txt)
 #   make bench-mock   re-measure the mock figures quoted in the README
 #   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
 #
@@ -17,17 +19,30 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 TORCH_SPEC ?= $(if $(HAS_GPU),torch==2.13.0,torch==2.13.0+cpu)
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
+LOWEST := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
+# the tests that exercise transformers itself (every family, loading, the HF facade)
+HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
-.PHONY: setup demo test lint bench-mock bench-testbed clean
+.PHONY: setup demo test test-lowest lint bench-mock bench-testbed clean
+
+# $(call install,VENV,CONSTRAINTS): a virtual environment with torch and the package
+define install
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade "pip>=23"
+	@echo "installing $(TORCH_SPEC)$(if $(HAS_GPU),, (no NVIDIA GPU: CPU build)) in $(1)"
+	$(1)/bin/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(1)/bin/python -m pip install --quiet -c $(2) -e ".[dev]"
+	$(1)/bin/python -c "import torch, transformers, lightning, torchmetrics; print('torch', torch.__version__, '| transformers', transformers.__version__, '| lightning', lightning.__version__, '| torchmetrics', torchmetrics.__version__)"
+endef
 
 $(STAMP): pyproject.toml constraints.txt Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
-	@echo "installing $(TORCH_SPEC)$(if $(HAS_GPU),, (no NVIDIA GPU: CPU build))"
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -c "import torch, transformers, lightning, torchmetrics; print('torch', torch.__version__, '| transformers', transformers.__version__, '| lightning', lightning.__version__, '| torchmetrics', torchmetrics.__version__)"
+	$(call install,$(VENV),constraints.txt)
 	touch $(STAMP)
+
+$(LOWEST_STAMP): pyproject.toml constraints-lowest.txt Makefile
+	$(call install,$(LOWEST),constraints-lowest.txt)
+	touch $(LOWEST_STAMP)
 
 setup: $(STAMP)
 
@@ -44,6 +59,9 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(HF_TESTS)
+
 bench-mock: setup
 	$(BIN)/python benchmarks/mock_benchmark.py --out benchmarks/results --readme README.md
 
@@ -51,4 +69,4 @@ bench-testbed: setup
 	$(BIN)/python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --readme README.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis .ruff_cache .mypy_cache
