@@ -93,7 +93,7 @@ def plan_shards(loaders: Any, world_size: int, stage: str) -> Shard | None:
             f"DistributedSampler, so every process would count every sample: {fix}"
         )
     sampler = shard[0]
-    n = len(sampler.dataset)
+    n = len(sampler.dataset)  # type: ignore[arg-type]
     if sampler.drop_last and n % sampler.num_replicas:
         raise ValueError(
             f"the DistributedSampler drops {n % sampler.num_replicas} of {n} samples "
