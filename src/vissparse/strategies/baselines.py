@@ -16,7 +16,7 @@ from vissparse.strategies.registry import register_scorer
 
 
 def token_key(image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> bytes:
-    """A key for one row: the exact bytes of its valid tokens (as float32) and its query.
+    """One row's sample key: a hash of its valid tokens' exact float32 bytes and its query.
 
     Used by :class:`RandomScorer` when the caller gives no ``sample_keys``. It depends
     on the row only, not on the padding or on the other rows of the batch, as long as
@@ -30,8 +30,12 @@ def token_key(image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) 
         True
     """
     rows = image_tokens if valid is None else image_tokens[valid]
-    parts = (rows, query)
-    return b"|".join(x.detach().float().cpu().contiguous().numpy().tobytes() for x in parts)
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (rows, query):
+        array = part.detach().float().cpu().contiguous().numpy()
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.digest()
 
 
 @register_scorer
