@@ -81,9 +81,10 @@ class FamilyContract:
         assert cache.get_seq_length() == n_text + pruned.n_kept[0] == pruned.kv_tokens[0]
         assert pruned.n_kept[0] < pruned.n_image_tokens[0]
 
-    def test_batch_matches_one_by_one(self, tiny):
+    @pytest.mark.parametrize("scorer", ["cosine", "random", "divprune"])
+    def test_batch_matches_one_by_one(self, tiny, scorer):
         model, processor = tiny
-        pipe = pipeline(model, processor, 0.25)
+        pipe = pipeline(model, processor, 0.25, scorer=scorer)
         images = self.images()
         batch = pipe.generate(images, PROMPTS, return_details=True, **GEN)
         assert len(batch.text) == 3 and len(batch.keep_mask) == 3

@@ -14,7 +14,7 @@ from vissparse.strategies import (
 
 
 def test_builtin_names():
-    assert {"cosine", "cosine-least", "random", "uniform"} <= set(SCORERS.names())
+    assert {"cosine", "cosine-least", "divprune", "random", "uniform"} <= set(SCORERS.names())
     assert get_scorer("cosine") is CosineScorer
     assert get_strategy("topk") is TopKStrategy
 

@@ -11,6 +11,7 @@ Example:
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 from vissparse.strategies.baselines import RandomScorer, UniformScorer
 from vissparse.strategies.cosine import CosineScorer, LeastCosineScorer, cosine_scores
+from vissparse.strategies.divprune import DivPruneScorer
 from vissparse.strategies.registry import (
     SCORERS,
     STRATEGIES,
@@ -27,6 +28,7 @@ __all__ = [
     "SCORERS",
     "STRATEGIES",
     "CosineScorer",
+    "DivPruneScorer",
     "LeastCosineScorer",
     "MaskStrategy",
     "RandomScorer",
