@@ -118,3 +118,15 @@ def test_random_baseline_reproduces_whatever_ran_before():
     assert any(not torch.equal(a, b) for a, b in itertools.pairwise(fresh))
     wide = masks(random_vs(0.25))
     assert all(bool((n <= w).all()) for n, w in zip(fresh, wide, strict=True))
+
+
+METHODS = ["pool", "cosine-max", "uniform", "divprune"]
+
+
+@pytest.mark.parametrize("scorer", METHODS)
+def test_every_method_runs_by_name_in_mock_mode(scorer):
+    model = VisSparse(base_model="mock", keep_ratio=0.10, mock=True, scorer=scorer)
+    results = model.benchmark(n_samples=4, progress=False, warmup=0)
+    assert results["scorer"] == scorer
+    assert all(r["n_kept"] == 103 for r in results["records"])  # ceil(0.1 * 1024)
+    assert results["effective_keep_ratio"] == 103 / 1024

@@ -5,9 +5,12 @@ import torch
 
 from vissparse import PruningConfig
 from vissparse.hf.pipeline import HFPipeline
+from vissparse.strategies import kept_count
 from vissparse.testing import random_image, tiny_model
 
 GEN = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+SCORERS = ["cosine", "random", "divprune", "cosine-max", "pool", "uniform"]
+GEOMETRIC = ("pool", "uniform")
 PROMPTS = ["What color is the car?", "Describe this picture in detail please.", "Count it."]
 
 
@@ -49,10 +52,11 @@ class FamilyContract:
             assert torch.equal(details.sequences, expected)
             assert details.metrics["n_kept"] == details.metrics["n_image_tokens"]
 
-    def test_drop_equals_mask(self, tiny):
+    @pytest.mark.parametrize("scorer", ["cosine", "pool"])
+    def test_drop_equals_mask(self, tiny, scorer):
         model, processor = tiny
-        drop = pipeline(model, processor, 0.25, "drop")
-        mask = pipeline(model, processor, 0.25, "mask")
+        drop = pipeline(model, processor, 0.25, "drop", scorer=scorer)
+        mask = pipeline(model, processor, 0.25, "mask", scorer=scorer)
         full = pipeline(model, processor, 1.0, "drop")
         for image, prompt in zip(self.images(), PROMPTS, strict=True):
             ids_drop = drop.generate(image, prompt, return_details=True, **GEN)
@@ -81,7 +85,7 @@ class FamilyContract:
         assert cache.get_seq_length() == n_text + pruned.n_kept[0] == pruned.kv_tokens[0]
         assert pruned.n_kept[0] < pruned.n_image_tokens[0]
 
-    @pytest.mark.parametrize("scorer", ["cosine", "random", "divprune"])
+    @pytest.mark.parametrize("scorer", SCORERS)
     def test_batch_matches_one_by_one(self, tiny, scorer):
         model, processor = tiny
         pipe = pipeline(model, processor, 0.25, scorer=scorer)
@@ -93,7 +97,37 @@ class FamilyContract:
             assert torch.equal(batch.sequences[i], alone.sequences[0])
             assert torch.equal(batch.keep_mask[i][0], alone.keep_mask[0])
         masks = {tuple(m[0].tolist()) for m in batch.keep_mask}
-        assert len(masks) == 3
+        if scorer not in GEOMETRIC:  # those depend on the grid only, which may be the same
+            assert len(masks) == 3
+
+    @pytest.mark.parametrize("keep_ratio", [0.05, 0.25])
+    def test_every_image_token_counts_against_the_budget(self, tiny, keep_ratio):
+        model, processor = tiny
+        images = self.images()
+        for scorer in SCORERS:
+            pipe = pipeline(model, processor, keep_ratio, scorer=scorer)
+            out = pipe.generate(images, PROMPTS, return_details=True, max_new_tokens=1)
+            for masks in out.keep_mask:  # newline tokens included, merged tokens once
+                assert int(masks[0].sum()) == kept_count(keep_ratio, masks[0].numel()), scorer
+            metrics = out.metrics
+            assert metrics["effective_keep_ratio"] == metrics["n_kept"] / metrics["n_image_tokens"]
+            assert metrics["effective_keep_ratio"] <= keep_ratio + 1 / 16
+
+    def test_layouts_cover_every_image_token_once(self, tiny):
+        model, processor = tiny
+        pipe = pipeline(model, processor, 0.25, scorer="pool")
+        images = self.images()
+        inputs = pipe.prepare_inputs(images, PROMPTS)
+        emb = pipe.adapter.embed(inputs)
+        for i, layout in enumerate(pipe.layouts(inputs, emb)):
+            n = emb.image_positions[i].numel()
+            count = torch.zeros(n, dtype=torch.long)
+            for seg in layout.segments:
+                count[seg.index.flatten()] += 1
+            assert bool((count[layout.newline] == 0).all())
+            assert torch.equal(layout.newline, ~emb.scorable[i].cpu())
+            start = pipe.adapter.token_grid(inputs, i).start
+            assert bool((count[start:][~layout.newline[start:]] == 1).all())
 
     def test_two_prompts_give_two_masks(self, tiny):
         model, processor = tiny

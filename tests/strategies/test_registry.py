@@ -14,7 +14,9 @@ from vissparse.strategies import (
 
 
 def test_builtin_names():
-    assert {"cosine", "cosine-least", "divprune", "random", "uniform"} <= set(SCORERS.names())
+    expected = {"cosine", "cosine-least", "cosine-max", "divprune", "pool",
+                "random", "uniform"}  # fmt: skip
+    assert expected <= set(SCORERS.names())
     assert get_scorer("cosine") is CosineScorer
     assert get_strategy("topk") is TopKStrategy
 

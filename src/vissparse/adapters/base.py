@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from vissparse.strategies.context import GridSegment, ImageLayout
+
 
 @dataclass(frozen=True)
 class FamilySpec:
@@ -141,6 +143,15 @@ class VLMAdapter:
         raise NotImplementedError(f"{type(self).__name__} does not describe its token grid")
 
     # --- shared ----------------------------------------------------------------------
+    def layouts(self, inputs: dict[str, Any], emb: Embedded) -> list[ImageLayout]:
+        """One :class:`ImageLayout` per image of the embedded batch (batch order)."""
+        out = []
+        for i, (positions, scorable) in enumerate(zip(emb.image_positions, emb.scorable,
+                                                      strict=True)):  # fmt: skip
+            grid = self.token_grid(inputs, i)
+            out.append(image_layout(grid, ~scorable.cpu(), positions.numel()))
+        return out
+
     def newline_tokens(self, features: Tensor) -> Tensor:
         """``[n]`` bool: which feature rows are the learned image-newline token."""
         if not self.spec.image_newline:
@@ -180,3 +191,44 @@ class VLMAdapter:
             image_positions=positions,
             scorable=[~self.newline_tokens(f) for f in features],
         )
+
+
+def image_layout(grid: TokenGrid, newline: Tensor, n_tokens: int) -> ImageLayout:
+    """The layout of one image's ``n_tokens`` tokens: ``grid`` first, then newline-ended rows.
+
+    ``newline`` (``[n_tokens]`` bool) marks LLaVA-NeXT's newline tokens. The tokens after
+    the grid are rows of equal length, each closed by a newline (the anyres crops, after
+    unpadding); a newline straight after the grid with no crop tokens closes the grid
+    itself (an image with no crops). Without newlines the grid must be all the tokens
+    (after ``grid.start`` leading tokens such as a CLS token).
+
+    Example:
+        >>> nl = torch.tensor([False] * 4 + [False, False, True] * 2)
+        >>> layout = image_layout(TokenGrid(2, 2), nl, 10)
+        >>> [s.shape for s in layout.segments], layout.segments[1].row_ends.tolist()
+        ([(2, 2), (2, 2)], [6, 9])
+    """
+    end = grid.start + grid.n_tokens
+    base = ImageLayout.grid(grid.rows, grid.cols, grid.start, n_tokens=n_tokens, label=grid.label)
+    rest = newline[end:]
+    n_rest = n_tokens - end
+    if n_rest < 0 or bool(newline[:end].any()):
+        raise ValueError(
+            f"{n_tokens} image tokens do not start with a {grid.rows}x{grid.cols} grid"
+        )
+    if n_rest == 0:
+        return base
+    lines = rest.nonzero().flatten()
+    if n_rest == 1 and lines.numel() == 1:
+        return ImageLayout(n_tokens, base.segments, loose=lines + end)
+    rows = lines.numel()
+    cols = (n_rest - rows) // rows if rows else 0
+    ends = end + (torch.arange(rows) + 1) * (cols + 1) - 1
+    if rows == 0 or cols == 0 or rows * (cols + 1) != n_rest or not torch.equal(lines + end, ends):
+        raise ValueError(
+            f"the {n_rest} image tokens after the {grid.rows}x{grid.cols} grid are not rows "
+            "of equal length each closed by a newline token"
+        )
+    index = (ends - cols).unsqueeze(1) + torch.arange(cols)
+    crops = GridSegment(index, row_ends=ends, label="crops")
+    return ImageLayout(n_tokens, (*base.segments, crops))

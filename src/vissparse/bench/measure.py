@@ -55,9 +55,12 @@ def cache_bytes(cache: Any) -> int:
     return total
 
 
-def _lm_inputs(pipe: HFPipeline, emb: Any, prompt_mask: Tensor, prune: bool) -> dict[str, Tensor]:
+def _lm_inputs(
+    pipe: HFPipeline, inputs: Any, emb: Any, prompt_mask: Tensor, prune: bool
+) -> dict[str, Tensor]:
     if prune:
-        return pipe.select_and_apply(emb, prompt_mask).model_inputs()
+        layouts = pipe.layouts(inputs, emb)
+        return pipe.select_and_apply(emb, prompt_mask, layouts=layouts).model_inputs()
     return {"inputs_embeds": emb.inputs_embeds, "attention_mask": emb.attention_mask,
             "position_ids": emb.position_ids}  # fmt: skip
 
@@ -76,7 +79,7 @@ def timed_call(
     emb = pipe.adapter.embed(inputs)
     _sync(device)
     t1 = time.perf_counter()
-    lm_in = _lm_inputs(pipe, emb, prompt_mask, prune)
+    lm_in = _lm_inputs(pipe, inputs, emb, prompt_mask, prune)
     _sync(device)
     t2 = time.perf_counter()
     out = model(**lm_in, use_cache=True, logits_to_keep=1)
@@ -113,7 +116,9 @@ def prefill_flops(pipe: HFPipeline, inputs: Any, prompt_mask: Tensor, prune: boo
     def run() -> None:
         pipe.adapter.reset_state()
         emb = pipe.adapter.embed(inputs)
-        pipe.model(**_lm_inputs(pipe, emb, prompt_mask, prune), use_cache=True, logits_to_keep=1)
+        pipe.model(
+            **_lm_inputs(pipe, inputs, emb, prompt_mask, prune), use_cache=True, logits_to_keep=1
+        )
 
     flops = count_flops(run)
     pipe.adapter.reset_state()

@@ -135,4 +135,6 @@ def summarize(records: Sequence[CallRecord]) -> dict[str, Any]:
         "baseline_latency_ms_p90": quantile(base, 0.9),
         "n_image_tokens": sum(r.n_image_tokens for r in records) / n,
         "n_kept": sum(r.n_kept for r in records) / n,
+        "effective_keep_ratio": sum(r.n_kept for r in records)
+        / max(1, sum(r.n_image_tokens for r in records)),
     }

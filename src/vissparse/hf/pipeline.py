@@ -15,7 +15,8 @@ from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, 
 from vissparse.pruning import drop_tokens, gather_images, mask_tokens, sequence_keep_mask
 from vissparse.query import query_from_embeddings
 from vissparse.records import BatchAnswers
-from vissparse.strategies.base import score_and_select
+from vissparse.strategies.base import required_signals, select_tokens
+from vissparse.strategies.context import ImageLayout, PruningContext, merge_tokens
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -96,6 +97,7 @@ class HFPipeline:
         self.adapter = get_adapter(model)
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
+        self.signals = required_signals(self.scorer)
         self._warm = False
         self._baseline_first = False
 
@@ -139,25 +141,52 @@ class HFPipeline:
         ``keys`` (one per image, :func:`sample_keys`) reach scorers that use them.
         """
         self.adapter.reset_state()
-        return self.select_and_apply(self.adapter.embed(inputs), prompt_mask, keys)
+        emb = self.adapter.embed(inputs)
+        return self.select_and_apply(emb, prompt_mask, keys, self.layouts(inputs, emb))
+
+    def layouts(self, inputs: Any, emb: Embedded) -> list[ImageLayout] | None:
+        """Each image's token layout, when the scorer asks for it or newlines need it."""
+        if "layouts" in self.signals or self.adapter.spec.image_newline:
+            return self.adapter.layouts(inputs, emb)
+        return None
 
     @torch.inference_mode()
     def select_and_apply(
-        self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None
-    ) -> PrunedBatch:
+        self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None,
+        layouts: list[ImageLayout] | None = None,
+    ) -> PrunedBatch:  # fmt: skip
         """The pruning proper, after the vision encoder: query, score, select, apply.
 
-        This is the overhead VisSparse adds to a call; benchmarks time it on its own.
+        The budget counts every image token, LLaVA-NeXT's newlines included: a newline
+        is kept with its row, within ``keep_ratio``. A merging method's kept tokens are
+        replaced by their merged values before the mode is applied. This is the overhead
+        VisSparse adds to a call; benchmarks time it on its own.
         """
         query = query_from_embeddings(emb.inputs_embeds, prompt_mask)
         tokens, valid = gather_images(
             emb.inputs_embeds, emb.image_sample, emb.image_positions, emb.scorable
         )
-        keep = score_and_select(
-            self.scorer, self.strategy, tokens, query[emb.image_sample],
-            self.config.keep_ratio, valid, keys,
+        present = None
+        if self.adapter.spec.image_newline:  # newlines are not scored but count as kept
+            present = torch.zeros_like(valid)
+            for i, positions in enumerate(emb.image_positions):
+                present[i, : positions.numel()] = True
+        words = "prompt_embeddings" in self.signals
+        ctx = PruningContext(
+            tokens, query[emb.image_sample], valid, present,
+            prompt_embeddings=emb.inputs_embeds[emb.image_sample] if words else None,
+            prompt_mask=prompt_mask[emb.image_sample] if words else None,
+            layouts=layouts, sample_keys=keys,
         )  # fmt: skip
-        keep = keep | ~valid  # unscorable tokens (LLaVA-NeXT newlines) always stay
+        selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
+        keep = selection.keep
+        inputs_embeds = emb.inputs_embeds
+        if selection.merge_into is not None:
+            merged = merge_tokens(tokens, selection)
+            inputs_embeds = inputs_embeds.clone()
+            for i, (row, pos) in enumerate(zip(emb.image_sample, emb.image_positions,
+                                               strict=True)):  # fmt: skip
+                inputs_embeds[row, pos] = merged[i, : pos.numel()]
         image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
         rows, length = emb.attention_mask.shape
         keep_seq = sequence_keep_mask(
@@ -166,10 +195,10 @@ class HFPipeline:
         )  # fmt: skip
         if self.config.mode == "drop":
             embeds, positions, mask = drop_tokens(
-                emb.inputs_embeds, emb.position_ids, emb.attention_mask, keep_seq
+                inputs_embeds, emb.position_ids, emb.attention_mask, keep_seq
             )
         else:
-            embeds, positions = emb.inputs_embeds, emb.position_ids
+            embeds, positions = inputs_embeds, emb.position_ids
             mask = mask_tokens(emb.attention_mask, keep_seq)
         n_image = [0] * rows
         n_kept = [0] * rows
@@ -185,7 +214,7 @@ class HFPipeline:
     # --- generation -----------------------------------------------------------------
     def _keys(self, items: list[Item]) -> list[bytes] | None:
         """Per-image sample keys, computed only for a scorer that uses them."""
-        return sample_keys(items) if getattr(self.scorer, "uses_sample_keys", False) else None
+        return sample_keys(items) if "sample_keys" in self.signals else None
 
     def _generate_pruned(
         self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
@@ -279,6 +308,7 @@ class HFPipeline:
             "latency_ms": latency_ms,
             "n_image_tokens": sum(pruned.n_image_tokens),
             "n_kept": sum(pruned.n_kept),
+            "effective_keep_ratio": sum(pruned.n_kept) / max(1, sum(pruned.n_image_tokens)),
             "kv_cache_tokens": pruned.kv_tokens,
         }
         if base is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -15,7 +16,8 @@ from vissparse.mock.model import MockModelConfig, MockVLM
 from vissparse.mock.samples import MockSample, MockSampleConfig, iter_samples, make_samples
 from vissparse.mock.world import MockWorld
 from vissparse.records import BatchAnswers
-from vissparse.strategies.base import score_and_select
+from vissparse.strategies.base import required_signals, select_tokens
+from vissparse.strategies.context import ImageLayout, PruningContext, merge_tokens
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -64,6 +66,7 @@ class MockPipeline:
         self.config = config
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
+        self.signals = required_signals(self.scorer)
         self.world = MockWorld(dim=dim, seed=seed)
         self.model = MockVLM(self.world, model_config)
         self.sample_config = sample_config or MockSampleConfig(n_tokens=n_tokens)
@@ -87,12 +90,16 @@ class MockPipeline:
         text, prompt_mask = self.model.embed_text(prompt)
         query = self.model.query(text, prompt_mask)
         if prune:
-            keep = score_and_select(
-                self.scorer, self.strategy, image_tokens.unsqueeze(0), query.unsqueeze(0),
-                self.config.keep_ratio,
-            )[0]  # fmt: skip
+            ctx = PruningContext(
+                image_tokens.unsqueeze(0), query.unsqueeze(0),
+                prompt_embeddings=text.unsqueeze(0), prompt_mask=prompt_mask.unsqueeze(0),
+                layouts=[mock_layout(image_tokens.shape[0])] if "layouts" in self.signals else None,
+            )  # fmt: skip
+            selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
+            keep = selection.keep[0]
+            tokens = merge_tokens(ctx.image_tokens, selection)[0]
             # gathering copies; with nothing pruned the tokens are used as they are
-            kept_tokens = image_tokens if bool(keep.all()) else image_tokens[keep]
+            kept_tokens = tokens if bool(keep.all()) else tokens[keep]
         else:
             keep = torch.ones(image_tokens.shape[0], dtype=torch.bool)
             kept_tokens = image_tokens
@@ -120,3 +127,16 @@ class MockPipeline:
             latency_ms=sum(ms for _, ms in pruned),
             baseline_latency_ms=None if baseline is None else sum(ms for _, ms in baseline),
         )
+
+
+def mock_layout(n_tokens: int) -> ImageLayout:
+    """A mock image's layout: a square grid when ``n_tokens`` is a square, else a row.
+
+    Example:
+        >>> mock_layout(16).segments[0].shape, mock_layout(10).segments[0].shape
+        ((4, 4), (1, 10))
+    """
+    side = math.isqrt(n_tokens)
+    if side * side == n_tokens:
+        return ImageLayout.grid(side, side)
+    return ImageLayout.sequence(n_tokens)

@@ -8,10 +8,24 @@ Example:
     4
 """
 
-from vissparse.strategies.base import MaskStrategy, TokenScorer
+from vissparse.strategies.base import MaskStrategy, TokenScorer, select_tokens
 from vissparse.strategies.baselines import RandomScorer, UniformScorer
-from vissparse.strategies.cosine import CosineScorer, LeastCosineScorer, cosine_scores
+from vissparse.strategies.context import (
+    SIGNALS,
+    GridSegment,
+    ImageLayout,
+    PruningContext,
+    Selection,
+    merge_tokens,
+)
+from vissparse.strategies.cosine import (
+    CosineScorer,
+    LeastCosineScorer,
+    MaxCosineScorer,
+    cosine_scores,
+)
 from vissparse.strategies.divprune import DivPruneScorer
+from vissparse.strategies.pool import PoolScorer
 from vissparse.strategies.registry import (
     SCORERS,
     STRATEGIES,
@@ -26,12 +40,19 @@ from vissparse.strategies.topk import TopKStrategy, kept_count, topk_mask
 
 __all__ = [
     "SCORERS",
+    "SIGNALS",
     "STRATEGIES",
     "CosineScorer",
     "DivPruneScorer",
+    "GridSegment",
+    "ImageLayout",
     "LeastCosineScorer",
     "MaskStrategy",
+    "MaxCosineScorer",
+    "PoolScorer",
+    "PruningContext",
     "RandomScorer",
+    "Selection",
     "TokenScorer",
     "TopKStrategy",
     "UniformScorer",
@@ -41,7 +62,9 @@ __all__ = [
     "get_scorer",
     "get_strategy",
     "kept_count",
+    "merge_tokens",
     "register_scorer",
     "register_strategy",
+    "select_tokens",
     "topk_mask",
 ]

@@ -7,9 +7,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
+
+from vissparse.strategies.context import (
+    PruningContext,
+    Selection,
+    check_requires,
+    check_selection,
+    newline_scores,
+)
 
 
 def check_tokens_and_query(image_tokens: Tensor, query: Tensor, valid: Tensor | None) -> None:
@@ -102,8 +111,10 @@ class TokenScorer(ABC):
       ``RandomScorer`` seeds each row from it, so random masks are a pure function of
       the seed and the sample.
 
-    Scorers that need more context than tokens and query (attention maps, hidden states)
-    must take it through an explicit argument, never by reaching into a model.
+    Scorers that need more than tokens and query read a :class:`PruningContext`: they
+    list the signals in ``requires`` (for example ``{"layouts"}``) and override
+    :meth:`score_context`; a method that also merges tokens overrides :meth:`plan`. They
+    never reach into a model.
 
     Example:
         >>> class NormScorer(TokenScorer):
@@ -115,13 +126,87 @@ class TokenScorer(ABC):
     """
 
     name: str = "custom"
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
         """Return ``[B, N]`` float32 scores, higher = keep."""
 
+    def score_context(self, ctx: PruningContext) -> Tensor:
+        """Scores from the pruning context; by default :meth:`score` on its tokens."""
+        if getattr(self, "uses_sample_keys", False):
+            return self.score(ctx.image_tokens, ctx.query, ctx.valid,  # type: ignore[call-arg]
+                              sample_keys=ctx.sample_keys)  # fmt: skip
+        return self.score(ctx.image_tokens, ctx.query, ctx.valid)
+
+    def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
+        """What to keep (and merge): by default ``strategy`` on :meth:`score_context`.
+
+        The budget counts ``ctx.budget_mask()``; newline tokens (``ctx.layouts``) take the
+        best score of the row they close, so they are kept with their row, within it.
+        """
+        return select_by_scores(ctx, self.score_context(ctx), keep_ratio, strategy, self)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def select_by_scores(
+    ctx: PruningContext, scores: Tensor, keep_ratio: float, strategy: MaskStrategy,
+    scorer: object,
+) -> Selection:  # fmt: skip
+    """``strategy`` on checked ``scores``, with the budget over ``ctx.budget_mask()``.
+
+    Newline tokens (``ctx.layouts``) take the best score of the row they close, so they
+    are kept with their row, within the budget.
+
+    Example:
+        >>> from vissparse.strategies import TopKStrategy
+        >>> ctx = PruningContext(torch.zeros(1, 4, 2), torch.ones(1, 2))
+        >>> scores = torch.tensor([[0.1, 0.4, 0.3, 0.2]])
+        >>> select_by_scores(ctx, scores, 0.5, TopKStrategy(), "s").keep.tolist()
+        [[False, True, True, False]]
+    """
+    shape = tuple(ctx.image_tokens.shape[:2])
+    check_scores(scores, shape, scorer)
+    if ctx.present is not None and ctx.layouts is not None:
+        scores = newline_scores(scores, ctx.layouts)
+    counted = ctx.present if ctx.present is not None else ctx.valid
+    keep = strategy.select(scores, keep_ratio, counted)
+    check_mask(keep, shape, strategy)
+    return Selection(keep)
+
+
+def scores_from_picks(n: int, picks: Sequence[Tensor]) -> Tensor:
+    """``[B, n]`` float32 scores ranking each row's ``picks`` (token indices) first, in order.
+
+    Picked tokens score in (1, 2], earlier picks higher; the rest score 0. Methods whose
+    choice depends on the budget (DART, CDPruner) turn their picks into scores this way
+    and go through :func:`select_by_scores`, which keeps newline accounting in one place.
+
+    Example:
+        >>> scores_from_picks(4, [torch.tensor([2, 0])]).tolist()
+        [[1.5, 0.0, 2.0, 0.0]]
+    """
+    out = torch.zeros(len(picks), n)
+    for row, chosen in enumerate(picks):
+        m = chosen.numel()
+        out[row, chosen.cpu()] = 2.0 - torch.arange(m).float() / max(1, m)
+    return out
+
+
+def required_signals(scorer: TokenScorer) -> frozenset[str]:
+    """The signals ``scorer`` needs, checked against :data:`SIGNALS`.
+
+    Example:
+        >>> from vissparse.strategies import RandomScorer
+        >>> sorted(required_signals(RandomScorer()))
+        ['sample_keys']
+    """
+    signals = set(check_requires(getattr(scorer, "requires", frozenset()), scorer))
+    if getattr(scorer, "uses_sample_keys", False):
+        signals.add("sample_keys")
+    return frozenset(signals)
 
 
 class MaskStrategy(ABC):
@@ -173,12 +258,21 @@ def score_and_select(
         >>> keep.tolist()
         [[False, True, False, False]]
     """
-    shape = tuple(image_tokens.shape[:2])
-    if getattr(scorer, "uses_sample_keys", False):
-        scores = scorer.score(image_tokens, query, valid, sample_keys=sample_keys)  # type: ignore[call-arg]
-    else:
-        scores = scorer.score(image_tokens, query, valid)
-    check_scores(scores, shape, scorer)
-    keep = strategy.select(scores, keep_ratio, valid)
-    check_mask(keep, shape, strategy)
-    return keep
+    ctx = PruningContext(image_tokens, query, valid, sample_keys=sample_keys)
+    return select_tokens(scorer, strategy, ctx, keep_ratio).keep
+
+
+def select_tokens(
+    scorer: TokenScorer, strategy: MaskStrategy, ctx: PruningContext, keep_ratio: float
+) -> Selection:
+    """``scorer.plan`` on ``ctx``, checked: the keep mask and any merge assignment.
+
+    Example:
+        >>> from vissparse.strategies import CosineScorer, TopKStrategy
+        >>> ctx = PruningContext(torch.eye(4)[None], torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
+        >>> select_tokens(CosineScorer(), TopKStrategy(), ctx, 0.25).keep.tolist()
+        [[False, False, True, False]]
+    """
+    check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
+    selection = scorer.plan(ctx, keep_ratio, strategy)
+    return check_selection(selection, tuple(ctx.image_tokens.shape[:2]), scorer)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from vissparse.strategies.base import TokenScorer, check_tokens_and_query
+from vissparse.strategies.context import ImageLayout, PruningContext
 from vissparse.strategies.registry import register_scorer
 
 
@@ -105,48 +106,85 @@ def _bit_reverse(values: Tensor, bits: int) -> Tensor:
     return out
 
 
-@lru_cache(maxsize=64)
 def coarse_to_fine_order(n: int) -> Tensor:
-    """Distinct scores in (0, 1] that rank ``n`` tokens coarse-to-fine over a square grid.
+    """Distinct scores in (0, 1] that rank ``n`` tokens coarse-to-fine.
 
-    If ``n`` is a perfect square the tokens are a ``side x side`` grid in row-major
-    order. Each bit level ``b`` of (row, col) gives a base-4 digit, (even, even) first,
-    then the diagonal (odd, odd), then the two off-diagonals; the lowest bit level is
-    the most significant digit. So the top quarter are the even rows and columns (one
-    token per 2x2 block), the top sixteenth one token per 4x4 block, the top half a
-    checkerboard, and so on. Otherwise the tokens are treated as a 1-D sequence and the
-    plain index is bit-reversed. Results are cached per ``n``: do not modify them.
+    A perfect square ``n`` is taken as a ``side x side`` grid
+    (:func:`coarse_to_fine_grid`), anything else as a 1-D sequence. Results are cached:
+    do not modify them.
 
     Example:
         >>> coarse_to_fine_order(4).argsort(descending=True).tolist()
         [0, 3, 1, 2]
     """
-    if n < 1:
-        return torch.zeros(0)
-    side = math.isqrt(n)
-    index = torch.arange(n, dtype=torch.int64)
+    side = math.isqrt(max(n, 0))
     if side * side == n and side > 1:
-        bits = max(1, math.ceil(math.log2(side)))
-        rows, cols = index // side, index % side
+        return coarse_to_fine_grid(side, side).flatten()
+    return coarse_to_fine_grid(1, max(n, 0)).flatten()
+
+
+@lru_cache(maxsize=256)
+def coarse_to_fine_grid(rows: int, cols: int) -> Tensor:
+    """``[rows, cols]`` distinct scores in (0, 1] ranking a raster grid coarse-to-fine.
+
+    Each bit level ``b`` of (row, col) gives a base-4 digit, (even, even) first, then the
+    diagonal (odd, odd), then the two off-diagonals; the lowest bit level is the most
+    significant digit. So on a square grid the top quarter are the even rows and columns
+    (one token per 2x2 block), the top sixteenth one token per 4x4 block, the top half a
+    checkerboard, and so on; non-square grids (Qwen's resized images, LLaVA-NeXT's
+    crops) follow the same rule on their own rows and columns. A single row or column is
+    ranked by the bit-reversed index. Results are cached: do not modify them.
+
+    Example:
+        >>> coarse_to_fine_grid(2, 3).flatten().argsort(descending=True).tolist()
+        [0, 2, 4, 1, 3, 5]
+    """
+    n = rows * cols
+    if n < 1:
+        return torch.zeros(rows, cols)
+    index = torch.arange(n, dtype=torch.int64)
+    if rows > 1 and cols > 1:
+        bits = max(1, math.ceil(math.log2(max(rows, cols))))
+        r, c = index // cols, index % cols
         key = torch.zeros_like(index)
         for b in range(bits):
-            r, c = (rows >> b) & 1, (cols >> b) & 1
-            key |= (2 * (r ^ c) + r) << (2 * (bits - 1 - b))
+            rb, cb = (r >> b) & 1, (c >> b) & 1
+            key |= (2 * (rb ^ cb) + rb) << (2 * (bits - 1 - b))
     else:
         bits = max(1, math.ceil(math.log2(max(n, 2))))
         key = _bit_reverse(index, bits)
     ranks = torch.empty_like(key)
-    ranks[key.argsort()] = index
-    return 1.0 - ranks.float() / n
+    ranks[key.argsort(stable=True)] = index
+    return (1.0 - ranks.float() / n).view(rows, cols)
+
+
+def layout_scores(layout: ImageLayout, width: int) -> Tensor:
+    """``[width]`` coarse-to-fine scores of one image's grid tokens; other tokens 0.
+
+    Each segment is ranked on its own grid, so several segments (LLaVA-NeXT's base tile
+    and crops) are sampled in proportion to their sizes.
+
+    Example:
+        >>> layout_scores(ImageLayout.grid(2, 2), 5).tolist()
+        [1.0, 0.5, 0.25, 0.75, 0.0]
+    """
+    out = torch.zeros(width)
+    for seg in layout.segments:
+        rows, cols = seg.shape
+        out[seg.index.flatten()] = coarse_to_fine_grid(rows, cols).flatten()
+    return out
 
 
 @register_scorer
 class UniformScorer(TokenScorer):
-    """Spatially even coverage of a square token grid (name ``"uniform"``).
+    """Spatially even coverage of the token grid (name ``"uniform"``).
 
-    Ignores the prompt. Each row's valid tokens (the first ``n_valid`` of the row when
-    ``valid`` is given) are ranked by :func:`coarse_to_fine_order`, so keeping the top
-    ``k`` samples the grid evenly at any ``keep_ratio``.
+    Ignores the prompt. With the ``"layouts"`` signal (the HF pipeline fills it) each
+    image's tokens are ranked on their true 2-D grid (:func:`coarse_to_fine_grid`; Qwen's
+    non-square grids, LLaVA-NeXT's base tile and crops), so keeping the top ``k``
+    samples the picture evenly at any ``keep_ratio``. Without it, a row's valid tokens
+    (the first ``n_valid`` when ``valid`` is given) are taken as a square grid if their
+    count is a square, else as a sequence (:func:`coarse_to_fine_order`).
 
     Example:
         >>> s = UniformScorer().score(torch.zeros(1, 16, 4), torch.zeros(1, 4))
@@ -155,6 +193,17 @@ class UniformScorer(TokenScorer):
     """
 
     name = "uniform"
+    requires = frozenset({"layouts"})
+
+    def score_context(self, ctx: PruningContext) -> Tensor:
+        """Scores on each row's layout when the context has one, else :meth:`score`."""
+        if ctx.layouts is None:
+            return self.score(ctx.image_tokens, ctx.query, ctx.valid)
+        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
+        width = ctx.image_tokens.shape[1]
+        rows = [layout_scores(layout, width) for layout in ctx.layouts]
+        out = torch.stack(rows) if rows else torch.zeros(0, width)
+        return out.to(ctx.image_tokens.device)
 
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
         """Coarse-to-fine grid scores, float32 ``[B, N]``; padding scores 0."""
