@@ -120,7 +120,7 @@ def test_random_baseline_reproduces_whatever_ran_before():
     assert all(bool((n <= w).all()) for n, w in zip(fresh, wide, strict=True))
 
 
-METHODS = ["pool", "cosine-max", "uniform", "divprune"]
+METHODS = ["pool", "cosine-max", "uniform", "divprune", "dart", "cdpruner"]
 
 
 @pytest.mark.parametrize("scorer", METHODS)

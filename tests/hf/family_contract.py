@@ -9,7 +9,7 @@ from vissparse.strategies import kept_count
 from vissparse.testing import random_image, tiny_model
 
 GEN = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
-SCORERS = ["cosine", "random", "divprune", "cosine-max", "pool", "uniform"]
+SCORERS = ["cosine", "random", "divprune", "cosine-max", "pool", "uniform", "dart", "cdpruner"]
 GEOMETRIC = ("pool", "uniform")
 PROMPTS = ["What color is the car?", "Describe this picture in detail please.", "Count it."]
 

@@ -10,6 +10,7 @@ Example:
 
 from vissparse.strategies.base import MaskStrategy, TokenScorer, select_tokens
 from vissparse.strategies.baselines import RandomScorer, UniformScorer
+from vissparse.strategies.cdpruner import CDPrunerScorer
 from vissparse.strategies.context import (
     SIGNALS,
     GridSegment,
@@ -24,6 +25,7 @@ from vissparse.strategies.cosine import (
     MaxCosineScorer,
     cosine_scores,
 )
+from vissparse.strategies.dart import DartScorer
 from vissparse.strategies.divprune import DivPruneScorer
 from vissparse.strategies.pool import PoolScorer
 from vissparse.strategies.registry import (
@@ -42,7 +44,9 @@ __all__ = [
     "SCORERS",
     "SIGNALS",
     "STRATEGIES",
+    "CDPrunerScorer",
     "CosineScorer",
+    "DartScorer",
     "DivPruneScorer",
     "GridSegment",
     "ImageLayout",
