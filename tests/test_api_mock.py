@@ -130,3 +130,8 @@ def test_every_method_runs_by_name_in_mock_mode(scorer):
     assert results["scorer"] == scorer
     assert all(r["n_kept"] == 103 for r in results["records"])  # ceil(0.1 * 1024)
     assert results["effective_keep_ratio"] == 103 / 1024
+
+
+def test_a_method_that_needs_the_vision_encoder_is_refused_in_mock_mode():
+    with pytest.raises(ValueError, match="vision_attention"):
+        VisSparse(base_model="mock", keep_ratio=0.10, mock=True, scorer="visionzip")

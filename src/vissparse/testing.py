@@ -170,7 +170,7 @@ def _qwen(family: str) -> tuple[Any, Any]:
     model_cls: Any
     processor_cls: Any
     if family == "qwen2_vl":
-        vision.update(depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2)
+        vision.update(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
         processor_cls = tf.Qwen2VLProcessor
     else:

@@ -9,7 +9,17 @@ from vissparse.strategies import kept_count
 from vissparse.testing import random_image, tiny_model
 
 GEN = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
-SCORERS = ["cosine", "random", "divprune", "cosine-max", "pool", "uniform", "dart", "cdpruner"]
+SCORERS = [
+    "cosine",
+    "random",
+    "divprune",
+    "cosine-max",
+    "pool",
+    "uniform",
+    "dart",
+    "cdpruner",
+    "visionzip",
+]
 GEOMETRIC = ("pool", "uniform")
 PROMPTS = ["What color is the car?", "Describe this picture in detail please.", "Count it."]
 
@@ -52,7 +62,7 @@ class FamilyContract:
             assert torch.equal(details.sequences, expected)
             assert details.metrics["n_kept"] == details.metrics["n_image_tokens"]
 
-    @pytest.mark.parametrize("scorer", ["cosine", "pool"])
+    @pytest.mark.parametrize("scorer", ["cosine", "pool", "visionzip"])
     def test_drop_equals_mask(self, tiny, scorer):
         model, processor = tiny
         drop = pipeline(model, processor, 0.25, "drop", scorer=scorer)

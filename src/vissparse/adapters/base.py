@@ -7,6 +7,8 @@ small method on the family's adapter.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,6 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from vissparse.adapters.vision_signals import RawSignals, VisionSignals, capture
 from vissparse.strategies.context import GridSegment, ImageLayout
 
 
@@ -142,7 +145,39 @@ class VLMAdapter:
         """The part of ``image`` (original pixels) that :meth:`token_grid` covers."""
         raise NotImplementedError(f"{type(self).__name__} does not describe its token grid")
 
+    def vision_attention(self, layer: int) -> tuple[Any, Any]:
+        """The vision attention module at ``layer`` and the hook body that reads it."""
+        raise ValueError(f"the {self.spec.name} adapter does not provide vision attention signals")
+
+    def align_signals(
+        self, inputs: dict[str, Any], emb: Embedded, raw: RawSignals
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Per-image attention ``[n_i]`` and keys ``[n_i, d]`` aligned with the tokens."""
+        raise ValueError(f"the {self.spec.name} adapter does not provide vision attention signals")
+
     # --- shared ----------------------------------------------------------------------
+    @contextmanager
+    def capture_vision(self, layer: int) -> Iterator[RawSignals]:
+        """While the block runs, record the attention signals of vision layer ``layer``."""
+        module, compute = self.vision_attention(layer)
+        with capture(module, compute) as raw:
+            yield raw
+
+    def embed_with_signals(
+        self, inputs: dict[str, Any], layer: int
+    ) -> tuple[Embedded, VisionSignals]:
+        """:meth:`embed`, plus the vision attention signals of ``layer`` for each image."""
+        with self.capture_vision(layer) as raw:
+            emb = self.embed(inputs)
+        attention, keys = self.align_signals(inputs, emb, raw)
+        for i, (att, positions) in enumerate(zip(attention, emb.image_positions, strict=True)):
+            if att.shape[0] != positions.numel():
+                raise ValueError(
+                    f"image {i}: {att.shape[0]} attention values for {positions.numel()} "
+                    "image tokens; the adapter's alignment does not fit this model"
+                )
+        return emb, VisionSignals(attention, keys, layer, raw.ms)
+
     def layouts(self, inputs: dict[str, Any], emb: Embedded) -> list[ImageLayout]:
         """One :class:`ImageLayout` per image of the embedded batch (batch order)."""
         out = []

@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import torch
 from PIL import Image
 from torch import Tensor
 
-from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
+from vissparse.adapters.base import Embedded, FamilySpec, TokenGrid, VLMAdapter
+from vissparse.adapters.vision_signals import RawSignals, layer_index, qwen_received_attention
 
 _QWEN_PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
@@ -61,6 +63,33 @@ class QwenVLAdapter(VLMAdapter):
         merge = int(self.model.config.vision_config.spatial_merge_size)
         return TokenGrid(rows=h // merge, cols=w // merge)
 
+    def vision_attention(self, layer: int) -> tuple[Any, Any]:
+        """The vision block's ``attn`` at ``layer``; attention received is read from it."""
+        blocks = self.model.model.visual.blocks
+        return blocks[layer_index(layer, len(blocks))].attn, qwen_received_attention
+
+    def align_signals(
+        self, inputs: dict[str, Any], emb: Embedded, raw: RawSignals
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Pool each merge unit's patches (mean), undo Qwen2.5-VL's window order, split.
+
+        The merger folds ``merge x merge`` consecutive patches into one token, so a
+        token's value is the mean over its unit. Qwen2.5-VL runs its blocks on units in
+        window order and restores raster order after the merger; the same permutation
+        is undone here.
+        """
+        visual = self.model.model.visual
+        unit = int(self.model.config.vision_config.spatial_merge_size) ** 2
+        attention = torch.cat(raw.attention).view(-1, unit).mean(dim=1)
+        keys = torch.cat(raw.keys)
+        keys = keys.view(-1, unit, keys.shape[-1]).mean(dim=1)
+        grid_thw = inputs["image_grid_thw"]
+        if self.spec.name == "qwen2_5_vl":
+            order = torch.argsort(_window_index(visual, grid_thw).to(attention.device))
+            attention, keys = attention[order], keys[order]
+        counts = (grid_thw.prod(dim=-1) // unit).tolist()
+        return list(attention.split(counts)), list(keys.split(counts))
+
     def grid_picture(self, image: Image.Image, image_processor: Any) -> Image.Image:
         """The whole image: the processor resizes it keeping the aspect ratio.
 
@@ -68,6 +97,18 @@ class QwenVLAdapter(VLMAdapter):
         pixels), so grid lines drawn over the original are off by at most half of that.
         """
         return image
+
+
+def _window_index(visual: Any, grid_thw: Tensor) -> Tensor:
+    """Qwen2.5-VL's window order of merge units (the method moved between releases)."""
+    if hasattr(visual, "get_window_index"):  # transformers < 5.2x
+        return visual.get_window_index(grid_thw)[0]
+    from transformers.vision_utils import get_vision_window_index
+
+    return get_vision_window_index(
+        grid_thw, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
+        patch_size=visual.patch_size,
+    )[0]  # fmt: skip
 
 
 @cache

@@ -32,6 +32,7 @@ class CallTiming:
     peak_memory_bytes: int | None = None
     sequence_length: int = 0
     tokens: list[int] = field(default_factory=list)
+    signal_ms: float = 0.0  # vision attention signals, inside vision_ms
 
     @property
     def e2e_ms(self) -> float:
@@ -56,11 +57,12 @@ def cache_bytes(cache: Any) -> int:
 
 
 def _lm_inputs(
-    pipe: HFPipeline, inputs: Any, emb: Any, prompt_mask: Tensor, prune: bool
+    pipe: HFPipeline, inputs: Any, emb: Any, prompt_mask: Tensor, prune: bool, vision: Any = None
 ) -> dict[str, Tensor]:
     if prune:
         layouts = pipe.layouts(inputs, emb)
-        return pipe.select_and_apply(emb, prompt_mask, layouts=layouts).model_inputs()
+        pruned = pipe.select_and_apply(emb, prompt_mask, layouts=layouts, vision=vision)
+        return pruned.model_inputs()
     return {"inputs_embeds": emb.inputs_embeds, "attention_mask": emb.attention_mask,
             "position_ids": emb.position_ids}  # fmt: skip
 
@@ -76,10 +78,10 @@ def timed_call(
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     t0 = time.perf_counter()
-    emb = pipe.adapter.embed(inputs)
+    emb, vision = pipe.embed(inputs, prune)
     _sync(device)
     t1 = time.perf_counter()
-    lm_in = _lm_inputs(pipe, inputs, emb, prompt_mask, prune)
+    lm_in = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
     _sync(device)
     t2 = time.perf_counter()
     out = model(**lm_in, use_cache=True, logits_to_keep=1)
@@ -91,6 +93,7 @@ def timed_call(
         vision_ms=(t1 - t0) * 1e3, overhead_ms=(t2 - t1) * 1e3, prefill_ms=(t3 - t2) * 1e3,
         ttft_ms=(t3 - t0) * 1e3, kv_cache_bytes=cache_bytes(cache),
         sequence_length=int(lm_in["attention_mask"].shape[1]), tokens=[int(token[0, 0])],
+        signal_ms=0.0 if vision is None else vision.ms,
     )  # fmt: skip
     mask, positions = lm_in["attention_mask"], lm_in["position_ids"]
     for _ in range(new_tokens - 1):
@@ -115,10 +118,9 @@ def prefill_flops(pipe: HFPipeline, inputs: Any, prompt_mask: Tensor, prune: boo
 
     def run() -> None:
         pipe.adapter.reset_state()
-        emb = pipe.adapter.embed(inputs)
-        pipe.model(
-            **_lm_inputs(pipe, inputs, emb, prompt_mask, prune), use_cache=True, logits_to_keep=1
-        )
+        emb, vision = pipe.embed(inputs, prune)
+        lm_in = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
+        pipe.model(**lm_in, use_cache=True, logits_to_keep=1)
 
     flops = count_flops(run)
     pipe.adapter.reset_state()

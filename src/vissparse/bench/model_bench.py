@@ -28,6 +28,7 @@ def _summary(calls: list[CallTiming]) -> dict[str, Any]:
     out = {
         "vision_ms": _stats([c.vision_ms for c in calls]),
         "overhead_ms": _stats([c.overhead_ms for c in calls]),
+        "signal_ms": _stats([c.signal_ms for c in calls]),
         "prefill_ms": _stats([c.ttft_ms for c in calls]),
         "lm_prefill_ms": _stats([c.prefill_ms for c in calls]),
         "e2e_ms": _stats([c.e2e_ms for c in calls]),
@@ -115,6 +116,7 @@ def run_model_bench(
             "analytic_flop_speedup_bound": analytic_bound,
             "kv_cache_ratio": pruned["kv_cache_bytes"] / base["kv_cache_bytes"],
             "overhead_ms": overhead,
+            "signal_ms": pruned["signal_ms"]["median"],
             "overhead_fraction": overhead / base["prefill_ms"]["median"],
             "prefill_vs_bound": prefill_speedup / (base_flops / pruned_flops),
             "flops_baseline": base_flops,

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from vissparse.adapters import Embedded, get_adapter
+from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
@@ -34,6 +35,8 @@ class PrunedBatch:
         n_kept: image tokens per row after pruning.
         kv_tokens: tokens per row the KV cache holds after prefill (drop mode: text plus
             kept image tokens; mask mode: the whole unpruned prompt).
+        signal_ms: time spent computing vision attention signals in the encoder's hook
+            (0 when the method needs none).
     """
 
     inputs_embeds: Tensor
@@ -44,6 +47,7 @@ class PrunedBatch:
     n_image_tokens: list[int]
     n_kept: list[int]
     kv_tokens: list[int]
+    signal_ms: float = 0.0
 
     def model_inputs(self) -> dict[str, Tensor]:
         """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
@@ -141,8 +145,15 @@ class HFPipeline:
         ``keys`` (one per image, :func:`sample_keys`) reach scorers that use them.
         """
         self.adapter.reset_state()
-        emb = self.adapter.embed(inputs)
-        return self.select_and_apply(emb, prompt_mask, keys, self.layouts(inputs, emb))
+        emb, vision = self.embed(inputs)
+        return self.select_and_apply(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
+
+    def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
+        """The vision encoder's pass, with the attention signals the method asked for."""
+        if prune and self.signals & {"vision_attention", "vision_keys"}:
+            layer = int(getattr(self.scorer, "vision_layer", -2))
+            return self.adapter.embed_with_signals(inputs, layer)
+        return self.adapter.embed(inputs), None
 
     def layouts(self, inputs: Any, emb: Embedded) -> list[ImageLayout] | None:
         """Each image's token layout, when the scorer asks for it or newlines need it."""
@@ -153,7 +164,7 @@ class HFPipeline:
     @torch.inference_mode()
     def select_and_apply(
         self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None,
-        layouts: list[ImageLayout] | None = None,
+        layouts: list[ImageLayout] | None = None, vision: VisionSignals | None = None,
     ) -> PrunedBatch:  # fmt: skip
         """The pruning proper, after the vision encoder: query, score, select, apply.
 
@@ -177,6 +188,8 @@ class HFPipeline:
             prompt_embeddings=emb.inputs_embeds[emb.image_sample] if words else None,
             prompt_mask=prompt_mask[emb.image_sample] if words else None,
             layouts=layouts, sample_keys=keys,
+            vision_attention=None if vision is None else _pad_rows(vision.attention, valid),
+            vision_keys=None if vision is None else _pad_rows(vision.keys, valid),
         )  # fmt: skip
         selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
         keep = selection.keep
@@ -209,6 +222,7 @@ class HFPipeline:
         return PrunedBatch(
             embeds, mask, positions, [k.cpu() for k in image_keep], emb.image_sample, n_image,
             n_kept, kv_tokens=cached.sum(dim=1).tolist(),
+            signal_ms=0.0 if vision is None else vision.ms,
         )  # fmt: skip
 
     # --- generation -----------------------------------------------------------------
@@ -309,6 +323,7 @@ class HFPipeline:
             "n_image_tokens": sum(pruned.n_image_tokens),
             "n_kept": sum(pruned.n_kept),
             "effective_keep_ratio": sum(pruned.n_kept) / max(1, sum(pruned.n_image_tokens)),
+            "signal_ms": pruned.signal_ms,
             "kv_cache_tokens": pruned.kv_tokens,
         }
         if base is not None:
@@ -346,6 +361,15 @@ class HFPipeline:
             latency_ms=metrics["latency_ms"],
             baseline_latency_ms=metrics.get("baseline_latency_ms"),
         )
+
+
+def _pad_rows(rows: list[Tensor], like: Tensor) -> Tensor:
+    """Per-image ``[n_i, ...]`` tensors stacked to ``[n_images, N, ...]``, zero-padded."""
+    out = torch.zeros(*like.shape, *rows[0].shape[1:], dtype=torch.float32,
+                      device=like.device) if rows else torch.zeros(0)  # fmt: skip
+    for i, row in enumerate(rows):
+        out[i, : row.shape[0]] = row.to(out.device, torch.float32)
+    return out
 
 
 def _sequences(out: Any) -> Tensor:

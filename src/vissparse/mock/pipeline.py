@@ -67,6 +67,12 @@ class MockPipeline:
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
         self.signals = required_signals(self.scorer)
+        missing = sorted(self.signals - MOCK_SIGNALS)
+        if missing:
+            raise ValueError(
+                f"`scorer` {self.scorer.name!r} needs {missing}, which the mock cannot provide "
+                "(it has no vision encoder); use it on a HuggingFace model"
+            )
         self.world = MockWorld(dim=dim, seed=seed)
         self.model = MockVLM(self.world, model_config)
         self.sample_config = sample_config or MockSampleConfig(n_tokens=n_tokens)
@@ -127,6 +133,10 @@ class MockPipeline:
             latency_ms=sum(ms for _, ms in pruned),
             baseline_latency_ms=None if baseline is None else sum(ms for _, ms in baseline),
         )
+
+
+# what the mock can fill: it has prompt words and a token grid, but no vision encoder
+MOCK_SIGNALS = frozenset({"prompt_embeddings", "layouts", "sample_keys"})
 
 
 def mock_layout(n_tokens: int) -> ImageLayout:

@@ -39,6 +39,7 @@ from vissparse.strategies.registry import (
     register_strategy,
 )
 from vissparse.strategies.topk import TopKStrategy, kept_count, topk_mask
+from vissparse.strategies.visionzip import VisionZipScorer
 
 __all__ = [
     "SCORERS",
@@ -60,6 +61,7 @@ __all__ = [
     "TokenScorer",
     "TopKStrategy",
     "UniformScorer",
+    "VisionZipScorer",
     "build_scorer",
     "build_strategy",
     "cosine_scores",

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 # Signals a pipeline can fill. Each is a field of PruningContext.
-SIGNALS = frozenset({"prompt_embeddings", "layouts", "sample_keys"})
+SIGNALS = frozenset(
+    {"prompt_embeddings", "layouts", "sample_keys", "vision_attention", "vision_keys"}
+)
 
 
 def check_requires(requires: object, method: object) -> frozenset[str]:
@@ -142,6 +144,12 @@ class PruningContext:
             ``"prompt_embeddings"``), with ``prompt_mask`` ``[B, T]`` marking the user's words.
         layouts: one :class:`ImageLayout` per row (signal ``"layouts"``).
         sample_keys: one ``bytes`` key per row naming the sample (signal ``"sample_keys"``).
+        vision_attention: ``[B, N]`` float32, per token, from vision layer
+            ``vision_layer`` (signal ``"vision_attention"``): the [CLS] token's attention
+            for CLIP towers (LLaVA), the attention a token receives, pooled over its merge
+            unit, for ViTs without [CLS] (Qwen); 0 on padding and newline tokens.
+        vision_keys: ``[B, N, d]`` float32 head-averaged keys of that layer, aligned the
+            same way (signal ``"vision_keys"``).
 
     Example:
         >>> ctx = PruningContext(torch.zeros(1, 4, 2), torch.ones(1, 2))
@@ -157,6 +165,8 @@ class PruningContext:
     prompt_mask: Tensor | None = None
     layouts: Sequence[ImageLayout] | None = None
     sample_keys: Sequence[bytes] | None = None
+    vision_attention: Tensor | None = None
+    vision_keys: Tensor | None = None
 
     def budget_mask(self) -> Tensor:
         """``[B, N]`` bool: the tokens the keep budget counts (``present``, else ``valid``)."""
@@ -188,6 +198,8 @@ class Selection:
             themselves. ``None``: no merging (a mask-only method).
         merge_weight: ``[B, N]`` float weights; a kept token becomes the weighted mean of
             the tokens merged into it (itself included). ``None`` means weight 1.
+        merge_sum: if ``True`` a kept token becomes the weighted *sum* of its group
+            instead (VisionZip's contextual tokens: target plus the mean of the rest).
 
     Example:
         >>> Selection(torch.tensor([[True, False]])).n_kept.tolist()
@@ -197,6 +209,7 @@ class Selection:
     keep: Tensor
     merge_into: Tensor | None = None
     merge_weight: Tensor | None = None
+    merge_sum: bool = False
 
     @property
     def n_kept(self) -> Tensor:
@@ -242,8 +255,9 @@ def check_selection(selection: object, shape: tuple[int, ...], method: object) -
 def merge_tokens(tokens: Tensor, selection: Selection) -> Tensor:
     """The tokens after merging: each kept token becomes the weighted mean of its group.
 
-    Tokens not kept are returned unchanged (they are dropped or masked afterwards). The
-    arithmetic is float32; the result has the tokens' dtype.
+    With ``selection.merge_sum`` it becomes the weighted sum instead. Tokens not kept are
+    returned unchanged (they are dropped or masked afterwards). The arithmetic is float32;
+    the result has the tokens' dtype.
 
     Example:
         >>> x = torch.tensor([[[1.0], [3.0], [8.0]]])
@@ -264,7 +278,7 @@ def merge_tokens(tokens: Tensor, selection: Selection) -> Tensor:
     totals = torch.zeros(into.shape, dtype=torch.float32, device=tokens.device)
     totals.scatter_add_(1, target, w)
     keep = selection.keep.to(tokens.device) & (totals > 0)
-    merged = sums / totals.clamp_min(1e-12).unsqueeze(-1)
+    merged = sums if selection.merge_sum else sums / totals.clamp_min(1e-12).unsqueeze(-1)
     return torch.where(keep.unsqueeze(-1), merged.to(tokens.dtype), tokens)
 
 

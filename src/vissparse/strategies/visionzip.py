@@ -1,0 +1,148 @@
+"""VisionZip: dominant tokens by [CLS] attention, the rest merged into contextual tokens.
+
+Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision Language Models"
+(CVPR 2025). The method, per image, at a budget of ``k`` tokens:
+
+- ``d`` dominant tokens: the highest [CLS] attention (averaged over heads) at the vision
+  encoder's layer -2, the layer whose output LLaVA feeds the projector (54 of 64 in the
+  paper's settings, so ``d = round(k * 54 / 64)``);
+- ``c = k - d`` contextual tokens: of the remaining tokens, every ``step``-th (``step =
+  remaining // c``) is a target; each other remaining token joins the target whose key
+  (averaged over heads, same layer) is most cosine-similar; a contextual token is its
+  target plus the mean of the tokens that joined it.
+
+Deviations from the original:
+
+- merging happens on the post-projector tokens, where the original merges the encoder's
+  features and then projects them; the projector is not linear, so the values differ;
+- the kept and contextual tokens keep their original position ids (the original appends
+  them in a new order with fresh positions), so drop mode stays exact;
+- on Qwen (no [CLS] token) the attention each token receives, pooled over its 2x2 merge
+  unit, stands in for [CLS] attention, and keys are pooled the same way;
+- on LLaVA-NeXT the budget counts the newline tokens, and VisionZip keeps none of them
+  (they carry no image content), so the kept tokens are all image patches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vissparse.keep_ratio import validate_keep_ratio
+from vissparse.strategies.base import MaskStrategy, TokenScorer, check_tokens_and_query
+from vissparse.strategies.context import PruningContext, Selection
+from vissparse.strategies.registry import register_scorer
+from vissparse.strategies.topk import kept_count
+
+EPS = 1e-8
+PAPER_DOMINANT = 54 / 64
+
+
+def visionzip_row(
+    attention: Tensor, keys: Tensor, k: int, dominant_fraction: float = PAPER_DOMINANT
+) -> tuple[Tensor, Tensor]:
+    """``merge_into`` and ``merge_weight`` ``[n]`` of one image's ``n`` tokens at budget ``k``.
+
+    Example:
+        >>> att = torch.tensor([0.5, 0.1, 0.3, 0.05, 0.05])
+        >>> keys = torch.tensor([[1.0, 0], [0, 1], [0.9, 0.1], [1, 0], [0.1, 0.9]])
+        >>> into, weight = visionzip_row(att, keys, 3, dominant_fraction=1 / 3)
+        >>> into.tolist()  # 0 dominant; targets 1 and 3 (every 2nd of 1 2 3 4); 2 -> 3, 4 -> 1
+        [0, 1, 3, 3, 1]
+    """
+    n = attention.shape[0]
+    k = min(k, n)
+    into = torch.full((n,), -1, dtype=torch.long)
+    weight = torch.ones(n)
+    if k <= 0:
+        return into, weight
+    d = min(k, max(1, round(k * dominant_fraction)))
+    order = torch.sort(attention.float().cpu(), descending=True, stable=True).indices
+    dominant = order[:d]
+    into[dominant] = dominant
+    rest = torch.sort(order[d:]).values  # the remaining tokens in their original order
+    c = min(k - d, rest.numel())
+    if c == 0:
+        return into, weight
+    step = max(1, rest.numel() // c)
+    chosen = torch.zeros(rest.numel(), dtype=torch.bool)
+    chosen[torch.arange(0, rest.numel(), step)[:c]] = True
+    targets, others = rest[chosen], rest[~chosen]
+    into[targets] = targets
+    if others.numel():
+        unit = keys.float().cpu() / keys.float().cpu().norm(dim=-1, keepdim=True).clamp_min(EPS)
+        nearest = (unit[others] @ unit[targets].T).argmax(dim=1)
+        counts = torch.bincount(nearest, minlength=targets.numel()).clamp_min(1)
+        into[others] = targets[nearest]
+        weight[others] = 1.0 / counts[nearest].float()
+    return into, weight
+
+
+@register_scorer
+class VisionZipScorer(TokenScorer):
+    """VisionZip, dominant plus contextual tokens (name ``"visionzip"``).
+
+    Reads the ``"vision_attention"`` and ``"vision_keys"`` signals of vision layer
+    ``vision_layer`` (default -2, the paper's). Merges, so it ignores ``strategy``. See
+    the module docstring for the paper and every deviation from it.
+
+    Example:
+        >>> from vissparse.strategies import TopKStrategy
+        >>> x = torch.arange(8.0).view(1, 4, 2)
+        >>> ctx = PruningContext(x, torch.ones(1, 2),
+        ...                      vision_attention=torch.tensor([[0.1, 0.6, 0.2, 0.1]]),
+        ...                      vision_keys=torch.eye(2)[[0, 0, 1, 1]][None])
+        >>> sel = VisionZipScorer(dominant_fraction=0.5).plan(ctx, 0.5, TopKStrategy())
+        >>> sel.keep.tolist(), sel.merge_into.tolist(), sel.merge_weight.tolist()
+        ([[True, True, False, False]], [[0, 1, 0, 0]], [[1.0, 1.0, 0.5, 0.5]])
+    """
+
+    name = "visionzip"
+    requires = frozenset({"vision_attention", "vision_keys"})
+
+    def __init__(self, dominant_fraction: float = PAPER_DOMINANT, vision_layer: int = -2) -> None:
+        if isinstance(dominant_fraction, bool) or not 0 < float(dominant_fraction) <= 1:
+            raise ValueError(f"`dominant_fraction` must be in (0, 1], got {dominant_fraction!r}")
+        if isinstance(vision_layer, bool) or not isinstance(vision_layer, int):
+            raise ValueError(f"`vision_layer` must be an int, got {vision_layer!r}")
+        self.dominant_fraction = float(dominant_fraction)
+        self.vision_layer = vision_layer
+
+    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Not defined without the vision encoder's attention; see :meth:`plan`."""
+        raise ValueError(
+            "`scorer` 'visionzip' reads the vision encoder's attention: use it through "
+            "VisSparse on a supported model, or a PruningContext with `vision_attention`"
+        )
+
+    def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
+        """Dominant and contextual tokens per image, as a merging selection."""
+        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
+        keep_ratio = validate_keep_ratio(keep_ratio)
+        attention = ctx.need("vision_attention", self)
+        keys = ctx.need("vision_keys", self)
+        assert isinstance(attention, Tensor) and isinstance(keys, Tensor)
+        b, n = ctx.image_tokens.shape[:2]
+        valid = ctx.valid if ctx.valid is not None else torch.ones(b, n, dtype=torch.bool)
+        counted = ctx.budget_mask().sum(dim=1).tolist()
+        into = torch.full((b, n), -1, dtype=torch.long)
+        weight = torch.ones(b, n)
+        for row in range(b):
+            index = valid[row].nonzero().flatten().cpu()
+            row_into, row_weight = visionzip_row(
+                attention[row, index], keys[row, index],
+                kept_count(keep_ratio, int(counted[row])), self.dominant_fraction,
+            )  # fmt: skip
+            mapped = torch.where(row_into >= 0, index[row_into.clamp(min=0)], row_into)
+            into[row, index] = mapped
+            weight[row, index] = row_weight
+        device = ctx.image_tokens.device
+        into, weight = into.to(device), weight.to(device)
+        keep = into == torch.arange(n, device=device)
+        return Selection(keep, merge_into=into, merge_weight=weight, merge_sum=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"VisionZipScorer(dominant_fraction={self.dominant_fraction:.4g}, "
+            f"vision_layer={self.vision_layer})"
+        )
