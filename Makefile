@@ -6,6 +6,7 @@
 #                transformers (constraints-lowest.txt)
 #   make bench-mock   re-measure the mock figures quoted in the README
 #   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
+#   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup)
 #
 # torch: on a machine without an NVIDIA GPU (no nvidia-smi) the spec is the CPU build,
 # torch==2.13.0+cpu, which can never resolve to the multi-GB CUDA build. This workplace
@@ -24,7 +25,7 @@ LOWEST_STAMP := $(LOWEST)/.installed
 # the tests that exercise transformers itself (every family, loading, the HF facade)
 HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
-.PHONY: setup demo test test-lowest lint bench-mock bench-testbed clean
+.PHONY: setup demo test test-lowest lint bench-mock bench-testbed bench-methods clean
 
 # $(call install,VENV,CONSTRAINTS): a virtual environment with torch and the package
 define install
@@ -67,6 +68,9 @@ bench-mock: setup
 
 bench-testbed: setup
 	$(BIN)/python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --readme README.md
+
+bench-methods: setup
+	$(BIN)/python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -91,3 +91,14 @@ def test_run_model_bench_report_and_targets():
         "scoring + masking overhead <= 2% of baseline prefill at keep 0.1"
     ]
     assert cache_bytes(object()) == 0
+
+
+def test_several_scorers_share_one_model_and_signal_time_is_reported():
+    report = run_model_bench("qwen2-vl-2b", [0.1], depth_scale=16, new_tokens=1,
+                             repeats=1, warmup=0, progress=False,
+                             scorer=["cosine", "visionzip"])  # fmt: skip
+    cosine, visionzip = report["results"]
+    assert (cosine["scorer"], visionzip["scorer"]) == ("cosine", "visionzip")
+    assert cosine["n_kept"] == visionzip["n_kept"] == 26  # merged tokens count once
+    assert cosine["signal_ms"] == 0 and visionzip["signal_ms"] > 0
+    assert visionzip["flop_speedup_bound"] > 1.0

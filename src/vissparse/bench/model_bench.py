@@ -59,15 +59,17 @@ def run_model_bench(
     attn_implementation: str = "sdpa",
     seed: int = 0,
     progress: bool = True,
-    scorer: str = "cosine",
+    scorer: str | list[str] = "cosine",
     strategy: str = "topk",
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
 
-    For each keep ratio, ``repeats`` baseline and pruned calls run interleaved on the same
-    inputs after ``warmup`` untimed pairs. The prefill speedup compares times to first
-    token (vision encoder included on both sides); the bound is the ratio of prefill
-    FLOPs counted by ``FlopCounterMode`` (cross-checked against the analytic formula).
+    ``scorer`` may be a list: the model is built once and every scorer runs at every
+    keep ratio (each row names its scorer). For each keep ratio, ``repeats`` baseline
+    and pruned calls run interleaved on the same inputs after ``warmup`` untimed pairs.
+    The prefill speedup compares times to first token (vision encoder included on both
+    sides); the bound is the ratio of prefill FLOPs counted by ``FlopCounterMode``
+    (cross-checked against the analytic formula).
     """
     if dtype not in DTYPES:
         raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -86,9 +88,11 @@ def run_model_bench(
     base_analytic = analytic_prefill_flops(model.config, seq, n_patches)
     vision_layers, text_layers = shape.depths(depth_scale)
     rows = []
-    bar = tqdm(total=len(keep_ratios) * (warmup + repeats), desc=name, disable=not progress)
-    for keep_ratio in keep_ratios:
-        config = PruningConfig(keep_ratio=keep_ratio, scorer=scorer, strategy=strategy)
+    scorers = [scorer] if isinstance(scorer, str) else list(scorer)
+    cases = [(s, k) for s in scorers for k in keep_ratios]
+    bar = tqdm(total=len(cases) * (warmup + repeats), desc=name, disable=not progress)
+    for case_scorer, keep_ratio in cases:
+        config = PruningConfig(keep_ratio=keep_ratio, scorer=case_scorer, strategy=strategy)
         pipe = HFPipeline(model, processor, config)
         base_calls, pruned_calls = [], []
         for i in range(warmup + repeats):
@@ -105,6 +109,7 @@ def run_model_bench(
         overhead = pruned["overhead_ms"]["median"]
         prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
         rows.append({
+            "scorer": case_scorer,
             "keep_ratio": keep_ratio,
             "n_image_tokens": n_image,
             "n_kept": n_image - (seq - pruned_seq),
