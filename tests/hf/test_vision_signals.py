@@ -116,3 +116,14 @@ def test_a_layer_out_of_range_is_named():
     _, pipe, inputs = batch("llava")
     with pytest.raises(ValueError, match="vision_layer"):
         pipe.adapter.embed_with_signals(inputs, 7)
+
+
+@pytest.mark.parametrize(("family", "expected"), [("llava", "config"), ("qwen2_vl", -1)])
+def test_default_signal_layer_is_the_one_feeding_the_projector(family, expected):
+    model, processor = tiny_model(family)
+    pipe = HFPipeline(model, processor, PruningConfig(0.25, scorer="visionzip"))
+    inputs = pipe.prepare_inputs(random_image(), "What?")
+    _, signals = pipe.embed(inputs)
+    if expected == "config":
+        expected = model.config.vision_feature_layer
+    assert signals.layer == expected

@@ -145,6 +145,10 @@ class VLMAdapter:
         """The part of ``image`` (original pixels) that :meth:`token_grid` covers."""
         raise NotImplementedError(f"{type(self).__name__} does not describe its token grid")
 
+    def feature_layer(self) -> int:
+        """The vision layer whose output feeds the projector (the default signal layer)."""
+        return -1
+
     def vision_attention(self, layer: int) -> tuple[Any, Any]:
         """The vision attention module at ``layer`` and the hook body that reads it."""
         raise ValueError(f"the {self.spec.name} adapter does not provide vision attention signals")

@@ -44,6 +44,11 @@ class LlavaAdapter(VLMAdapter):
         label = "base tile" if self.spec.layout == "base_tile" else ""
         return TokenGrid(rows=side, cols=side, start=start, label=label)
 
+    def feature_layer(self) -> int:
+        """``config.vision_feature_layer`` (-2 in LLaVA-1.5; the last of a list)."""
+        layer = getattr(self.model.config, "vision_feature_layer", -2)
+        return int(layer[-1] if isinstance(layer, (list, tuple)) else layer)
+
     def vision_attention(self, layer: int) -> tuple[Any, Any]:
         """The CLIP tower's ``self_attn`` at ``layer``; [CLS] attention is read from it."""
         tower = self.model.model.vision_tower

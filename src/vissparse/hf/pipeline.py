@@ -151,7 +151,8 @@ class HFPipeline:
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
         """The vision encoder's pass, with the attention signals the method asked for."""
         if prune and self.signals & {"vision_attention", "vision_keys"}:
-            layer = int(getattr(self.scorer, "vision_layer", -2))
+            layer = getattr(self.scorer, "vision_layer", None)
+            layer = self.adapter.feature_layer() if layer is None else int(layer)
             return self.adapter.embed_with_signals(inputs, layer)
         return self.adapter.embed(inputs), None
 

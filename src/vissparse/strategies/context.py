@@ -144,8 +144,9 @@ class PruningContext:
             ``"prompt_embeddings"``), with ``prompt_mask`` ``[B, T]`` marking the user's words.
         layouts: one :class:`ImageLayout` per row (signal ``"layouts"``).
         sample_keys: one ``bytes`` key per row naming the sample (signal ``"sample_keys"``).
-        vision_attention: ``[B, N]`` float32, per token, from vision layer
-            ``vision_layer`` (signal ``"vision_attention"``): the [CLS] token's attention
+        vision_attention: ``[B, N]`` float32, per token, from the method's
+            ``vision_layer`` (``None``: the layer feeding the projector) (signal
+            ``"vision_attention"``): the [CLS] token's attention
             for CLIP towers (LLaVA), the attention a token receives, pooled over its merge
             unit, for ViTs without [CLS] (Qwen); 0 on padding and newline tokens.
         vision_keys: ``[B, N, d]`` float32 head-averaged keys of that layer, aligned the

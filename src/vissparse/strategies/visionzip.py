@@ -4,7 +4,7 @@ Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision Language M
 (CVPR 2025). The method, per image, at a budget of ``k`` tokens:
 
 - ``d`` dominant tokens: the highest [CLS] attention (averaged over heads) at the vision
-  encoder's layer -2, the layer whose output LLaVA feeds the projector (54 of 64 in the
+  layer whose output feeds the projector (layer -2 in LLaVA-1.5; 54 of 64 in the
   paper's settings, so ``d = round(k * 54 / 64)``);
 - ``c = k - d`` contextual tokens: of the remaining tokens, every ``step``-th (``step =
   remaining // c``) is a target; each other remaining token joins the target whose key
@@ -83,7 +83,9 @@ class VisionZipScorer(TokenScorer):
     """VisionZip, dominant plus contextual tokens (name ``"visionzip"``).
 
     Reads the ``"vision_attention"`` and ``"vision_keys"`` signals of vision layer
-    ``vision_layer`` (default -2, the paper's). Merges, so it ignores ``strategy``. See
+    ``vision_layer``; ``None`` (default) means the layer whose output feeds the projector
+    (``config.vision_feature_layer`` for LLaVA, -2 in LLaVA-1.5 as in the paper; the last
+    block for Qwen, whose merger reads it). Merges, so it ignores ``strategy``. See
     the module docstring for the paper and every deviation from it.
 
     Example:
@@ -100,11 +102,15 @@ class VisionZipScorer(TokenScorer):
     name = "visionzip"
     requires = frozenset({"vision_attention", "vision_keys"})
 
-    def __init__(self, dominant_fraction: float = PAPER_DOMINANT, vision_layer: int = -2) -> None:
+    def __init__(
+        self, dominant_fraction: float = PAPER_DOMINANT, vision_layer: int | None = None
+    ) -> None:
         if isinstance(dominant_fraction, bool) or not 0 < float(dominant_fraction) <= 1:
             raise ValueError(f"`dominant_fraction` must be in (0, 1], got {dominant_fraction!r}")
-        if isinstance(vision_layer, bool) or not isinstance(vision_layer, int):
-            raise ValueError(f"`vision_layer` must be an int, got {vision_layer!r}")
+        if vision_layer is not None and (
+            isinstance(vision_layer, bool) or not isinstance(vision_layer, int)
+        ):
+            raise ValueError(f"`vision_layer` must be an int or None, got {vision_layer!r}")
         self.dominant_fraction = float(dominant_fraction)
         self.vision_layer = vision_layer
 
