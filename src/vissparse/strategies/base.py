@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.context import (
     PruningContext,
     Selection,
@@ -149,6 +150,57 @@ class TokenScorer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class BudgetedMethod(TokenScorer):
+    """A method that chooses tokens for a given budget, so it overrides :meth:`plan`.
+
+    Its choice depends on ``k`` (DART, CDPruner) or it merges (pool, VisionZip), so
+    :meth:`score` is not defined; :meth:`row_budgets` gives each row's scorable tokens
+    and its budget ``k`` (which counts ``ctx.budget_mask()``, LLaVA-NeXT's newlines
+    included).
+
+    Example:
+        >>> class FirstK(BudgetedMethod):
+        ...     name = "first-k"
+        ...     def plan(self, ctx, keep_ratio, strategy):
+        ...         keep = torch.zeros(ctx.image_tokens.shape[:2], dtype=torch.bool)
+        ...         for row, index, k in self.row_budgets(ctx, keep_ratio):
+        ...             keep[row, index[:k]] = True
+        ...         return Selection(keep)
+        >>> ctx = PruningContext(torch.zeros(1, 4, 2), torch.ones(1, 2))
+        >>> FirstK().plan(ctx, 0.5, None).keep.tolist()
+        [[True, True, False, False]]
+    """
+
+    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Not defined: the method chooses for a budget; see :meth:`plan`."""
+        raise ValueError(
+            f"`scorer` {self.name!r} chooses tokens for a given budget: use it through "
+            "VisSparse or select_tokens, not score()"
+        )
+
+    def select_picks(
+        self, ctx: PruningContext, picks: list[Tensor], keep_ratio: float, strategy: MaskStrategy
+    ) -> Selection:
+        """Each row's ``picks`` (token indices, in pick order) ranked first, then selected."""
+        scores = scores_from_picks(ctx.image_tokens.shape[1], picks)
+        return select_by_scores(ctx, scores.to(ctx.image_tokens.device), keep_ratio, strategy,
+                                self)  # fmt: skip
+
+    def row_budgets(self, ctx: PruningContext, keep_ratio: float) -> list[tuple[int, Tensor, int]]:
+        """``(row, scorable token indices on the CPU, budget k)`` for each row of ``ctx``."""
+        from vissparse.strategies.topk import kept_count  # topk imports this module
+
+        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
+        keep_ratio = validate_keep_ratio(keep_ratio)
+        b, n = ctx.image_tokens.shape[:2]
+        valid = ctx.valid if ctx.valid is not None else torch.ones(b, n, dtype=torch.bool)
+        counted = ctx.budget_mask().sum(dim=1).tolist()
+        return [
+            (row, valid[row].nonzero().flatten().cpu(), kept_count(keep_ratio, int(c)))
+            for row, c in enumerate(counted)
+        ]
 
 
 def select_by_scores(

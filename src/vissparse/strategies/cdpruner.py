@@ -30,17 +30,9 @@ import math
 import torch
 from torch import Tensor
 
-from vissparse.keep_ratio import validate_keep_ratio
-from vissparse.strategies.base import (
-    MaskStrategy,
-    TokenScorer,
-    check_tokens_and_query,
-    scores_from_picks,
-    select_by_scores,
-)
+from vissparse.strategies.base import BudgetedMethod, MaskStrategy
 from vissparse.strategies.context import PruningContext, Selection
 from vissparse.strategies.registry import register_scorer
-from vissparse.strategies.topk import kept_count
 
 EPS = 1e-8
 GAIN_FLOOR = 1e-10  # marginal gains below this count as zero (the kernel's rank is spent)
@@ -99,7 +91,7 @@ def dpp_greedy(kernel: Tensor, k: int, fallback: Tensor) -> list[int]:
 
 
 @register_scorer
-class CDPrunerScorer(TokenScorer):
+class CDPrunerScorer(BudgetedMethod):
     """CDPruner, conditional DPP selection (name ``"cdpruner"``).
 
     Picks ``k`` tokens by greedy DPP MAP inference on a kernel of token similarity
@@ -123,23 +115,10 @@ class CDPrunerScorer(TokenScorer):
             raise ValueError(f"`theta` must be a number in (0, 1], got {theta!r}")
         self.theta = float(theta)
 
-    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Not defined without a budget; see :meth:`plan`."""
-        raise ValueError(
-            "`scorer` 'cdpruner' chooses tokens for a given budget: use it through VisSparse "
-            "or select_tokens, not score()"
-        )
-
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """The DPP picks for each row's budget, ranked in pick order, through ``strategy``."""
-        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
-        keep_ratio = validate_keep_ratio(keep_ratio)
-        b, n = ctx.image_tokens.shape[:2]
-        valid = ctx.valid if ctx.valid is not None else torch.ones(b, n, dtype=torch.bool)
-        counted = ctx.budget_mask().sum(dim=1).tolist()
         rows = []
-        for row in range(b):
-            index = valid[row].nonzero().flatten().cpu()
+        for row, index, k in self.row_budgets(ctx, keep_ratio):
             if index.numel() == 0:
                 rows.append(index)
                 continue
@@ -151,10 +130,9 @@ class CDPrunerScorer(TokenScorer):
             rel = conditional_relevance(tokens, words, self.theta)
             unit = tokens / tokens.norm(dim=-1, keepdim=True).clamp_min(EPS)
             kernel = rel[:, None] * (unit @ unit.T) * rel[None, :]
-            picks = dpp_greedy(kernel, kept_count(keep_ratio, int(counted[row])), rel)
+            picks = dpp_greedy(kernel, k, rel)
             rows.append(index[torch.tensor(picks, dtype=torch.long)])
-        scores = scores_from_picks(n, rows).to(ctx.image_tokens.device)
-        return select_by_scores(ctx, scores, keep_ratio, strategy, self)
+        return self.select_picks(ctx, rows, keep_ratio, strategy)
 
     def __repr__(self) -> str:
         return f"CDPrunerScorer(theta={self.theta})"

@@ -23,17 +23,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vissparse.keep_ratio import validate_keep_ratio
-from vissparse.strategies.base import (
-    MaskStrategy,
-    TokenScorer,
-    check_tokens_and_query,
-    scores_from_picks,
-    select_by_scores,
-)
+from vissparse.strategies.base import BudgetedMethod, MaskStrategy
 from vissparse.strategies.context import PruningContext, Selection
 from vissparse.strategies.registry import register_scorer
-from vissparse.strategies.topk import kept_count
 
 EPS = 1e-8
 
@@ -78,7 +70,7 @@ def dart_picks(tokens: Tensor, words: Tensor | None, k: int, pivots: int = 4) ->
 
 
 @register_scorer
-class DartScorer(TokenScorer):
+class DartScorer(BudgetedMethod):
     """DART, duplication-aware selection around pivot tokens (name ``"dart"``).
 
     Keeps ``pivots`` image pivots (largest L1 norm) and, for each image and text pivot
@@ -102,32 +94,17 @@ class DartScorer(TokenScorer):
             raise ValueError(f"`pivots` must be an int >= 1, got {pivots!r}")
         self.pivots = pivots
 
-    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Not defined without a budget: DART's choice depends on ``k``; see :meth:`plan`."""
-        raise ValueError(
-            "`scorer` 'dart' chooses tokens for a given budget: use it through VisSparse "
-            "or select_tokens, not score()"
-        )
-
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """The picks for each row's budget, ranked in pick order, through ``strategy``."""
-        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
-        keep_ratio = validate_keep_ratio(keep_ratio)
-        b, n = ctx.image_tokens.shape[:2]
-        valid = ctx.valid if ctx.valid is not None else torch.ones(b, n, dtype=torch.bool)
-        counted = ctx.budget_mask().sum(dim=1).tolist()
         rows = []
-        for row in range(b):
-            index = valid[row].nonzero().flatten().cpu()
+        for row, index, k in self.row_budgets(ctx, keep_ratio):
             words = None
             if ctx.prompt_embeddings is not None and ctx.prompt_mask is not None:
                 words = ctx.prompt_embeddings[row][ctx.prompt_mask[row]]
-            k = kept_count(keep_ratio, int(counted[row]))
-            picks = dart_picks(ctx.image_tokens[row, index.to(ctx.image_tokens.device)], words,
-                               k, self.pivots)  # fmt: skip
+            tokens = ctx.image_tokens[row, index.to(ctx.image_tokens.device)]
+            picks = dart_picks(tokens, words, k, self.pivots)
             rows.append(index[torch.tensor(picks, dtype=torch.long)])
-        scores = scores_from_picks(n, rows).to(ctx.image_tokens.device)
-        return select_by_scores(ctx, scores, keep_ratio, strategy, self)
+        return self.select_picks(ctx, rows, keep_ratio, strategy)
 
     def __repr__(self) -> str:
         return f"DartScorer(pivots={self.pivots})"

@@ -7,11 +7,9 @@ import math
 import torch
 from torch import Tensor
 
-from vissparse.keep_ratio import validate_keep_ratio
-from vissparse.strategies.base import MaskStrategy, TokenScorer, check_tokens_and_query
+from vissparse.strategies.base import BudgetedMethod, MaskStrategy
 from vissparse.strategies.context import GridSegment, ImageLayout, PruningContext, Selection
 from vissparse.strategies.registry import register_scorer
-from vissparse.strategies.topk import kept_count
 
 Box = tuple[int, int, int, int]  # rows [r0, r1), columns [c0, c1)
 
@@ -118,7 +116,7 @@ def pool_selection(layout: ImageLayout, k: int, width: int) -> Tensor:
 
 
 @register_scorer
-class PoolScorer(TokenScorer):
+class PoolScorer(BudgetedMethod):
     """Average pooling on the true 2-D grid, down to the token budget (name ``"pool"``).
 
     Each image's grid (Qwen's merged-patch grid of any aspect ratio; LLaVA's patch grid;
@@ -146,27 +144,15 @@ class PoolScorer(TokenScorer):
     name = "pool"
     requires = frozenset({"layouts"})
 
-    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Not defined without a layout: raises; pooling is a plan, see :meth:`plan`."""
-        raise ValueError(
-            "`scorer` 'pool' merges tokens on the image's grid: it needs a PruningContext "
-            "with `layouts` (use it through VisSparse or select_tokens)"
-        )
-
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Keep ``k`` box-centre tokens per image, each the mean of its box."""
-        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
-        keep_ratio = validate_keep_ratio(keep_ratio)
+        budgets = self.row_budgets(ctx, keep_ratio)
         layouts = ctx.need("layouts", self)
         assert isinstance(layouts, (list, tuple))
         b, n = ctx.image_tokens.shape[:2]
         if len(layouts) != b:
             raise ValueError(f"`layouts` must hold one layout per row ({b}), got {len(layouts)}")
-        counted = ctx.budget_mask().sum(dim=1).tolist()
-        rows = [
-            pool_selection(layout, kept_count(keep_ratio, int(c)), n)
-            for layout, c in zip(layouts, counted, strict=True)
-        ]
+        rows = [pool_selection(layouts[row], k, n) for row, _, k in budgets]
         into = torch.stack(rows) if rows else torch.zeros(0, n, dtype=torch.long)
         into = into.to(ctx.image_tokens.device)
         keep = into == torch.arange(n, device=into.device)

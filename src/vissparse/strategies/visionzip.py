@@ -28,11 +28,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vissparse.keep_ratio import validate_keep_ratio
-from vissparse.strategies.base import MaskStrategy, TokenScorer, check_tokens_and_query
+from vissparse.strategies.base import BudgetedMethod, MaskStrategy
 from vissparse.strategies.context import PruningContext, Selection
 from vissparse.strategies.registry import register_scorer
-from vissparse.strategies.topk import kept_count
 
 EPS = 1e-8
 PAPER_DOMINANT = 54 / 64
@@ -79,7 +77,7 @@ def visionzip_row(
 
 
 @register_scorer
-class VisionZipScorer(TokenScorer):
+class VisionZipScorer(BudgetedMethod):
     """VisionZip, dominant plus contextual tokens (name ``"visionzip"``).
 
     Reads the ``"vision_attention"`` and ``"vision_keys"`` signals of vision layer
@@ -114,33 +112,20 @@ class VisionZipScorer(TokenScorer):
         self.dominant_fraction = float(dominant_fraction)
         self.vision_layer = vision_layer
 
-    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Not defined without the vision encoder's attention; see :meth:`plan`."""
-        raise ValueError(
-            "`scorer` 'visionzip' reads the vision encoder's attention: use it through "
-            "VisSparse on a supported model, or a PruningContext with `vision_attention`"
-        )
-
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Dominant and contextual tokens per image, as a merging selection."""
-        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
-        keep_ratio = validate_keep_ratio(keep_ratio)
+        budgets = self.row_budgets(ctx, keep_ratio)
         attention = ctx.need("vision_attention", self)
         keys = ctx.need("vision_keys", self)
         assert isinstance(attention, Tensor) and isinstance(keys, Tensor)
         b, n = ctx.image_tokens.shape[:2]
-        valid = ctx.valid if ctx.valid is not None else torch.ones(b, n, dtype=torch.bool)
-        counted = ctx.budget_mask().sum(dim=1).tolist()
         into = torch.full((b, n), -1, dtype=torch.long)
         weight = torch.ones(b, n)
-        for row in range(b):
-            index = valid[row].nonzero().flatten().cpu()
+        for row, index, k in budgets:
             row_into, row_weight = visionzip_row(
-                attention[row, index], keys[row, index],
-                kept_count(keep_ratio, int(counted[row])), self.dominant_fraction,
-            )  # fmt: skip
-            mapped = torch.where(row_into >= 0, index[row_into.clamp(min=0)], row_into)
-            into[row, index] = mapped
+                attention[row, index], keys[row, index], k, self.dominant_fraction
+            )
+            into[row, index] = torch.where(row_into >= 0, index[row_into.clamp(min=0)], row_into)
             weight[row, index] = row_weight
         device = ctx.image_tokens.device
         into, weight = into.to(device), weight.to(device)
