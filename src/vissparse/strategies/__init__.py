@@ -28,6 +28,7 @@ from vissparse.strategies.cosine import (
 from vissparse.strategies.dart import DartScorer
 from vissparse.strategies.divprune import DivPruneScorer
 from vissparse.strategies.pool import PoolScorer
+from vissparse.strategies.prumerge import PruMergePlusScorer
 from vissparse.strategies.registry import (
     SCORERS,
     STRATEGIES,
@@ -55,6 +56,7 @@ __all__ = [
     "MaskStrategy",
     "MaxCosineScorer",
     "PoolScorer",
+    "PruMergePlusScorer",
     "PruningContext",
     "RandomScorer",
     "Selection",
