@@ -23,7 +23,7 @@ from mock_benchmark import replace_between_markers
 from vissparse.cli import main as cli
 from vissparse.testbed.checkpoints import shipped_families
 from vissparse.testbed.questions import FAMILIES
-from vissparse.testbed.report import accuracy_table, blank_table, family_table
+from vissparse.testbed.report import accuracy_table, blank_table, family_table, plot_accuracy
 
 SHOW_SCENE = 3  # a relation question: the answer needs two objects
 SHOW_KEEP = 0.1
@@ -52,6 +52,9 @@ def main() -> None:
                     "--out", str(args.out / f"show_{model}.png")]  # fmt: skip
             if cli(show) != 0:
                 raise SystemExit("vissparse show failed")
+    else:  # the figure again, from the recorded rows (its style may have changed)
+        rows = json.loads((args.out / "testbed_eval.json").read_text())["results"]
+        plot_accuracy(rows, args.out / "testbed_accuracy.png")
     text = render(args.out)
     (args.out / "testbed.md").write_text(text + "\n")
     print(text)

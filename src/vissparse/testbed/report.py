@@ -16,11 +16,19 @@ from typing import Any
 from vissparse.bench.plots import _pyplot, save_figure
 from vissparse.bench.report import write_rows
 
+# one colour per built-in method (the default cycle repeats after ten); dashed = reference
 SCORER_STYLE = {
     "random": dict(color="black", ls="--"),
     "cosine": dict(color="tab:red"),
     "cosine-least": dict(color="tab:blue"),
+    "cosine-max": dict(color="tab:orange"),
     "uniform": dict(color="tab:green"),
+    "pool": dict(color="tab:olive", ls="--"),
+    "divprune": dict(color="tab:purple"),
+    "dart": dict(color="tab:brown"),
+    "cdpruner": dict(color="tab:pink"),
+    "visionzip": dict(color="tab:cyan"),
+    "prumerge+": dict(color="tab:gray"),
 }
 
 
@@ -98,7 +106,7 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], path: str | Path, title: str =
     plt = _pyplot()
     rows = [r for r in rows if r["family"] == "all"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.0), dpi=120,
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models) + 1.6, 4.0), dpi=120,
                              squeeze=False, sharey=True)  # fmt: skip
     for ax, model in zip(axes[0], models, strict=True):
         mine = [r for r in rows if r["model"] == model]
@@ -118,7 +126,7 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], path: str | Path, title: str =
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (95% bootstrap CI)")
     axes[0][0].set_ylim(0, 1.02)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
