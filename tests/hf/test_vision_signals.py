@@ -127,3 +127,58 @@ def test_default_signal_layer_is_the_one_feeding_the_projector(family, expected)
     if expected == "config":
         expected = model.config.vision_feature_layer
     assert signals.layer == expected
+
+
+def test_llava_features_are_the_projector_input():
+    model, pipe, inputs = batch("llava")
+    _, signals = pipe.adapter.embed_with_signals(inputs, -1, attention=False, features=True)
+    assert signals.attention is None and signals.keys is None
+    with torch.no_grad():
+        out = model.model.vision_tower(inputs["pixel_values"], output_hidden_states=True)
+    expected = out.hidden_states[model.config.vision_feature_layer][:, 1:]  # "default": no CLS
+    torch.testing.assert_close(torch.stack(signals.features), expected)
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen_features_are_the_merger_input_pooled_per_unit_in_output_order(family):
+    model, pipe, inputs = batch(family)
+    _, signals = pipe.adapter.embed_with_signals(inputs, -1, attention=False, features=True)
+    seen = {}
+    visual = model.model.visual
+    handle = visual.merger.register_forward_hook(
+        lambda m, args, out: seen.update(x=args[0], rows=out)
+    )
+    try:
+        with torch.no_grad():
+            pooled = model.model.get_image_features(
+                inputs["pixel_values"], inputs["image_grid_thw"]
+            )
+    finally:
+        handle.remove()
+    unit = model.config.vision_config.spatial_merge_size**2
+    per_unit = seen["x"].reshape(-1, unit, seen["x"].shape[-1]).mean(dim=1)
+    output = torch.cat(list(pooled.pooler_output))
+    order = [int((seen["rows"] == row).all(dim=1).nonzero()[0]) for row in output]
+    torch.testing.assert_close(torch.cat(signals.features), per_unit[order])
+
+
+def test_a_features_only_method_gets_no_attention_computed():
+    from vissparse.strategies import TokenScorer
+
+    class FeatureNorm(TokenScorer):
+        name = "feature-norm"
+        requires = frozenset({"vision_features"})
+
+        def score(self, image_tokens, query, valid=None):
+            raise AssertionError("score_context is used")
+
+        def score_context(self, ctx):
+            return ctx.vision_features.norm(dim=-1)
+
+    model, processor = tiny_model("llava")
+    pipe = HFPipeline(model, processor, PruningConfig(0.25, scorer=FeatureNorm()))
+    details = pipe.generate(random_image(), "What?", max_new_tokens=1, return_details=True)
+    assert details.metrics["n_kept"] == 4
+    inputs = pipe.prepare_inputs(random_image(), "What?")
+    _, signals = pipe.embed(inputs)
+    assert signals.attention is None and signals.features is not None

@@ -7,6 +7,7 @@ small method on the family's adapter.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,11 +154,18 @@ class VLMAdapter:
         """The vision attention module at ``layer`` and the hook body that reads it."""
         raise ValueError(f"the {self.spec.name} adapter does not provide vision attention signals")
 
-    def align_signals(
-        self, inputs: dict[str, Any], emb: Embedded, raw: RawSignals
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Per-image attention ``[n_i]`` and keys ``[n_i, d]`` aligned with the tokens."""
-        raise ValueError(f"the {self.spec.name} adapter does not provide vision attention signals")
+    def projector(self) -> Any:
+        """The module between the vision encoder and the language model."""
+        raise ValueError(f"the {self.spec.name} adapter does not provide vision signals")
+
+    def align_rows(
+        self, inputs: dict[str, Any], values: Tensor, encoder_rows: bool
+    ) -> list[Tensor]:
+        """Encoder-order values as one token-aligned ``[n_i, d]`` tensor per image.
+
+        ``values`` are ``[T, S, d]`` tiles (CLIP towers) or ``[seq, d]`` patches (Qwen).
+        """
+        raise ValueError(f"the {self.spec.name} adapter does not provide vision signals")
 
     # --- shared ----------------------------------------------------------------------
     @contextmanager
@@ -168,19 +176,47 @@ class VLMAdapter:
             yield raw
 
     def embed_with_signals(
-        self, inputs: dict[str, Any], layer: int
+        self, inputs: dict[str, Any], layer: int, attention: bool = True, features: bool = False
     ) -> tuple[Embedded, VisionSignals]:
-        """:meth:`embed`, plus the vision attention signals of ``layer`` for each image."""
-        with self.capture_vision(layer) as raw:
-            emb = self.embed(inputs)
-        attention, keys = self.align_signals(inputs, emb, raw)
-        for i, (att, positions) in enumerate(zip(attention, emb.image_positions, strict=True)):
-            if att.shape[0] != positions.numel():
-                raise ValueError(
-                    f"image {i}: {att.shape[0]} attention values for {positions.numel()} "
-                    "image tokens; the adapter's alignment does not fit this model"
-                )
-        return emb, VisionSignals(attention, keys, layer, raw.ms)
+        """:meth:`embed`, plus the vision signals asked for, aligned with each image's tokens.
+
+        ``attention``: the attention and keys of vision layer ``layer``; ``features``: the
+        projector's input (the encoder's features before the projector).
+        """
+        seen: list[Tensor] = []
+
+        def keep_input(module: Any, args: tuple) -> None:
+            seen.append(args[0].detach().float())
+
+        handle = self.projector().register_forward_pre_hook(keep_input) if features else None
+        try:
+            if attention:
+                with self.capture_vision(layer) as raw:
+                    emb = self.embed(inputs)
+            else:
+                raw, emb = RawSignals(), self.embed(inputs)
+        finally:
+            if handle is not None:
+                handle.remove()
+        start = time.perf_counter()
+        att = keys = pre = None
+        if attention:
+            att = [a[:, 0] for a in self.align_rows(inputs, torch.cat(raw.attention)[..., None],
+                                                    encoder_rows=True)]  # fmt: skip
+            keys = self.align_rows(inputs, torch.cat(raw.keys), encoder_rows=True)
+        if features:
+            pre = self.align_rows(inputs, torch.cat(seen), encoder_rows=False)
+        ms = raw.ms + (time.perf_counter() - start) * 1e3
+        for name, values in (("attention", att), ("feature", pre)):
+            if values is None:
+                continue
+            for i, (v, positions) in enumerate(zip(values, emb.image_positions, strict=True)):
+                if v.shape[0] != positions.numel():
+                    raise ValueError(
+                        f"image {i}: {v.shape[0]} {name} values for {positions.numel()} "
+                        "image tokens; the adapter's alignment does not fit this model"
+                    )
+        return emb, VisionSignals(att, keys, layer, ms, pre)
 
     def layouts(self, inputs: dict[str, Any], emb: Embedded) -> list[ImageLayout]:
         """One :class:`ImageLayout` per image of the embedded batch (batch order)."""

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from PIL import Image
 from torch import Tensor
 
-from vissparse.adapters.base import Embedded, FamilySpec, TokenGrid, VLMAdapter
-from vissparse.adapters.vision_signals import RawSignals, clip_compute, layer_index
+from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
+from vissparse.adapters.vision_signals import clip_compute, layer_index
 
 LLAVA = FamilySpec(
     name="llava",
@@ -55,42 +54,45 @@ class LlavaAdapter(VLMAdapter):
         layers = getattr(tower, "vision_model", tower).encoder.layers  # nested before 5.2x
         return layers[layer_index(layer, len(layers))].self_attn, clip_compute
 
-    def align_signals(
-        self, inputs: dict[str, Any], emb: Embedded, raw: RawSignals
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Drop [CLS] (``"default"`` features) and, for LLaVA-NeXT, pack tiles like features.
+    def projector(self) -> Any:
+        """The multi-modal projector: its input is the features the tokens come from."""
+        return self.model.model.multi_modal_projector
 
+    def align_rows(
+        self, inputs: dict[str, Any], values: Tensor, encoder_rows: bool
+    ) -> list[Tensor]:
+        """Per-tile rows ``[T, S, d]`` as one ``[n_i, d]`` tensor per image, token-aligned.
+
+        ``encoder_rows``: the rows come from inside the tower and start with [CLS], which
+        ``"default"`` features drop (the projector's input has it dropped already).
         LLaVA-NeXT's tiles go through the model's own ``pack_image_features`` (unpadding,
-        newline columns, base tile first), so each value lands on its token; the newline
+        newline columns, base tile first), so each value lands on its token; newline
         tokens get 0.
         """
-        attention, keys = torch.cat(raw.attention), torch.cat(raw.keys)
-        if getattr(self.model.config, "vision_feature_select_strategy", "default") == "default":
-            attention, keys = attention[:, 1:], keys[:, 1:]
+        config = self.model.config
+        strategy = getattr(config, "vision_feature_select_strategy", "default")
+        if encoder_rows and strategy == "default":
+            values = values[:, 1:]
         if self.spec.name == "llava":
-            return list(attention), list(keys)
+            return list(values)
         from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
-        config = self.model.config
         tiles = [
             image_size_to_num_patches(size, config.image_grid_pinpoints,
                                       config.vision_config.image_size)
             for size in inputs["image_sizes"]
         ]  # fmt: skip
-        strategy = getattr(config, "vision_feature_select_strategy", "default")
-        out_att: list[Tensor] = []
-        out_keys: list[Tensor] = []
+        out: list[Tensor] = []
         offset = 0
         for i, n_tiles in enumerate(tiles):
-            rows = slice(offset, offset + n_tiles)
+            rows = values[offset : offset + n_tiles]
             offset += n_tiles
-            for values, out in ((attention[rows].unsqueeze(-1), out_att), (keys[rows], out_keys)):
-                packed, _ = self.model.model.pack_image_features(
-                    [values], inputs["image_sizes"][i : i + 1], strategy,
-                    image_newline=values.new_zeros(values.shape[-1]),
-                )  # fmt: skip
-                out.append(packed[0])
-        return [a[:, 0] for a in out_att], out_keys
+            packed, _ = self.model.model.pack_image_features(
+                [rows], inputs["image_sizes"][i : i + 1], strategy,
+                image_newline=rows.new_zeros(rows.shape[-1]),
+            )  # fmt: skip
+            out.append(packed[0])
+        return out
 
     def grid_picture(self, image: Image.Image, image_processor: Any) -> Image.Image:
         """LLaVA-1.5: the processor's square; LLaVA-NeXT: the image squashed to a square.

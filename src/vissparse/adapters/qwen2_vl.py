@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vissparse.adapters.base import Embedded, FamilySpec, TokenGrid, VLMAdapter
-from vissparse.adapters.vision_signals import RawSignals, layer_index, qwen_received_attention
+from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
+from vissparse.adapters.vision_signals import layer_index, qwen_received_attention
 
 _QWEN_PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
@@ -68,27 +68,27 @@ class QwenVLAdapter(VLMAdapter):
         blocks = self.model.model.visual.blocks
         return blocks[layer_index(layer, len(blocks))].attn, qwen_received_attention
 
-    def align_signals(
-        self, inputs: dict[str, Any], emb: Embedded, raw: RawSignals
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Pool each merge unit's patches (mean), undo Qwen2.5-VL's window order, split.
+    def projector(self) -> Any:
+        """The patch merger: its input is the last block's patch features."""
+        return self.model.model.visual.merger
+
+    def align_rows(
+        self, inputs: dict[str, Any], values: Tensor, encoder_rows: bool
+    ) -> list[Tensor]:
+        """Per-patch ``[seq, d]`` values as one ``[n_i, d]`` tensor per image, token-aligned.
 
         The merger folds ``merge x merge`` consecutive patches into one token, so a
-        token's value is the mean over its unit. Qwen2.5-VL runs its blocks on units in
-        window order and restores raster order after the merger; the same permutation
-        is undone here.
+        token's value is the mean over its unit. Qwen2.5-VL runs its blocks (and feeds
+        the merger) in window order and restores raster order after the merger; the same
+        permutation is undone here.
         """
-        visual = self.model.model.visual
         unit = int(self.model.config.vision_config.spatial_merge_size) ** 2
-        attention = torch.cat(raw.attention).view(-1, unit).mean(dim=1)
-        keys = torch.cat(raw.keys)
-        keys = keys.view(-1, unit, keys.shape[-1]).mean(dim=1)
+        pooled = values.reshape(-1, unit, values.shape[-1]).mean(dim=1)
         grid_thw = inputs["image_grid_thw"]
         if self.spec.name == "qwen2_5_vl":
-            order = torch.argsort(_window_index(visual, grid_thw).to(attention.device))
-            attention, keys = attention[order], keys[order]
-        counts = (grid_thw.prod(dim=-1) // unit).tolist()
-        return list(attention.split(counts)), list(keys.split(counts))
+            order = _window_index(self.model.model.visual, grid_thw).to(pooled.device)
+            pooled = pooled[torch.argsort(order)]
+        return list(pooled.split((grid_thw.prod(dim=-1) // unit).tolist()))
 
     def grid_picture(self, image: Image.Image, image_processor: Any) -> Image.Image:
         """The whole image: the processor resizes it keeping the aspect ratio.

@@ -44,16 +44,21 @@ class VisionSignals:
 
     Attributes:
         attention: one ``[n_i]`` float32 tensor per image ([CLS] attention, or attention
-            received), 0 on tokens with no encoder patch (LLaVA-NeXT's newlines).
-        keys: one ``[n_i, d]`` float32 tensor per image: head-averaged keys.
+            received), 0 on tokens with no encoder patch (LLaVA-NeXT's newlines); ``None``
+            when not asked for.
+        keys: one ``[n_i, d]`` float32 tensor per image: head-averaged keys (or ``None``).
         layer: the vision layer they come from.
-        ms: time spent computing them in the hook, in milliseconds.
+        ms: time spent computing and aligning them, in milliseconds.
+        features: one ``[n_i, D]`` tensor per image: the projector's input (the
+            encoder's features before the projector; Qwen: the mean over each merge
+            unit), when asked for.
     """
 
-    attention: list[Tensor]
-    keys: list[Tensor]
+    attention: list[Tensor] | None
+    keys: list[Tensor] | None
     layer: int
     ms: float
+    features: list[Tensor] | None = None
 
 
 def clip_cls_attention(module: Any, hidden: Tensor) -> tuple[Tensor, Tensor]:

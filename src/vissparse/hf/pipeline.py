@@ -150,10 +150,12 @@ class HFPipeline:
 
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
         """The vision encoder's pass, with the attention signals the method asked for."""
-        if prune and self.signals & {"vision_attention", "vision_keys"}:
+        attention = bool(self.signals & {"vision_attention", "vision_keys"})
+        features = "vision_features" in self.signals
+        if prune and (attention or features):
             layer = getattr(self.scorer, "vision_layer", None)
             layer = self.adapter.feature_layer() if layer is None else int(layer)
-            return self.adapter.embed_with_signals(inputs, layer)
+            return self.adapter.embed_with_signals(inputs, layer, attention, features)
         return self.adapter.embed(inputs), None
 
     def layouts(self, inputs: Any, emb: Embedded) -> list[ImageLayout] | None:
@@ -189,8 +191,9 @@ class HFPipeline:
             prompt_embeddings=emb.inputs_embeds[emb.image_sample] if words else None,
             prompt_mask=prompt_mask[emb.image_sample] if words else None,
             layouts=layouts, sample_keys=keys,
-            vision_attention=None if vision is None else _pad_rows(vision.attention, valid),
-            vision_keys=None if vision is None else _pad_rows(vision.keys, valid),
+            vision_attention=_pad_rows(None if vision is None else vision.attention, valid),
+            vision_keys=_pad_rows(None if vision is None else vision.keys, valid),
+            vision_features=_pad_rows(None if vision is None else vision.features, valid),
         )  # fmt: skip
         selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
         keep = selection.keep
@@ -364,8 +367,10 @@ class HFPipeline:
         )
 
 
-def _pad_rows(rows: list[Tensor], like: Tensor) -> Tensor:
+def _pad_rows(rows: list[Tensor] | None, like: Tensor) -> Tensor | None:
     """Per-image ``[n_i, ...]`` tensors stacked to ``[n_images, N, ...]``, zero-padded."""
+    if rows is None:
+        return None
     out = torch.zeros(*like.shape, *rows[0].shape[1:], dtype=torch.float32,
                       device=like.device) if rows else torch.zeros(0)  # fmt: skip
     for i, row in enumerate(rows):

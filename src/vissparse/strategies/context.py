@@ -16,8 +16,9 @@ from torch import Tensor
 
 # Signals a pipeline can fill. Each is a field of PruningContext.
 SIGNALS = frozenset(
-    {"prompt_embeddings", "layouts", "sample_keys", "vision_attention", "vision_keys"}
-)
+    {"prompt_embeddings", "layouts", "sample_keys", "vision_attention", "vision_keys",
+     "vision_features"}
+)  # fmt: skip
 
 
 def check_requires(requires: object, method: object) -> frozenset[str]:
@@ -151,6 +152,9 @@ class PruningContext:
             unit, for ViTs without [CLS] (Qwen); 0 on padding and newline tokens.
         vision_keys: ``[B, N, d]`` float32 head-averaged keys of that layer, aligned the
             same way (signal ``"vision_keys"``).
+        vision_features: ``[B, N, D]`` float32, the projector's input: the vision
+            encoder's features before the projector (Qwen: the mean over each token's merge
+            unit), aligned with the tokens (signal ``"vision_features"``).
 
     Example:
         >>> ctx = PruningContext(torch.zeros(1, 4, 2), torch.ones(1, 2))
@@ -168,6 +172,7 @@ class PruningContext:
     sample_keys: Sequence[bytes] | None = None
     vision_attention: Tensor | None = None
     vision_keys: Tensor | None = None
+    vision_features: Tensor | None = None
 
     def budget_mask(self) -> Tensor:
         """``[B, N]`` bool: the tokens the keep budget counts (``present``, else ``valid``)."""
