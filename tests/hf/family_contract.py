@@ -19,8 +19,11 @@ SCORERS = [
     "dart",
     "cdpruner",
     "visionzip",
+    "prumerge+",
 ]
-GEOMETRIC = ("pool", "uniform")
+# keep sets that can depend on the grid alone: pool and uniform always; prumerge+ when no
+# token's [CLS] attention is an outlier (tiny random towers), then only its merging differs
+GEOMETRIC = ("pool", "uniform", "prumerge+")
 PROMPTS = ["What color is the car?", "Describe this picture in detail please.", "Count it."]
 
 
@@ -62,7 +65,7 @@ class FamilyContract:
             assert torch.equal(details.sequences, expected)
             assert details.metrics["n_kept"] == details.metrics["n_image_tokens"]
 
-    @pytest.mark.parametrize("scorer", ["cosine", "pool", "visionzip"])
+    @pytest.mark.parametrize("scorer", SCORERS)
     def test_drop_equals_mask(self, tiny, scorer):
         model, processor = tiny
         drop = pipeline(model, processor, 0.25, "drop", scorer=scorer)
@@ -161,17 +164,19 @@ class FamilyContract:
             ref = mask.generate(image, PROMPTS[0], return_details=True, **GEN)
             assert torch.equal(out.sequences, ref.sequences)
 
-    def test_no_state_leaks_between_calls(self):
+    @pytest.mark.parametrize("scorer", ["cosine", "visionzip"])  # visionzip hooks the tower
+    def test_no_state_leaks_between_calls(self, scorer):
         model, processor = tiny_model(self.family)
-        pipe = pipeline(model, processor, 0.25)
+        pipe = pipeline(model, processor, 0.25, scorer=scorer)
         images = self.images()
         b_alone = pipe.generate(images[2], PROMPTS[2], return_details=True, **GEN).sequences
         model2, processor2 = tiny_model(self.family)
-        pipe2 = pipeline(model2, processor2, 0.25)
+        pipe2 = pipeline(model2, processor2, 0.25, scorer=scorer)
         pipe2.generate(images[:2], PROMPTS[:2], **GEN)  # call A: a batch of two
         hf_generate(model2, pipe2.prepare_inputs(images[0], PROMPTS[0]), **GEN)  # unpruned too
         b_after = pipe2.generate(images[2], PROMPTS[2], return_details=True, **GEN).sequences
         assert torch.equal(b_alone, b_after)
+        assert not any(m._forward_pre_hooks for m in model2.modules())  # signal hooks removed
 
     def test_generation_kwargs_pass_through(self, tiny):
         model, processor = tiny
