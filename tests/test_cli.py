@@ -71,3 +71,14 @@ def test_bench_checks_out_first_and_creates_its_folder(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["keep", "scorer"]
     assert main(["sweep", "--mock", "--n-samples", "2", "--out", str(blocker)]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_model_bench_compares_every_scorer_given(capsys):
+    argv = ["bench", "--model-config", "qwen2-vl-2b", "--depth-scale", "32", "--repeats", "1",
+            "--warmup", "0", "--new-tokens", "1", "--keep-ratio", "0.1",
+            "--scorer", "cosine", "--scorer", "uniform"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header[0] == "scorer"
+    assert [line.split()[0] for line in out.splitlines()[1:3]] == ["cosine", "uniform"]

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "0.05 0.1 0.25 0.5 1.0)")  # fmt: skip
     bench.add_argument("--n-samples", type=_positive_int, default=None,
                        help="mock only (default 100)")  # fmt: skip
-    bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers")
+    bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
+                       help="repeat to compare methods (one model build for all)")  # fmt: skip
     bench.add_argument("--strategy", default="topk", choices=STRATEGIES.names())
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--warmup", type=_non_negative_int, default=None)
@@ -222,7 +223,7 @@ def run_bench(args: argparse.Namespace) -> int:
             new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
-            scorer=(args.scorers or ["cosine"])[0], strategy=args.strategy,
+            scorer=args.scorers or ["cosine"], strategy=args.strategy,
         )  # fmt: skip
         report["machine"] = machine_description()
         report["targets"] = check_targets(report)
@@ -230,7 +231,8 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print(format_table(rows, MODEL_COLUMNS))
+            several = len(args.scorers or []) > 1
+            print(format_table(rows, (("scorer", "scorer", "{}"),) * several + MODEL_COLUMNS))
             for check in report["targets"]:
                 print(f"[{'met' if check['met'] else 'NOT met'}] {check['target']}")
         if out:
