@@ -40,6 +40,21 @@ def test_score_and_select_passes_sample_keys_only_to_scorers_that_use_them():
     assert seen == ["plain"] and torch.equal(keep, ref)
 
 
+def test_the_older_uses_sample_keys_spelling_still_receives_the_keys():
+    got = []
+
+    class Keyed(CosineScorer):
+        uses_sample_keys = True
+
+        def score(self, image_tokens, query, valid=None, sample_keys=None):
+            got.append(sample_keys)
+            return super().score(image_tokens, query, valid)
+
+    score_and_select(Keyed(), TopKStrategy(), torch.randn(1, 4, 2), torch.randn(1, 2), 0.5,
+                     sample_keys=[b"k"])  # fmt: skip
+    assert got == [[b"k"]]
+
+
 def test_coarse_to_fine_order_is_a_permutation_of_distinct_scores():
     for n in (1, 2, 3, 7, 16, 49, 576, 1000):
         scores = coarse_to_fine_order(n)

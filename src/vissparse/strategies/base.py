@@ -106,9 +106,10 @@ class TokenScorer(ABC):
       may give padding any value: strategies never keep invalid tokens.
     - returns ``[B, N]`` float32 scores on the device of ``image_tokens``, with no NaN.
     - rows are independent: a row's scores must not depend on the other rows.
-    - a scorer whose class sets ``uses_sample_keys = True`` is also given
-      ``sample_keys``: one ``bytes`` key per row naming the sample (the HF pipeline hashes
-      the image's pixels and the prompt), or ``None`` where the caller has none.
+    - a scorer whose ``requires`` lists ``"sample_keys"`` (or, the older spelling, sets
+      ``uses_sample_keys = True``) is also given ``sample_keys``: one ``bytes`` key per
+      row naming the sample (the HF pipeline hashes the image's pixels and the prompt),
+      or ``None`` where the caller has none.
       ``RandomScorer`` seeds each row from it, so random masks are a pure function of
       the seed and the sample.
 
@@ -135,7 +136,7 @@ class TokenScorer(ABC):
 
     def score_context(self, ctx: PruningContext) -> Tensor:
         """Scores from the pruning context; by default :meth:`score` on its tokens."""
-        if getattr(self, "uses_sample_keys", False):
+        if "sample_keys" in required_signals(self):
             return self.score(ctx.image_tokens, ctx.query, ctx.valid,  # type: ignore[call-arg]
                               sample_keys=ctx.sample_keys)  # fmt: skip
         return self.score(ctx.image_tokens, ctx.query, ctx.valid)
@@ -256,7 +257,7 @@ def required_signals(scorer: TokenScorer) -> frozenset[str]:
         ['sample_keys']
     """
     signals = set(check_requires(getattr(scorer, "requires", frozenset()), scorer))
-    if getattr(scorer, "uses_sample_keys", False):
+    if getattr(scorer, "uses_sample_keys", False):  # the older spelling of the same thing
         signals.add("sample_keys")
     return frozenset(signals)
 
@@ -301,7 +302,7 @@ def score_and_select(
 ) -> Tensor:
     """Score, select, and check both outputs against their contracts: the keep mask.
 
-    ``sample_keys`` reaches only scorers that set ``uses_sample_keys = True``.
+    ``sample_keys`` reaches only scorers that require the ``"sample_keys"`` signal.
 
     Example:
         >>> from vissparse.strategies import CosineScorer, TopKStrategy

@@ -62,7 +62,7 @@ class RandomScorer(TokenScorer):
     """
 
     name = "random"
-    uses_sample_keys = True
+    requires = frozenset({"sample_keys"})
 
     def __init__(self, seed: int = 0) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):

@@ -208,8 +208,8 @@ class Selection:
             instead (VisionZip's contextual tokens: target plus the mean of the rest).
 
     Example:
-        >>> Selection(torch.tensor([[True, False]])).n_kept.tolist()
-        [1]
+        >>> Selection.merging(torch.tensor([[0, 0, 2]])).keep.tolist()
+        [[True, False, True]]
     """
 
     keep: Tensor
@@ -217,10 +217,14 @@ class Selection:
     merge_weight: Tensor | None = None
     merge_sum: bool = False
 
-    @property
-    def n_kept(self) -> Tensor:
-        """``[B]`` kept tokens per row (merged tokens count once, as the token they became)."""
-        return self.keep.sum(dim=1)
+    @classmethod
+    def merging(
+        cls, merge_into: Tensor, merge_weight: Tensor | None = None, merge_sum: bool = False
+    ) -> Selection:
+        """A merging selection; the kept tokens are those that point at themselves."""
+        n = merge_into.shape[-1]
+        keep = merge_into == torch.arange(n, device=merge_into.device)
+        return cls(keep, merge_into, merge_weight, merge_sum)
 
 
 def check_selection(selection: object, shape: tuple[int, ...], method: object) -> Selection:

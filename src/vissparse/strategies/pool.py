@@ -155,5 +155,4 @@ class PoolScorer(BudgetedMethod):
         rows = [pool_selection(layouts[row], k, n) for row, _, k in budgets]
         into = torch.stack(rows) if rows else torch.zeros(0, n, dtype=torch.long)
         into = into.to(ctx.image_tokens.device)
-        keep = into == torch.arange(n, device=into.device)
-        return Selection(keep, merge_into=into)
+        return Selection.merging(into)

@@ -131,8 +131,7 @@ class PruMergePlusScorer(BudgetedMethod):
             weight[row, index] = row_weight
         device = ctx.image_tokens.device
         into, weight = into.to(device), weight.to(device)
-        keep = into == torch.arange(n, device=device)
-        return Selection(keep, merge_into=into, merge_weight=weight)
+        return Selection.merging(into, weight)
 
     def __repr__(self) -> str:
         return f"PruMergePlusScorer(vision_layer={self.vision_layer})"

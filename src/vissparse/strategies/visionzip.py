@@ -129,8 +129,7 @@ class VisionZipScorer(BudgetedMethod):
             weight[row, index] = row_weight
         device = ctx.image_tokens.device
         into, weight = into.to(device), weight.to(device)
-        keep = into == torch.arange(n, device=device)
-        return Selection(keep, merge_into=into, merge_weight=weight, merge_sum=True)
+        return Selection.merging(into, weight, merge_sum=True)
 
     def __repr__(self) -> str:
         return (
