@@ -38,6 +38,25 @@ def gather_images(
     return tokens, valid
 
 
+def scatter_images(
+    inputs_embeds: Tensor, image_sample: list[int], image_positions: list[Tensor], tokens: Tensor
+) -> Tensor:
+    """The inverse of :func:`gather_images`: image tokens written back into a copy.
+
+    Row ``i`` of ``tokens`` (padding ignored) goes to image ``i``'s positions.
+
+    Example:
+        >>> emb = torch.zeros(1, 4, 1)
+        >>> out = scatter_images(emb, [0], [torch.tensor([1, 3])], torch.tensor([[[5.0], [7.0]]]))
+        >>> out.flatten().tolist(), emb.flatten().tolist()
+        ([0.0, 5.0, 0.0, 7.0], [0.0, 0.0, 0.0, 0.0])
+    """
+    out = inputs_embeds.clone()
+    for i, (row, pos) in enumerate(zip(image_sample, image_positions, strict=True)):
+        out[row, pos] = tokens[i, : pos.numel()].to(out.dtype)
+    return out
+
+
 def sequence_keep_mask(
     shape: tuple[int, int],
     image_sample: list[int],

@@ -13,7 +13,13 @@ from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
-from vissparse.pruning import drop_tokens, gather_images, mask_tokens, sequence_keep_mask
+from vissparse.pruning import (
+    drop_tokens,
+    gather_images,
+    mask_tokens,
+    scatter_images,
+    sequence_keep_mask,
+)
 from vissparse.query import query_from_embeddings
 from vissparse.records import BatchAnswers
 from vissparse.strategies.base import required_signals, select_tokens
@@ -200,10 +206,9 @@ class HFPipeline:
         inputs_embeds = emb.inputs_embeds
         if selection.merge_into is not None:
             merged = merge_tokens(tokens, selection)
-            inputs_embeds = inputs_embeds.clone()
-            for i, (row, pos) in enumerate(zip(emb.image_sample, emb.image_positions,
-                                               strict=True)):  # fmt: skip
-                inputs_embeds[row, pos] = merged[i, : pos.numel()]
+            inputs_embeds = scatter_images(
+                inputs_embeds, emb.image_sample, emb.image_positions, merged
+            )
         image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
         rows, length = emb.attention_mask.shape
         keep_seq = sequence_keep_mask(
