@@ -133,9 +133,12 @@ def test_custom_scorer_plugs_into_the_module(tmp_path):
     assert all(torch.equal(r["keep_mask"][0], expected) for r in rows)
 
 
-def test_validate_tiny_hf_model(tmp_path):
+@pytest.mark.parametrize(
+    "stage", [{}, {"stage": "llm", "layer": 1, "scorer": "fastv"}], ids=["input", "llm"]
+)
+def test_validate_tiny_hf_model(tmp_path, stage):
     model, processor = tiny_model("llava")
-    vs = VisSparse(base_model=model, processor=processor, keep_ratio=0.25)
+    vs = VisSparse(base_model=model, processor=processor, keep_ratio=0.25, **stage)
     gen = {"max_new_tokens": 3, "min_new_tokens": 3, "do_sample": False}
     images = [random_image(seed=i) for i in range(6)]
     questions = [f"What is shown in picture {i}?" for i in range(6)]

@@ -8,7 +8,7 @@ from typing import Any
 
 from vissparse.bench.paired import paired_benchmark
 from vissparse.bench.tune import TuneResult, explain, search
-from vissparse.config import Mode, PruningConfig
+from vissparse.config import Mode, PruningConfig, Stage
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.records import CallRecord
 from vissparse.strategies.base import MaskStrategy, TokenScorer
@@ -29,6 +29,13 @@ class VisSparse:
         strategy: registered strategy name or :class:`MaskStrategy` instance.
         mode: ``"drop"`` (remove pruned tokens: real savings) or ``"mask"`` (zero them in
             the attention mask; the full sequence still runs).
+        stage: ``"input"`` (prune before the language model) or ``"llm"`` (inside it:
+            layers below ``layer`` see every image token, the layers from ``layer`` on
+            only the kept ones; FastV / PyramidDrop). HF models only.
+        layer: the layer K of ``stage="llm"`` (default 2), or several layers for
+            PyramidDrop-style stages keeping ``keep_ratio ** (s / S)`` at stage ``s``.
+        schedule: explicit ``[(layer, keep_ratio), ...]`` stages for ``stage="llm"``; the
+            last ratio must equal ``keep_ratio``.
         mock: run the synthetic CPU workload (see ``vissparse.mock``).
         processor: the processor, required with an already-loaded model.
         **options: for HF models, passed to ``from_pretrained`` (``dtype``/``torch_dtype``,
@@ -50,12 +57,16 @@ class VisSparse:
         strategy: str | MaskStrategy = "topk",
         mode: Mode = "drop",
         mock: bool = False,
+        stage: Stage = "input",
+        layer: int | tuple[int, ...] = 2,
+        schedule: Any = None,
         processor: Any = None,
         **options: Any,
     ) -> None:
         self.config = PruningConfig(
-            keep_ratio=keep_ratio, scorer=scorer, strategy=strategy, mode=mode
-        )
+            keep_ratio=keep_ratio, scorer=scorer, strategy=strategy, mode=mode, stage=stage,
+            layer=layer, schedule=schedule,
+        )  # fmt: skip
         if not isinstance(mock, bool):
             raise TypeError(f"`mock` must be a bool, got {mock!r}")
         is_mock_name = isinstance(base_model, str) and base_model == MOCK_NAME
@@ -81,6 +92,11 @@ class VisSparse:
                 )
             if mode != "drop":
                 raise ValueError("mock mode supports `mode='drop'` only")
+            if stage != "input":
+                raise ValueError(
+                    "mock mode supports `stage='input'` only: the mock has no language-model "
+                    "layers to prune inside"
+                )
             from vissparse.mock.pipeline import MockPipeline
 
             self._mock_options = options
@@ -315,7 +331,13 @@ class VisSparse:
         return (
             f"VisSparse(base_model={_model_name(self.base_model)!r}, "
             f"keep_ratio={self.keep_ratio}, scorer={self.config.scorer!r}, "
-            f"strategy={self.config.strategy!r}, mode={self.config.mode!r}, mock={self.mock})"
+            f"strategy={self.config.strategy!r}, mode={self.config.mode!r}"
+            + (
+                f", stage='llm', layers={self.config.layer_schedule().stages}"
+                if self.config.stage == "llm"
+                else ""
+            )
+            + f", mock={self.mock})"
         )
 
 

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vissparse.keep_ratio import validate_keep_ratio
+from vissparse.llm.schedule import LayerSchedule
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 from vissparse.strategies.registry import get_scorer, get_strategy
 
 MODES = ("drop", "mask")
 Mode = Literal["drop", "mask"]
+STAGES = ("input", "llm")
+Stage = Literal["input", "llm"]
 
 
 @dataclass
@@ -23,6 +26,13 @@ class PruningConfig:
         strategy: a registered strategy name (``"topk"``) or an instance.
         mode: ``"drop"`` removes pruned tokens from the sequence (real savings);
             ``"mask"`` keeps them but zeroes them in the attention mask.
+        stage: ``"input"`` prunes before the language model; ``"llm"`` inside it: the
+            first ``layer`` layers see every image token, the layers from ``layer`` on
+            only the kept ones (FastV, PyramidDrop).
+        layer: with ``stage="llm"``, the layer K at which tokens are dropped, or several
+            layers (PyramidDrop-style stages keeping ``keep_ratio ** (s / S)``).
+        schedule: with ``stage="llm"``, explicit ``(layer, keep_ratio)`` stages instead of
+            ``layer``; the last ratio must equal ``keep_ratio``.
 
     Example:
         >>> PruningConfig(keep_ratio=0.25).keep_ratio
@@ -37,6 +47,9 @@ class PruningConfig:
     scorer: str | TokenScorer = "cosine"
     strategy: str | MaskStrategy = "topk"
     mode: Mode = "drop"
+    stage: Stage = "input"
+    layer: int | tuple[int, ...] = 2
+    schedule: tuple[tuple[int, float], ...] | None = None
 
     def __post_init__(self) -> None:
         self.keep_ratio = validate_keep_ratio(self.keep_ratio)
@@ -54,3 +67,35 @@ class PruningConfig:
             )
         if self.mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {self.mode!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}")
+        if isinstance(self.layer, list):
+            self.layer = tuple(self.layer)
+        if self.schedule is not None and not isinstance(self.schedule, str):
+            self.schedule = tuple(tuple(pair) for pair in self.schedule)  # type: ignore[misc]
+        scorer = get_scorer(self.scorer) if isinstance(self.scorer, str) else self.scorer
+        reads_llm = "text_attention" in getattr(scorer, "requires", ())
+        if self.stage == "llm":
+            self.layer_schedule()  # validates layer / schedule against keep_ratio
+            if reads_llm and self.layer_schedule().layers[0] == 0:
+                raise ValueError(
+                    f"`scorer` {getattr(scorer, 'name', scorer)!r} reads the attention of the "
+                    "layer before `layer`; `layer` must be >= 1"
+                )
+        else:
+            if reads_llm:
+                raise ValueError(
+                    f"`scorer` {getattr(scorer, 'name', scorer)!r} reads attention inside the "
+                    "language model: pass stage='llm' (and `layer`)"
+                )
+            if self.schedule is not None:
+                raise ValueError("`schedule` applies to stage='llm' only")
+
+    def layer_schedule(self) -> LayerSchedule:
+        """The stages of ``stage="llm"`` pruning.
+
+        Example:
+            >>> PruningConfig(keep_ratio=0.25, stage="llm", layer=2).layer_schedule().stages
+            ((2, 0.25),)
+        """
+        return LayerSchedule.build(self.layer, self.keep_ratio, self.schedule)

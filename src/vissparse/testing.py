@@ -208,10 +208,12 @@ def tiny_model(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
+    text_layers: int | None = None,
 ) -> tuple[Any, Any]:
     """A small random-weight ``(model, processor)`` of ``family``, built offline.
 
     Different seeds give different weights; the processor is the same for every seed.
+    ``text_layers`` changes the language model's depth (2 by default).
 
     Example:
         >>> model, processor = tiny_model("qwen2_vl")
@@ -223,7 +225,13 @@ def tiny_model(
     (config, model_cls), processor = (_qwen if family.startswith("qwen") else _llava)(family)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = model_cls(copy.deepcopy(config))
+        config = copy.deepcopy(config)
+        if text_layers is not None:
+            text = config.text_config
+            text.num_hidden_layers = text_layers
+            if getattr(text, "layer_types", None) is not None:
+                text.layer_types = [text.layer_types[0]] * text_layers
+        model = model_cls(config)
     model = model.to(dtype).eval()
     model.set_attn_implementation(attn_implementation)
     greedy_defaults(model, processor.tokenizer)

@@ -167,6 +167,24 @@ class VLMAdapter:
         """
         raise ValueError(f"the {self.spec.name} adapter does not provide vision signals")
 
+    def decoder_layers(self) -> Any:
+        """The language model's decoder layers (where ``stage="llm"`` prunes)."""
+        return self.model.model.language_model.layers
+
+    def llm_attention_kind(self) -> Literal["sdpa", "eager"]:
+        """The language model's attention, if ``stage="llm"`` can mask it, else an error.
+
+        The pruned layers get explicit 4-D masks: boolean for SDPA, additive for eager.
+        FlashAttention takes no 4-D mask, so it is refused with the way out.
+        """
+        kind = self.model.model.language_model.config._attn_implementation
+        if kind not in ("sdpa", "eager"):
+            raise ValueError(
+                f"stage='llm' needs the language model's attention to be 'sdpa' or 'eager', "
+                f"got {kind!r}; load the model with attn_implementation='sdpa'"
+            )
+        return kind  # type: ignore[no-any-return]
+
     # --- shared ----------------------------------------------------------------------
     @contextmanager
     def capture_vision(self, layer: int) -> Iterator[RawSignals]:

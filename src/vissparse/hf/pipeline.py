@@ -13,6 +13,8 @@ from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
+from vissparse.llm.pruner import LayerPruner, StageView
+from vissparse.llm.schedule import average_tokens
 from vissparse.pruning import (
     drop_tokens,
     gather_images,
@@ -43,6 +45,11 @@ class PrunedBatch:
             kept image tokens; mask mode: the whole unpruned prompt).
         signal_ms: time spent computing vision attention signals in the encoder's hook
             (0 when the method needs none).
+        image_tokens_per_layer: per row, the image tokens each language-model layer
+            sees (``stage="llm"``: every token below the stage's layer, the kept ones
+            from it on; ``stage="input"``: the kept ones in every layer).
+        llm_ms: ``stage="llm"``: time spent in the pruning hooks inside the language
+            model (text attention, scoring, selection, gathers, masks).
     """
 
     inputs_embeds: Tensor
@@ -52,8 +59,16 @@ class PrunedBatch:
     image_sample: list[int]
     n_image_tokens: list[int]
     n_kept: list[int]
-    kv_tokens: list[int]
+    kv_tokens: list[float]
     signal_ms: float = 0.0
+    image_tokens_per_layer: list[list[int]] | None = None
+    llm_ms: float = 0.0
+
+    def avg_image_tokens(self) -> list[float]:
+        """Per row, the image tokens a language-model layer sees on average."""
+        if self.image_tokens_per_layer is None:
+            return [float(k) for k in self.n_kept]
+        return [average_tokens(row) for row in self.image_tokens_per_layer]
 
     def model_inputs(self) -> dict[str, Tensor]:
         """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
@@ -108,6 +123,10 @@ class HFPipeline:
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
         self.signals = required_signals(self.scorer)
+        self.schedule = config.layer_schedule() if config.stage == "llm" else None
+        if self.schedule is not None:
+            self.schedule.check_depth(len(self.adapter.decoder_layers()))
+            self.adapter.llm_attention_kind()  # refuses implementations it cannot mask
         self._warm = False
         self._baseline_first = False
 
@@ -152,7 +171,22 @@ class HFPipeline:
         """
         self.adapter.reset_state()
         emb, vision = self.embed(inputs)
+        if self.schedule is not None:  # the language model prunes: nothing changes here
+            return self.unpruned(emb, vision)
         return self.select_and_apply(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
+
+    def unpruned(self, emb: Embedded, vision: VisionSignals | None = None) -> PrunedBatch:
+        """The full batch as the language model receives it when it prunes inside."""
+        image_keep = [torch.ones(p.numel(), dtype=torch.bool) for p in emb.image_positions]
+        n_image = [0] * emb.attention_mask.shape[0]
+        for row, kept in zip(emb.image_sample, image_keep, strict=True):
+            n_image[row] += kept.numel()
+        return PrunedBatch(
+            emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
+            emb.image_sample, n_image, list(n_image),
+            kv_tokens=emb.attention_mask.sum(dim=1).float().tolist(),
+            signal_ms=0.0 if vision is None else vision.ms,
+        )  # fmt: skip
 
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
         """The vision encoder's pass, with the attention signals the method asked for."""
@@ -191,16 +225,8 @@ class HFPipeline:
             present = torch.zeros_like(valid)
             for i, positions in enumerate(emb.image_positions):
                 present[i, : positions.numel()] = True
-        words = "prompt_embeddings" in self.signals
-        ctx = PruningContext(
-            tokens, query[emb.image_sample], valid, present,
-            prompt_embeddings=emb.inputs_embeds[emb.image_sample] if words else None,
-            prompt_mask=prompt_mask[emb.image_sample] if words else None,
-            layouts=layouts, sample_keys=keys,
-            vision_attention=_pad_rows(None if vision is None else vision.attention, valid),
-            vision_keys=_pad_rows(None if vision is None else vision.keys, valid),
-            vision_features=_pad_rows(None if vision is None else vision.features, valid),
-        )  # fmt: skip
+        ctx = self._context(tokens, query, valid, present, emb, emb.inputs_embeds, prompt_mask,
+                            layouts, keys, vision)  # fmt: skip
         selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
         keep = selection.keep
         inputs_embeds = emb.inputs_embeds
@@ -234,6 +260,139 @@ class HFPipeline:
             signal_ms=0.0 if vision is None else vision.ms,
         )  # fmt: skip
 
+    def _context(
+        self, tokens: Tensor, query: Tensor, valid: Tensor, present: Tensor | None,
+        emb: Embedded, hidden: Tensor, prompt_mask: Tensor,
+        layouts: list[ImageLayout] | None, keys: list[bytes] | None,
+        vision: VisionSignals | None, text_attention: Tensor | None = None,
+    ) -> PruningContext:  # fmt: skip
+        """The :class:`PruningContext` of one batch of images, with the signals asked for.
+
+        ``query`` and ``hidden`` / ``prompt_mask`` are per prompt row (``[B, ...]``);
+        the context has one row per image.
+        """
+        words = "prompt_embeddings" in self.signals
+        return PruningContext(
+            tokens, query[emb.image_sample], valid, present,
+            prompt_embeddings=hidden[emb.image_sample] if words else None,
+            prompt_mask=prompt_mask[emb.image_sample] if words else None,
+            layouts=layouts, sample_keys=keys,
+            vision_attention=_pad_rows(None if vision is None else vision.attention, valid),
+            vision_keys=_pad_rows(None if vision is None else vision.keys, valid),
+            vision_features=_pad_rows(None if vision is None else vision.features, valid),
+            text_attention=text_attention,
+        )  # fmt: skip
+
+    # --- pruning inside the language model --------------------------------------------
+    def llm_pruner(
+        self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None,
+        layouts: list[ImageLayout] | None = None, vision: VisionSignals | None = None,
+    ) -> LayerPruner:  # fmt: skip
+        """The hooks that prune ``emb``'s images inside the language model (``stage="llm"``).
+
+        Install them around the model's call with ``with pruner.installed(): ...``; then
+        :meth:`llm_result` reads what they did.
+        """
+        if self.schedule is None:
+            raise ValueError("llm_pruner needs stage='llm'")
+        rows = getattr(self.scorer, "attention_rows", None)
+        return LayerPruner(
+            layers=self.adapter.decoder_layers(), schedule=self.schedule,
+            select=lambda view: self._select_stage(emb, keys, layouts, vision, view),
+            attention_mask=emb.attention_mask, prompt_mask=prompt_mask, mode=self.config.mode,
+            rows=rows if "text_attention" in self.signals else None,
+            eager=self.adapter.llm_attention_kind() == "eager",
+        )  # fmt: skip
+
+    def _select_stage(
+        self, emb: Embedded, keys: list[bytes] | None, layouts: list[ImageLayout] | None,
+        vision: VisionSignals | None, view: StageView,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """One stage's choice among the image tokens still alive, from layer-K states."""
+        hidden = view.hidden
+        pairs = zip(emb.image_sample, emb.image_positions, strict=True)
+        columns = [view.position[row, pos.to(hidden.device)] for row, pos in pairs]
+        n_max = max((c.numel() for c in columns), default=0)
+        n_img = len(columns)
+        tokens = hidden.new_zeros(n_img, n_max, hidden.shape[-1])
+        valid = torch.zeros(n_img, n_max, dtype=torch.bool, device=hidden.device)
+        alive = torch.zeros_like(valid)
+        attention = (
+            None if view.attention is None else torch.zeros(n_img, n_max, device=hidden.device)
+        )
+        for i, (row, cols, ok) in enumerate(zip(emb.image_sample, columns, emb.scorable,
+                                                strict=True)):  # fmt: skip
+            here = cols >= 0
+            n = cols.numel()
+            alive[i, :n] = here
+            valid[i, :n] = here & ok.to(hidden.device)
+            tokens[i, :n][here] = hidden[row, cols[here]]
+            if attention is not None and view.attention is not None:
+                attention[i, :n][here] = view.attention[row, cols[here]].float()
+        present = alive if self.adapter.spec.image_newline else None
+        query = query_from_embeddings(hidden, view.prompt_mask)
+        ctx = self._context(tokens, query, valid, present, emb, hidden, view.prompt_mask,
+                            layouts, keys, vision, attention)  # fmt: skip
+        selection = select_tokens(self.scorer, self.strategy, ctx, view.keep_ratio)
+        keep = selection.keep & alive
+        merged = None
+        if selection.merge_into is not None:
+            values = merge_tokens(tokens, selection)
+            merged = hidden.clone()
+            for i, (row, cols) in enumerate(zip(emb.image_sample, columns, strict=True)):
+                kept = keep[i, : cols.numel()]
+                merged[row, cols[kept]] = values[i, : cols.numel()][kept].to(merged.dtype)
+        image_keep = [keep[i, : c.numel()] for i, c in enumerate(columns)]
+        keep_seq = sequence_keep_mask(
+            (emb.attention_mask.shape[0], emb.attention_mask.shape[1]), emb.image_sample,
+            emb.image_positions, image_keep,
+            device=hidden.device,
+        )  # fmt: skip
+        return keep_seq & emb.attention_mask.bool(), merged
+
+    def llm_result(self, pruner: LayerPruner, emb: Embedded,
+                   vision: VisionSignals | None = None) -> PrunedBatch:  # fmt: skip
+        """What the language model saw after ``pruner`` ran: keeps, counts, KV per layer."""
+        if len(pruner.keep) != len(pruner.schedule.stages):
+            raise RuntimeError(
+                f"the language model ran {len(pruner.keep)} of {len(pruner.schedule.stages)} "
+                "pruning stages; was the prefill run inside `pruner.installed()`?"
+            )
+        final = pruner.keep[-1]
+        pairs = zip(emb.image_sample, emb.image_positions, strict=True)
+        image_keep = [final[row, pos.to(final.device)].cpu() for row, pos in pairs]
+        rows = emb.attention_mask.shape[0]
+        is_image = sequence_keep_mask(
+            (rows, emb.attention_mask.shape[1]), emb.image_sample, emb.image_positions,
+            [torch.zeros(p.numel(), dtype=torch.bool) for p in emb.image_positions],
+            device=final.device,
+        ).logical_not()  # fmt: skip
+        real = emb.attention_mask.bool()
+        stages = dict(zip(pruner.schedule.layers, pruner.keep, strict=True))
+        per_layer: list[list[int]] = [[] for _ in range(rows)]
+        kv: list[list[int]] = [[] for _ in range(rows)]
+        image, seen = (is_image & real).sum(dim=1).tolist(), real.sum(dim=1).tolist()
+        for layer in range(len(self.adapter.decoder_layers())):
+            if layer in stages:
+                image = (stages[layer] & is_image).sum(dim=1).tolist()
+                if self.config.mode == "drop":
+                    seen = stages[layer].sum(dim=1).tolist()
+            for row in range(rows):
+                per_layer[row].append(int(image[row]))
+                kv[row].append(int(seen[row]))
+        n_image = [0] * rows
+        n_kept = [0] * rows
+        for row, kept in zip(emb.image_sample, image_keep, strict=True):
+            n_image[row] += kept.numel()
+            n_kept[row] += int(kept.sum())
+        return PrunedBatch(
+            emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
+            emb.image_sample, n_image, n_kept,
+            kv_tokens=[average_tokens(row) for row in kv],
+            signal_ms=0.0 if vision is None else vision.ms,
+            image_tokens_per_layer=per_layer, llm_ms=pruner.ms,
+        )  # fmt: skip
+
     # --- generation -----------------------------------------------------------------
     def _keys(self, items: list[Item]) -> list[bytes] | None:
         """Per-image sample keys, computed only for a scorer that uses them."""
@@ -242,6 +401,8 @@ class HFPipeline:
     def _generate_pruned(
         self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
     ) -> Any:
+        if self.schedule is not None:
+            return self._generate_llm(inputs, prompt_mask, keys, **kwargs)
         pruned = self.prune(inputs, prompt_mask, keys)
         # Lengths count from the UNPRUNED prompt, as for the baseline: generate() only
         # sees the shorter embeddings, so turn them into counts of new tokens.
@@ -254,6 +415,22 @@ class HFPipeline:
             out = self.model.generate(**pruned.model_inputs(), **kwargs)
         self.adapter.reset_state()
         return pruned, _sequences(out)
+
+    def _generate_llm(
+        self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
+    ) -> Any:
+        """Generate on the full prompt with the layer hooks pruning inside the model."""
+        check_llm_generate_kwargs(kwargs)
+        self.adapter.reset_state()
+        emb, vision = self.embed(inputs)
+        pruner = self.llm_pruner(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
+        with torch.inference_mode(), pruner.installed():
+            out = self.model.generate(
+                inputs_embeds=emb.inputs_embeds, attention_mask=emb.attention_mask,
+                position_ids=emb.position_ids, **kwargs,
+            )  # fmt: skip
+        self.adapter.reset_state()
+        return self.llm_result(pruner, emb, vision), _sequences(out)
 
     def _generate_baseline(self, inputs: Any, **kwargs: Any) -> Tensor:
         self.adapter.reset_state()
@@ -334,7 +511,14 @@ class HFPipeline:
             "effective_keep_ratio": sum(pruned.n_kept) / max(1, sum(pruned.n_image_tokens)),
             "signal_ms": pruned.signal_ms,
             "kv_cache_tokens": pruned.kv_tokens,
+            "avg_image_tokens": sum(pruned.avg_image_tokens()),
         }
+        if self.schedule is not None:  # fair accounting: the average over layers
+            metrics["effective_keep_ratio"] = metrics["avg_image_tokens"] / max(
+                1, metrics["n_image_tokens"]
+            )
+            metrics["llm_ms"] = pruned.llm_ms
+            metrics["image_tokens_per_layer"] = pruned.image_tokens_per_layer
         if base is not None:
             metrics["baseline_latency_ms"] = base_ms
             metrics["speedup"] = base_ms / latency_ms
@@ -392,6 +576,25 @@ RESERVED_GENERATE_KWARGS = (
     "input_ids", "inputs_embeds", "attention_mask", "position_ids", "pixel_values",
     "image_grid_thw", "image_sizes", "mm_token_type_ids",
 )  # fmt: skip
+
+
+def check_llm_generate_kwargs(kwargs: dict[str, Any]) -> None:
+    """Refuse generate() options that ``stage="llm"`` pruning cannot follow, naming them.
+
+    Example:
+        >>> check_llm_generate_kwargs({"num_beams": 2})
+        Traceback (most recent call last):
+        ...
+        ValueError: `num_beams` must be 1 with stage='llm' (the pruned layers' cache is per prompt)
+    """
+    if kwargs.get("num_beams", 1) != 1:
+        raise ValueError(
+            "`num_beams` must be 1 with stage='llm' (the pruned layers' cache is per prompt)"
+        )
+    if kwargs.get("use_cache", True) is not True:
+        raise ValueError(
+            "`use_cache` must be True with stage='llm': decoding reads the pruned cache"
+        )
 
 
 def check_generate_kwargs(kwargs: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from vissparse.strategies.registry import (
     register_scorer,
     register_strategy,
 )
+from vissparse.strategies.text_attention import FastVScorer, PDropScorer, TextAttentionScorer
 from vissparse.strategies.topk import TopKStrategy, kept_count, topk_mask
 from vissparse.strategies.visionzip import VisionZipScorer
 
@@ -50,16 +51,19 @@ __all__ = [
     "CosineScorer",
     "DartScorer",
     "DivPruneScorer",
+    "FastVScorer",
     "GridSegment",
     "ImageLayout",
     "LeastCosineScorer",
     "MaskStrategy",
     "MaxCosineScorer",
+    "PDropScorer",
     "PoolScorer",
     "PruMergePlusScorer",
     "PruningContext",
     "RandomScorer",
     "Selection",
+    "TextAttentionScorer",
     "TokenScorer",
     "TopKStrategy",
     "UniformScorer",

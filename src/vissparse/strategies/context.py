@@ -17,7 +17,7 @@ from torch import Tensor
 # Signals a pipeline can fill. Each is a field of PruningContext.
 SIGNALS = frozenset(
     {"prompt_embeddings", "layouts", "sample_keys", "vision_attention", "vision_keys",
-     "vision_features"}
+     "vision_features", "text_attention"}
 )  # fmt: skip
 
 
@@ -155,6 +155,11 @@ class PruningContext:
         vision_features: ``[B, N, D]`` float32, the projector's input: the vision
             encoder's features before the projector (Qwen: the mean over each token's merge
             unit), aligned with the tokens (signal ``"vision_features"``).
+        text_attention: ``[B, N]`` float32, inside the language model only
+            (``stage="llm"``): the attention the method's text tokens (its
+            ``attention_rows``) pay each image token at the layer before pruning,
+            averaged over heads and rows; 0 on padding and dropped tokens (signal
+            ``"text_attention"``).
 
     Example:
         >>> ctx = PruningContext(torch.zeros(1, 4, 2), torch.ones(1, 2))
@@ -173,6 +178,7 @@ class PruningContext:
     vision_attention: Tensor | None = None
     vision_keys: Tensor | None = None
     vision_features: Tensor | None = None
+    text_attention: Tensor | None = None
 
     def budget_mask(self) -> Tensor:
         """``[B, N]`` bool: the tokens the keep budget counts (``present``, else ``valid``)."""

@@ -1,0 +1,262 @@
+"""Pruning inside the language model: hooks on the decoder layers (model patching).
+
+From a stage's layer K on, the dropped tokens leave the hidden states: layer K and the
+layers after it run on a shorter sequence, so their KV cache holds only the kept tokens
+while the layers below K hold every token. The hooks keep the rest of the model as it
+is: HF's own ``generate``, its attention implementation (SDPA) and its rotary tables,
+which are gathered at the kept tokens' ORIGINAL positions (M-RoPE included). Decoding
+continues on this mixed cache with a per-layer-group attention mask.
+
+``mode="mask"`` is the reference: nothing is dropped; from layer K on the pruned tokens
+are only masked out of attention. Its kept tokens' outputs equal drop mode's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from vissparse.llm.attention import AttentionRequest, text_attention_slot
+from vissparse.llm.masks import (
+    decode_mask,
+    gather_positions,
+    gather_tokens,
+    inverse_index,
+    left_pack,
+    prefill_mask,
+)
+from vissparse.llm.schedule import LayerSchedule
+
+# Which text tokens' attention ranks the image tokens (see strategies.text_attention).
+Rows = Literal["last", "instruction", "prompt"]
+ROWS = ("last", "instruction", "prompt")
+
+
+@dataclass
+class StageView:
+    """What one stage's selection sees, at the input of its layer, in prefill.
+
+    Attributes:
+        stage: the stage's index in the schedule.
+        keep_ratio: the fraction of the tokens still alive that this stage keeps.
+        hidden: ``[B, L_cur, D]`` hidden states entering the stage's layer.
+        position: ``[B, L]`` long: each ORIGINAL position's column in ``hidden``, or -1
+            for padding and tokens already dropped.
+        prompt_mask: ``[B, L_cur]`` the user's words, in ``hidden``'s columns.
+        attention: ``[B, L_cur]`` float32 text attention to each column at the layer
+            before, or ``None`` when the method needs none.
+    """
+
+    stage: int
+    keep_ratio: float
+    hidden: Tensor
+    position: Tensor
+    prompt_mask: Tensor
+    attention: Tensor | None
+
+
+# A stage's selection: the new [B, L] keep mask over original positions, and the hidden
+# states with merged tokens written in (or None when nothing merges).
+Select = Callable[[StageView], tuple[Tensor, Tensor | None]]
+
+
+@dataclass
+class LayerPruner:
+    """Hooks that prune inside ``layers`` by ``schedule`` for one call; use as a context.
+
+    Attributes:
+        layers: the language model's decoder layers.
+        schedule: the stages.
+        select: the selection of each stage (the pipeline's scorer and strategy).
+        attention_mask: ``[B, L]`` the unpruned prompt's padding mask (left padding).
+        prompt_mask: ``[B, L]`` the user's words.
+        mode: ``"drop"`` or ``"mask"`` (the reference).
+        rows: whose attention the method reads (``None``: none).
+        eager: the model uses eager attention (additive float masks) rather than SDPA.
+
+    After the call, ``keep`` holds the ``[B, L]`` keep mask after each stage,
+    ``kv_lengths`` the KV-cache length of each layer after prefill and ``ms`` the
+    time spent in the hooks' own work (scores, selection, gathers, masks).
+    """
+
+    layers: Sequence[Any]
+    schedule: LayerSchedule
+    select: Select
+    attention_mask: Tensor
+    prompt_mask: Tensor
+    mode: Literal["drop", "mask"] = "drop"
+    rows: Rows | None = None
+    eager: bool = False
+    keep: list[Tensor] = field(default_factory=list)
+    ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.schedule.check_depth(len(self.layers))
+        if self.rows is not None and self.rows not in ROWS:
+            raise ValueError(f"`rows` must be one of {ROWS}, got {self.rows!r}")
+        if self.rows is not None and self.schedule.layers[0] == 0:
+            raise ValueError(
+                "`layer` 0 has no layer before it to read text attention from; use layer >= 1"
+            )
+        self.length = int(self.attention_mask.shape[1])
+        self._real = self.attention_mask.bool()
+        self._stage_at = {layer: s for s, layer in enumerate(self.schedule.layers)}
+        self._capture_at = (
+            {layer - 1: s for s, layer in enumerate(self.schedule.layers)} if self.rows else {}
+        )
+        self._requests: dict[int, AttentionRequest] = {}
+        self._slots: dict[int, Any] = {}
+        self._prefilled = False
+        self._n_past = 0
+        self._index: Tensor | None = None  # drop mode: original position of each column
+        self._valid = self._real  # the keys of the current layer group
+        self._keep = self._real
+        self._prefill_kwargs: dict[str, Any] = {}
+        self._group_valid: list[Tensor] = []  # per stage: the keys its layers' caches hold
+        self._decode_masks: dict[tuple[int, int, int], Tensor] = {}
+
+    # --- bookkeeping -------------------------------------------------------------------
+    def _mask_dtype(self, hidden: Tensor) -> torch.dtype | None:
+        return hidden.dtype if self.eager else None
+
+    def _position(self) -> Tensor:
+        """Each original position's current column, -1 if padding or dropped."""
+        if self._index is None:
+            cols = torch.arange(self.length, device=self._real.device).expand_as(self._real)
+            return torch.where(self._keep, cols, -1)
+        return inverse_index(self._index, self._valid, self.length)
+
+    def _current(self, values: Tensor) -> Tensor:
+        """``[B, L]`` per-position values in the current columns."""
+        if self._index is None:
+            return values
+        return gather_positions(values, self._index) & self._valid
+
+    def _run_stage(self, stage: int, hidden: Tensor, kwargs: dict[str, Any]) -> Tensor:
+        request = self._requests.get(stage)
+        view = StageView(
+            stage=stage, keep_ratio=self.schedule.relative_ratios()[stage], hidden=hidden,
+            position=self._position(), prompt_mask=self._current(self.prompt_mask),
+            attention=None if request is None else request.result,
+        )  # fmt: skip
+        if self.rows is not None and view.attention is None:
+            raise RuntimeError(f"no text attention was read for stage {stage}")
+        keep, merged = self.select(view)
+        keep = keep.to(self._keep.device) & self._keep
+        if merged is not None:
+            hidden = merged
+        self._keep = keep
+        self.keep.append(keep)
+        dtype = self._mask_dtype(hidden)
+        updates: dict[str, Any] = {}
+        if self.mode == "drop":
+            columns = view.position
+            index, valid = left_pack(keep)
+            hidden = gather_tokens(hidden, columns.gather(1, index).clamp(min=0))
+            self._index, self._valid = index, valid
+            cos_sin = kwargs.get("position_embeddings")
+            if cos_sin is not None:
+                updates["position_embeddings"] = tuple(gather_tokens(t, index) for t in cos_sin)
+            ids = kwargs.get("position_ids")
+            if isinstance(ids, Tensor) and ids.shape[-1] == self.length:
+                updates["position_ids"] = gather_positions(ids, index)
+        else:
+            self._valid = keep
+        updates["attention_mask"] = prefill_mask(self._valid, dtype)
+        self._prefill_kwargs = updates
+        self._group_valid.append(self._valid)
+        return hidden
+
+    def _arm(self, stage: int, hidden: Tensor) -> None:
+        """Ask the attention before ``stage``'s layer for the rows the method reads."""
+        prompt = self._current(self.prompt_mask)
+        b, length = prompt.shape
+        device = hidden.device
+        if self.rows == "last":
+            rows = torch.full((b, 1), length - 1, dtype=torch.long, device=device)
+            row_valid = torch.ones(b, 1, dtype=torch.bool, device=device)
+        elif self.rows == "instruction":
+            cols = torch.arange(length, device=device).expand(b, length)
+            rows = torch.where(prompt, cols, -1).amax(dim=1, keepdim=True)
+            row_valid = rows >= 0
+            rows = rows.clamp(min=0)
+        else:
+            rows, row_valid = left_pack(prompt)
+        self._requests[stage] = AttentionRequest(rows, row_valid, self._valid.clone())
+        self._slots[stage].request = self._requests[stage]
+
+    # --- hooks -------------------------------------------------------------------------
+    def _pre_hook(self, layer: int) -> Callable[..., Any]:
+        def hook(module: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+            start = time.perf_counter()
+            hidden = args[0] if args else kwargs["hidden_states"]
+            grouped = layer >= self.schedule.layers[0]
+            if not self._prefilled:
+                if layer in self._stage_at:
+                    hidden = self._run_stage(self._stage_at[layer], hidden, kwargs)
+                if layer in self._capture_at:
+                    self._arm(self._capture_at[layer], hidden)
+                if grouped:
+                    kwargs.update(self._prefill_kwargs)
+            elif grouped:
+                kwargs["attention_mask"] = self._step_mask(layer, hidden)
+            if args:
+                args = (hidden, *args[1:])
+            else:
+                kwargs["hidden_states"] = hidden
+            self.ms += (time.perf_counter() - start) * 1e3
+            return args, kwargs
+
+        return hook
+
+    def _step_mask(self, layer: int, hidden: Tensor) -> Tensor:
+        """The decode mask of ``layer``'s stage group for this step (built once per step)."""
+        group = sum(1 for start in self.schedule.layers if start <= layer) - 1
+        q = int(hidden.shape[1])
+        key = (group, self._n_past, q)
+        if key not in self._decode_masks:
+            self._decode_masks = {k: v for k, v in self._decode_masks.items()
+                                  if k[1] == self._n_past}  # fmt: skip
+            valid = self._group_valid[group]
+            self._decode_masks[key] = decode_mask(valid, self._n_past, q, self._mask_dtype(hidden))
+        return self._decode_masks[key]
+
+    def _after_last(self, module: Any, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if self._prefilled:
+            self._n_past += int(hidden.shape[1])
+        self._prefilled = True
+
+    @contextmanager
+    def installed(self) -> Iterator[LayerPruner]:
+        """Hooks (and the text-attention slots) in place while the block runs."""
+        first = min([*self._stage_at, *self._capture_at])
+        with ExitStack() as stack:
+            for stage, layer in enumerate(self.schedule.layers):
+                if self.rows is not None:
+                    attn = self.layers[layer - 1].self_attn
+                    self._slots[stage] = stack.enter_context(text_attention_slot(attn))
+            for layer in range(first, len(self.layers)):
+                handle = self.layers[layer].register_forward_pre_hook(
+                    self._pre_hook(layer), with_kwargs=True
+                )
+                stack.callback(handle.remove)
+            handle = self.layers[-1].register_forward_hook(self._after_last, with_kwargs=True)
+            stack.callback(handle.remove)
+            yield self
+
+    def kv_lengths(self) -> list[int]:
+        """The prompt tokens each layer's KV cache holds after prefill (the longest row)."""
+        lengths, current = [], self.length
+        keeps = dict(zip(self.schedule.layers, self.keep, strict=False))
+        for layer in range(len(self.layers)):
+            if layer in keeps and self.mode == "drop":
+                current = int(keeps[layer].sum(dim=1).max())
+            lengths.append(current)
+        return lengths
