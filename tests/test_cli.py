@@ -82,3 +82,14 @@ def test_model_bench_compares_every_scorer_given(capsys):
     header = out.splitlines()[0].split()
     assert header[0] == "scorer"
     assert [line.split()[0] for line in out.splitlines()[1:3]] == ["cosine", "uniform"]
+
+
+def test_model_bench_llm_stage(capsys):
+    argv = ["bench", "--model-config", "qwen2-vl-2b", "--depth-scale", "14", "--repeats", "1",
+            "--warmup", "0", "--new-tokens", "1", "--keep-ratio", "0.1", "--scorer", "fastv",
+            "--stage", "llm", "--layer", "1"]  # fmt: skip
+    assert main(argv) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "avg/layer" in header and "input keep @FLOPs" in header
+    assert main(["bench", "--mock", "--stage", "llm"]) == 2
+    assert "--stage llm is for --model-config" in capsys.readouterr().err

@@ -24,7 +24,13 @@ from typing import Any
 import torch
 
 from vissparse.api import VisSparse
-from vissparse.bench.report import MODEL_COLUMNS, format_table, machine_description, write_rows
+from vissparse.bench.report import (
+    LLM_COLUMNS,
+    MODEL_COLUMNS,
+    format_table,
+    machine_description,
+    write_rows,
+)
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.registry import SCORERS, STRATEGIES
 
@@ -81,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
                        help="repeat to compare methods (one model build for all)")  # fmt: skip
     bench.add_argument("--strategy", default="topk", choices=STRATEGIES.names())
+    bench.add_argument(
+        "--stage",
+        default="input",
+        choices=["input", "llm"],
+        help="--model-config only: prune before the LM or inside it",
+    )
+    bench.add_argument("--layer", type=_non_negative_int, action="append", dest="layers",
+                       help="with --stage llm: the layer K (repeat for PyramidDrop-style "
+                            "stages; default 2)")  # fmt: skip
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--warmup", type=_non_negative_int, default=None)
     bench.add_argument("--device", default=None, help="--model-config only (default cpu)")
@@ -204,6 +219,10 @@ def _refuse_ignored_flags(args: argparse.Namespace) -> None:
         for flag, value in (("--dtype", args.dtype), ("--device", args.device)):
             if value is not None:
                 raise ValueError(f"{flag} is for --model-config runs; --mock runs on the CPU")
+        if args.stage != "input":
+            raise ValueError("--stage llm is for --model-config runs: the mock has no LM layers")
+    if args.layers and args.stage != "llm":
+        raise ValueError("--layer applies to --stage llm")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -223,7 +242,8 @@ def run_bench(args: argparse.Namespace) -> int:
             new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
-            scorer=args.scorers or ["cosine"], strategy=args.strategy,
+            scorer=args.scorers or ["cosine"], strategy=args.strategy, stage=args.stage,
+            layer=tuple(args.layers) if args.layers else 2,
         )  # fmt: skip
         report["machine"] = machine_description()
         report["targets"] = check_targets(report)
@@ -232,7 +252,10 @@ def run_bench(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2))
         else:
             several = len(args.scorers or []) > 1
-            print(format_table(rows, (("scorer", "scorer", "{}"),) * several + MODEL_COLUMNS))
+            columns = (("scorer", "scorer", "{}"),) * several + MODEL_COLUMNS
+            if args.stage == "llm":
+                columns += LLM_COLUMNS
+            print(format_table(rows, columns))
             for check in report["targets"]:
                 print(f"[{'met' if check['met'] else 'NOT met'}] {check['target']}")
         if out:

@@ -102,3 +102,44 @@ def test_several_scorers_share_one_model_and_signal_time_is_reported():
     assert cosine["n_kept"] == visionzip["n_kept"] == 26  # merged tokens count once
     assert cosine["signal_ms"] == 0 and visionzip["signal_ms"] > 0
     assert visionzip["flop_speedup_bound"] > 1.0
+
+
+def test_llm_stage_phase_timing_follows_generate_and_counts_layers():
+    model, processor = tiny_model("qwen2_vl", text_layers=4)
+    config = PruningConfig(keep_ratio=0.25, scorer="fastv", stage="llm", layer=2)
+    pipe = HFPipeline(model, processor, config)
+    image, prompt = random_image(112, 112), "What is it?"
+    inputs, prompt_mask, _, _ = pipe._encode(image, prompt)
+    gen = {"max_new_tokens": 5, "min_new_tokens": 5, "do_sample": False}
+    base = timed_call(pipe, inputs, prompt_mask, prune=False, new_tokens=5)
+    pruned = timed_call(pipe, inputs, prompt_mask, prune=True, new_tokens=5)
+    details = pipe.generate(image, prompt, return_details=True, **gen)
+    assert pruned.tokens == details.sequences[0].tolist()
+    n, kept = details.metrics["n_image_tokens"], details.metrics["n_kept"]
+    assert pruned.image_tokens_per_layer == [n, n, kept, kept]
+    assert base.image_tokens_per_layer == [n] * 4
+    full = base.sequence_length
+    assert pruned.layer_lengths == [full, full, full - n + kept, full - n + kept]
+    ratio = pruned.kv_cache_bytes / base.kv_cache_bytes
+    assert ratio == pytest.approx(sum(pruned.layer_lengths) / (4 * full))
+    assert pruned.overhead_ms > 0 and pruned.ttft_ms == pytest.approx(
+        pruned.vision_ms + pruned.overhead_ms + pruned.prefill_ms
+    )
+    counted = prefill_flops(pipe, inputs, prompt_mask, prune=True)
+    assert prefill_flops(pipe, inputs, prompt_mask, prune=False) > counted
+
+
+def test_run_model_bench_llm_stage_reports_fair_counts():
+    report = run_model_bench("qwen2-vl-2b", [0.25], depth_scale=7, new_tokens=2, repeats=1,
+                             warmup=0, progress=False, scorer="fastv", stage="llm",
+                             layer=2)  # fmt: skip
+    (row,) = report["results"]
+    assert report["config"]["text_layers"] == 4 and row["layers"] == [2]
+    assert row["n_kept"] == 64 and row["avg_image_tokens"] == (2 * 256 + 2 * 64) / 4
+    assert row["analytic_flop_speedup_bound"] == pytest.approx(row["flop_speedup_bound"], rel=0.1)
+    # half the layers see every token: as costly as keeping more than half before the LM
+    assert 0.55 < row["input_keep_at_equal_flops"] < 0.65
+    input_row = run_model_bench("qwen2-vl-2b", [0.25], depth_scale=7, new_tokens=1, repeats=1,
+                                warmup=0, progress=False)["results"][0]  # fmt: skip
+    assert input_row["input_keep_at_equal_flops"] == pytest.approx(0.25, abs=1 / 256)
+    assert input_row["avg_image_tokens"] == 64

@@ -9,12 +9,13 @@ Analytic per-layer counts (multiply-add = 2 FLOPs), ``n`` tokens, width ``d``:
 - patch embedding, LLaVA's two-layer projector, Qwen's 2x2 patch merger.
 
 Pruning after the vision encoder shrinks only the language model's ``n``, so the bound
-on prefill speedup is ``flops(baseline) / flops(pruned)``.
+on prefill speedup is ``flops(baseline) / flops(pruned)``. Pruning inside the language
+model (``stage="llm"``) gives each layer its own ``n``: the count is per layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -56,8 +57,10 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def lm_flops(text_config: Any, n: int, layers: int | None = None) -> int:
+def lm_flops(text_config: Any, n: int | Sequence[int], layers: int | None = None) -> int:
     """Analytic FLOPs of a decoder-only LM prefill over ``n`` tokens (logits of one).
+
+    ``n`` may be one length per layer (pruning inside the language model).
 
     Example:
         >>> from types import SimpleNamespace as NS
@@ -72,9 +75,13 @@ def lm_flops(text_config: Any, n: int, layers: int | None = None) -> int:
     d_q = heads * head_dim
     d_kv = (getattr(text_config, "num_key_value_heads", None) or heads) * head_dim
     m = text_config.intermediate_size
-    per_layer = 2 * n * (d * d_q + 2 * d * d_kv + d_q * d) + 4 * n * n * d_q + 6 * n * d * m
     layers = text_config.num_hidden_layers if layers is None else layers
-    return layers * per_layer + 2 * d * text_config.vocab_size
+    lengths = [n] * layers if isinstance(n, int) else list(n)
+    if len(lengths) != layers:
+        raise ValueError(f"`n` holds {len(lengths)} layer lengths for {layers} layers")
+    total = sum(2 * k * (d * d_q + 2 * d * d_kv + d_q * d) + 4 * k * k * d_q + 6 * k * d * m
+                for k in lengths)  # fmt: skip
+    return total + 2 * d * text_config.vocab_size
 
 
 def vit_layer_flops(n: int, d: int, m: int) -> int:
@@ -108,6 +115,41 @@ def vision_flops(config: Any, n_patches: int) -> int:
     raise ValueError(f"no analytic FLOP formula for model type {config.model_type!r}")
 
 
-def analytic_prefill_flops(config: Any, n_sequence: int, n_patches: int) -> int:
-    """Vision encoder + projector for ``n_patches`` + LM prefill over ``n_sequence`` tokens."""
+def analytic_prefill_flops(config: Any, n_sequence: int | Sequence[int], n_patches: int) -> int:
+    """Vision encoder + projector for ``n_patches`` + LM prefill over ``n_sequence`` tokens.
+
+    ``n_sequence`` may be one length per language-model layer.
+    """
     return vision_flops(config, n_patches) + lm_flops(config.text_config, n_sequence)
+
+
+def equal_flops_keep(config: Any, n_sequence: int, n_image: int, n_patches: int,
+                     flops: float) -> float:  # fmt: skip
+    """The input-stage keep ratio whose analytic prefill FLOPs equal ``flops``.
+
+    Sets a layer-wise setting against input-stage pruning: the fraction of the
+    ``n_image`` image tokens that, kept before the language model, costs the same.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> cfg = NS(hidden_size=8, num_attention_heads=2, num_key_value_heads=1,
+        ...          intermediate_size=16, num_hidden_layers=2, vocab_size=10, head_dim=None)
+        >>> full = lm_flops(cfg, 20)
+        >>> lm_flops(cfg, [20, 12]) < full
+        True
+    """
+    text = n_sequence - n_image
+
+    def cost(kept: int) -> int:
+        return analytic_prefill_flops(config, text + kept, n_patches)
+
+    lo, hi = 0, n_image
+    while lo < hi:  # the smallest count that costs at least `flops`
+        mid = (lo + hi) // 2
+        if cost(mid) < flops:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo > 0 and abs(cost(lo - 1) - flops) < abs(cost(lo) - flops):
+        lo -= 1
+    return lo / max(1, n_image)

@@ -4,11 +4,16 @@ One call is split into: the vision encoder (with embedding and position ids), th
 pruning overhead (query, scoring, selection, dropping), the language model's prefill,
 and greedy decoding step by step with the KV cache. Time to first token (TTFT) is
 vision + overhead + prefill; end to end is TTFT + all decode steps.
+
+With ``stage="llm"`` the pruning runs inside the language model's prefill: the overhead
+is the hooks' own time (text attention, scoring, selection, gathers, masks), and the
+prefill is the rest of that call.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +22,7 @@ from torch import Tensor
 
 from vissparse.bench.flops import count_flops
 from vissparse.hf.pipeline import HFPipeline
+from vissparse.llm.pruner import LayerPruner
 
 
 @dataclass
@@ -33,6 +39,8 @@ class CallTiming:
     sequence_length: int = 0
     tokens: list[int] = field(default_factory=list)
     signal_ms: float = 0.0  # vision attention signals, inside vision_ms
+    layer_lengths: list[int] = field(default_factory=list)  # tokens each LM layer runs on
+    image_tokens_per_layer: list[int] = field(default_factory=list)
 
     @property
     def e2e_ms(self) -> float:
@@ -58,13 +66,17 @@ def cache_bytes(cache: Any) -> int:
 
 def _lm_inputs(
     pipe: HFPipeline, inputs: Any, emb: Any, prompt_mask: Tensor, prune: bool, vision: Any = None
-) -> dict[str, Tensor]:
+) -> tuple[dict[str, Tensor], LayerPruner | None]:
+    """The language model's inputs, and the hooks that prune inside it (``stage="llm"``)."""
+    if prune and pipe.schedule is not None:
+        pruner = pipe.llm_pruner(emb, prompt_mask, None, pipe.layouts(inputs, emb), vision)
+        return _lm_inputs(pipe, inputs, emb, prompt_mask, False)[0], pruner
     if prune:
         layouts = pipe.layouts(inputs, emb)
         pruned = pipe.select_and_apply(emb, prompt_mask, layouts=layouts, vision=vision)
-        return pruned.model_inputs()
+        return pruned.model_inputs(), None
     return {"inputs_embeds": emb.inputs_embeds, "attention_mask": emb.attention_mask,
-            "position_ids": emb.position_ids}  # fmt: skip
+            "position_ids": emb.position_ids}, None  # fmt: skip
 
 
 @torch.inference_mode()
@@ -81,20 +93,46 @@ def timed_call(
     emb, vision = pipe.embed(inputs, prune)
     _sync(device)
     t1 = time.perf_counter()
-    lm_in = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
-    _sync(device)
-    t2 = time.perf_counter()
-    out = model(**lm_in, use_cache=True, logits_to_keep=1)
-    token = out.logits[:, -1].argmax(-1, keepdim=True)
-    _sync(device)
-    t3 = time.perf_counter()
+    lm_in, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
+    with pruner.installed() if pruner is not None else nullcontext():
+        _sync(device)
+        t2 = time.perf_counter()
+        out = model(**lm_in, use_cache=True, logits_to_keep=1)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        _sync(device)
+        t3 = time.perf_counter()
+        hook_ms = 0.0 if pruner is None else pruner.ms
+        timing = _decode(pipe, lm_in, out, token, new_tokens, device)
+    length = int(lm_in["attention_mask"].shape[1])
+    n_layers = len(pipe.adapter.decoder_layers())
+    timing.vision_ms, timing.overhead_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3 + hook_ms
+    timing.prefill_ms, timing.ttft_ms = (t3 - t2) * 1e3 - hook_ms, (t3 - t0) * 1e3
+    timing.sequence_length = length
+    timing.layer_lengths = [length] * n_layers if pruner is None else pruner.kv_lengths()
+    timing.signal_ms = 0.0 if vision is None else vision.ms
+    n_image = int((inputs["input_ids"] == pipe.adapter.image_token_id).sum())
+    if pruner is not None:
+        result = pipe.llm_result(pruner, emb, vision)
+        assert result.image_tokens_per_layer is not None
+        timing.image_tokens_per_layer = result.image_tokens_per_layer[0]
+    else:
+        kept = n_image - (int(inputs["input_ids"].shape[1]) - length)
+        timing.image_tokens_per_layer = [kept] * n_layers
+    if device.type == "cuda":
+        timing.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    pipe.adapter.reset_state()
+    return timing
+
+
+def _decode(
+    pipe: HFPipeline, lm_in: dict[str, Tensor], out: Any, token: Tensor, new_tokens: int,
+    device: torch.device,
+) -> CallTiming:  # fmt: skip
+    """Greedy decoding after the prefill ``out``, each step timed on its own."""
+    model = pipe.model
     cache = out.past_key_values
-    timing = CallTiming(
-        vision_ms=(t1 - t0) * 1e3, overhead_ms=(t2 - t1) * 1e3, prefill_ms=(t3 - t2) * 1e3,
-        ttft_ms=(t3 - t0) * 1e3, kv_cache_bytes=cache_bytes(cache),
-        sequence_length=int(lm_in["attention_mask"].shape[1]), tokens=[int(token[0, 0])],
-        signal_ms=0.0 if vision is None else vision.ms,
-    )  # fmt: skip
+    timing = CallTiming(0.0, 0.0, 0.0, 0.0, kv_cache_bytes=cache_bytes(cache),
+                        tokens=[int(token[0, 0])])  # fmt: skip
     mask, positions = lm_in["attention_mask"], lm_in["position_ids"]
     for _ in range(new_tokens - 1):
         positions = positions[..., -1:] + 1
@@ -106,9 +144,6 @@ def timed_call(
         _sync(device)
         timing.decode_ms.append((time.perf_counter() - start) * 1e3)
         timing.tokens.append(int(token[0, 0]))
-    if device.type == "cuda":
-        timing.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
-    pipe.adapter.reset_state()
     return timing
 
 
@@ -119,8 +154,9 @@ def prefill_flops(pipe: HFPipeline, inputs: Any, prompt_mask: Tensor, prune: boo
     def run() -> None:
         pipe.adapter.reset_state()
         emb, vision = pipe.embed(inputs, prune)
-        lm_in = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
-        pipe.model(**lm_in, use_cache=True, logits_to_keep=1)
+        lm_in, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
+        with pruner.installed() if pruner is not None else nullcontext():
+            pipe.model(**lm_in, use_cache=True, logits_to_keep=1)
 
     flops = count_flops(run)
     pipe.adapter.reset_state()

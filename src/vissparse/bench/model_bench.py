@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vissparse.bench.flops import analytic_prefill_flops
+from vissparse.bench.flops import analytic_prefill_flops, equal_flops_keep
 from vissparse.bench.measure import CallTiming, prefill_flops, timed_call
 from vissparse.bench.model_configs import build_model
 from vissparse.config import PruningConfig
@@ -61,6 +61,8 @@ def run_model_bench(
     progress: bool = True,
     scorer: str | list[str] = "cosine",
     strategy: str = "topk",
+    stage: str = "input",
+    layer: int | tuple[int, ...] = 2,
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
 
@@ -70,6 +72,11 @@ def run_model_bench(
     The prefill speedup compares times to first token (vision encoder included on both
     sides); the bound is the ratio of prefill FLOPs counted by ``FlopCounterMode``
     (cross-checked against the analytic formula).
+
+    ``stage="llm"`` prunes inside the language model from ``layer`` on (several layers:
+    PyramidDrop-style stages). Each row then reports the image tokens a layer sees on
+    average (``avg_image_tokens``, the fair count) and ``input_keep_at_equal_flops``, the
+    input-stage keep ratio with the same analytic prefill FLOPs.
     """
     if dtype not in DTYPES:
         raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -92,7 +99,8 @@ def run_model_bench(
     cases = [(s, k) for s in scorers for k in keep_ratios]
     bar = tqdm(total=len(cases) * (warmup + repeats), desc=name, disable=not progress)
     for case_scorer, keep_ratio in cases:
-        config = PruningConfig(keep_ratio=keep_ratio, scorer=case_scorer, strategy=strategy)
+        config = PruningConfig(keep_ratio=keep_ratio, scorer=case_scorer, strategy=strategy,
+                               stage=stage, layer=layer)  # type: ignore[arg-type]  # fmt: skip
         pipe = HFPipeline(model, processor, config)
         base_calls, pruned_calls = [], []
         for i in range(warmup + repeats):
@@ -104,21 +112,27 @@ def run_model_bench(
             bar.update()
         base, pruned = _summary(base_calls), _summary(pruned_calls)
         pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
-        pruned_seq = pruned["sequence_length"]
-        analytic_bound = base_analytic / analytic_prefill_flops(model.config, pruned_seq, n_patches)
+        lengths = pruned_calls[0].layer_lengths
+        analytic_pruned = analytic_prefill_flops(model.config, lengths, n_patches)
+        per_layer = pruned_calls[0].image_tokens_per_layer
         overhead = pruned["overhead_ms"]["median"]
         prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
         rows.append({
             "scorer": case_scorer,
             "keep_ratio": keep_ratio,
             "n_image_tokens": n_image,
-            "n_kept": n_image - (seq - pruned_seq),
+            "stage": stage,
+            "layers": list(config.layer_schedule().layers) if stage == "llm" else [],
+            "n_kept": per_layer[-1],
+            "avg_image_tokens": sum(per_layer) / len(per_layer),
+            "input_keep_at_equal_flops": equal_flops_keep(model.config, seq, n_image,
+                                                          n_patches, analytic_pruned),
             "prefill_speedup": prefill_speedup,
             "lm_prefill_speedup": _ratio(base, pruned, "lm_prefill_ms"),
             "decode_speedup": _ratio(base, pruned, "decode_ms_per_token"),
             "e2e_speedup": _ratio(base, pruned, "e2e_ms"),
             "flop_speedup_bound": base_flops / pruned_flops,
-            "analytic_flop_speedup_bound": analytic_bound,
+            "analytic_flop_speedup_bound": base_analytic / analytic_pruned,
             "kv_cache_ratio": pruned["kv_cache_bytes"] / base["kv_cache_bytes"],
             "overhead_ms": overhead,
             "signal_ms": pruned["signal_ms"]["median"],
@@ -139,7 +153,8 @@ def run_model_bench(
             "n_image_tokens": n_image, "sequence_length": seq, "device": device,
             "dtype": dtype, "attn_implementation": attn_implementation,
             "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
-            "scorer": scorer, "strategy": strategy,
+            "scorer": scorer, "strategy": strategy, "stage": stage,
+            "layer": list(layer) if isinstance(layer, tuple | list) else layer,
             "flop_counter_vs_analytic": base_flops / base_analytic, "prompt": PROMPT,
         },
         "results": rows,

@@ -36,6 +36,11 @@ MODEL_COLUMNS = (
     ("overhead_ms", "overhead ms", "{:.1f}"),
     ("overhead_fraction", "overhead", "{:.2%}"),
 )
+# with --stage llm: the fair token count and the input-stage keep ratio at equal FLOPs
+LLM_COLUMNS = (
+    ("avg_image_tokens", "avg/layer", "{:.1f}"),
+    ("input_keep_at_equal_flops", "input keep @FLOPs", "{:.3f}"),
+)
 
 
 def format_table(
