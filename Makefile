@@ -7,6 +7,8 @@
 #   make bench-mock   re-measure the mock figures quoted in the README
 #   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
 #   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup)
+#   make bench-llm   pruning inside the language model (FastV, PyramidDrop) against the input
+#                stage: prefill speedup, FLOP bound, average tokens per layer (CPU)
 #
 # torch: on a machine without an NVIDIA GPU (no nvidia-smi) the spec is the CPU build,
 # torch==2.13.0+cpu, which can never resolve to the multi-GB CUDA build. This workplace
@@ -25,7 +27,7 @@ LOWEST_STAMP := $(LOWEST)/.installed
 # the tests that exercise transformers itself (every family, loading, the HF facade)
 HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
-.PHONY: setup demo test test-lowest lint bench-mock bench-testbed bench-methods clean
+.PHONY: setup demo test test-lowest lint bench-mock bench-testbed bench-methods bench-llm clean
 
 # $(call install,VENV,CONSTRAINTS): a virtual environment with torch and the package
 define install
@@ -71,6 +73,9 @@ bench-testbed: setup
 
 bench-methods: setup
 	$(BIN)/python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md
+
+bench-llm: setup
+	$(BIN)/python benchmarks/llm_benchmark.py --out benchmarks/results/llm --readme README.md
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -110,3 +110,18 @@ def test_random_masks_depend_on_the_sample_only():
         assert torch.equal(again.keep_mask[2 - i][0], alone[0])
     masks = [m[0] for m in batch.keep_mask]
     assert not torch.equal(masks[0], masks[1]) or not torch.equal(masks[0], masks[2])
+
+
+def test_llm_stage_benchmark_counts_tokens_per_layer(vs):
+    llm = VisSparse(base_model=vs.model, processor=vs.pipeline.processor, keep_ratio=0.25,
+                    stage="llm", layer=1, scorer="fastv")  # fmt: skip
+    samples = [{"image": random_image(seed=i), "prompt": f"Question {i}?", "answer": "x"}
+               for i in range(2)]  # fmt: skip
+    result = llm.benchmark(n_samples=2, samples=samples, warmup=0, progress=False,
+                           max_new_tokens=2)  # fmt: skip
+    # layer 0 sees all 16 image tokens, layer 1 the 4 kept: 10 per layer on average
+    assert result["n_kept"] == 4 and result["avg_image_tokens"] == 10
+    assert result["effective_keep_ratio"] == pytest.approx(10 / 16)
+    assert "stage='llm', layers=((1, 0.25),)" in repr(llm)
+    with pytest.raises(ValueError, match="mock has no language-model layers"):
+        VisSparse(base_model="mock", mock=True, stage="llm")

@@ -29,6 +29,7 @@ class CallRecord:
     baseline_correct: bool
     latency_ms: float
     baseline_latency_ms: float
+    avg_image_tokens: float | None = None  # stage="llm": the mean over LM layers
 
     @property
     def accuracy(self) -> float:

@@ -108,6 +108,7 @@ def paired_benchmark(
                 baseline_correct=match(base.text, ref),
                 latency_ms=pruned_ms,
                 baseline_latency_ms=base_ms,
+                avg_image_tokens=getattr(pruned, "avg_image_tokens", None),
             )
         )
     return summarize(records), records
@@ -135,6 +136,12 @@ def summarize(records: Sequence[CallRecord]) -> dict[str, Any]:
         "baseline_latency_ms_p90": quantile(base, 0.9),
         "n_image_tokens": sum(r.n_image_tokens for r in records) / n,
         "n_kept": sum(r.n_kept for r in records) / n,
-        "effective_keep_ratio": sum(r.n_kept for r in records)
+        "avg_image_tokens": sum(_seen(r) for r in records) / n,
+        "effective_keep_ratio": sum(_seen(r) for r in records)
         / max(1, sum(r.n_image_tokens for r in records)),
     }
+
+
+def _seen(record: CallRecord) -> float:
+    """Image tokens a language-model layer saw on average (the kept ones, before the LM)."""
+    return record.n_kept if record.avg_image_tokens is None else record.avg_image_tokens

@@ -100,6 +100,7 @@ class CallOutput:
     text: str
     n_kept: int
     n_image_tokens: int
+    avg_image_tokens: float | None = None  # stage="llm": image tokens per LM layer, mean
 
 
 class HFPipeline:
@@ -449,10 +450,12 @@ class HFPipeline:
                 inputs, prompt_mask, self._keys(items), **kwargs
             )
             n_kept = sum(pruned.n_kept)
+            seen = sum(pruned.avg_image_tokens()) if self.schedule is not None else None
         else:
             sequences, n_kept = self._generate_baseline(inputs, **kwargs), n_image
+            seen = None
         text = self.processor.batch_decode(sequences, skip_special_tokens=True)[0]
-        return CallOutput(text=text, n_kept=n_kept, n_image_tokens=n_image)
+        return CallOutput(text=text, n_kept=n_kept, n_image_tokens=n_image, avg_image_tokens=seen)
 
     def generate(
         self,
