@@ -26,12 +26,19 @@ from mock_benchmark import replace_between_markers
 
 from vissparse.bench.model_bench import run_model_bench
 from vissparse.bench.report import machine_description
-from vissparse.strategies import SCORERS
+from vissparse.strategies import SCORERS, build_scorer
+from vissparse.strategies.base import reads_llm_attention
 
 # testbed model -> the shape-faithful config of the same family
 CONFIG_FOR = {"llava": "llava-1.5-7b", "qwen2_vl": "qwen2-vl-7b"}
 ACCURACY_KEEPS = (0.05, 0.1, 0.25)
 REFERENCES = ("random", "pool")
+
+
+def input_scorers() -> list[str]:
+    """The registered methods that prune before the language model (the rest run inside
+    it: `make bench-llm`)."""
+    return [s for s in SCORERS.names() if not reads_llm_attention(build_scorer(s))]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for config in args.configs:
         report = run_model_bench(
             config, [args.keep], device="cpu", dtype="float32", new_tokens=args.new_tokens,
-            repeats=args.repeats, depth_scale=args.depth_scale, scorer=SCORERS.names(),
+            repeats=args.repeats, depth_scale=args.depth_scale, scorer=input_scorers(),
         )  # fmt: skip
         for row in report["results"]:
             runs.append({

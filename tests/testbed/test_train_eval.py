@@ -104,6 +104,25 @@ def test_run_scorers_rows(saved_untrained):
     assert at[("cosine", 1.0, "all")]["accuracy"] == at[("random", 1.0, "all")]["accuracy"]
 
 
+def test_llm_methods_run_at_equal_average_tokens(saved_untrained):
+    from vissparse.testbed.evaluate import load_testbed_model
+
+    model, processor = load_testbed_model(saved_untrained)
+    questions = make_questions(6, seed=0)
+    runs = run_scorers(model, processor, questions, ["fastv", "pdrop", "random"],
+                       (0.1, 0.5), random_seeds=(0,), batch_size=3, progress=False)  # fmt: skip
+    rows = summarize("llava", runs, questions)
+    at = {(r["scorer"], r["keep_ratio"]): r for r in rows if r["family"] == "all"}
+    assert ("fastv", 0.1) not in at and ("random", 0.1) in at  # 1 of 4 layers sees all 256
+    fastv, pdrop = at[("fastv", 0.5)], at[("pdrop", 0.5)]
+    assert fastv["schedule"] == [[1, fastv["final_keep_ratio"]]]
+    assert [layer for layer, _ in pdrop["schedule"]] == [1, 2, 3]
+    for row in (fastv, pdrop):  # the same image tokens per layer as keep 0.5 before the LM
+        assert row["stage"] == "llm"
+        assert row["image_tokens"] == pytest.approx(0.5 * 256, abs=2)
+        assert "vs_random_p_value" in row
+
+
 def test_eval_cli_writes_tables_and_plot(saved_untrained, tmp_path, capsys):
     code = cli(["testbed", "eval", "--model", str(saved_untrained), "--out", str(tmp_path),
                 "--n", "10",

@@ -142,3 +142,36 @@ def average_tokens(per_layer: Sequence[float]) -> float:
         62.5
     """
     return sum(per_layer) / max(1, len(per_layer))
+
+
+def schedule_for_average(
+    layers: Sequence[int], n_layers: int, average: float
+) -> LayerSchedule | None:
+    """Geometric stages at ``layers`` whose image tokens per layer average ``average``.
+
+    The fair comparison with input-stage pruning at keep ``average``: the same image
+    tokens per layer on average. ``None`` when no final keep ratio in [0.05, 1.0]
+    reaches it (the layers before the first stage alone see more).
+
+    Example:
+        >>> schedule_for_average([1], 4, 0.5).stages
+        ((1, 0.3333),)
+        >>> schedule_for_average([1], 4, 0.25) is None
+        True
+    """
+
+    def mean_fraction(final: float) -> float:
+        n = len(layers)
+        fractions = [1.0] * n_layers
+        for s, start in enumerate(layers):
+            for layer in range(start, n_layers):
+                fractions[layer] = final ** ((s + 1) / n)
+        return sum(fractions) / n_layers
+
+    low, high = 0.05, 1.0
+    if mean_fraction(low) > average + 1e-9:
+        return None
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if mean_fraction(mid) < average else (low, mid)
+    return LayerSchedule.build(tuple(layers), round(high, 4))

@@ -262,6 +262,17 @@ def required_signals(scorer: TokenScorer) -> frozenset[str]:
     return frozenset(signals)
 
 
+def reads_llm_attention(scorer: TokenScorer) -> bool:
+    """Whether ``scorer`` ranks by attention inside the language model (``stage="llm"``).
+
+    Example:
+        >>> from vissparse.strategies import CosineScorer, FastVScorer
+        >>> reads_llm_attention(FastVScorer()), reads_llm_attention(CosineScorer())
+        (True, False)
+    """
+    return "text_attention" in required_signals(scorer)
+
+
 class MaskStrategy(ABC):
     """Turns scores into a keep mask.
 

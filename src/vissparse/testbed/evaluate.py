@@ -6,6 +6,10 @@ result holds the accuracy with a 95% bootstrap interval, the image tokens the la
 model saw, and a paired bootstrap test against the random scorer on the same questions.
 The random scorer runs with several seeds; its per-question score is the mean over
 seeds. At keep 1.0 every scorer keeps every token, so one unpruned run serves them all.
+Methods that prune inside the language model (fastv, pdrop, text-attn) run with
+``stage="llm"`` at equal AVERAGE image tokens per layer: the row for keep ``r`` sees
+``r`` of the image tokens per layer on average, like the input-stage rows (a keep the
+unpruned first layers already exceed has no row).
 A blank-image ablation (a plain grey image, same questions) shows the answers come
 from the image.
 
@@ -53,6 +57,7 @@ class Run:
     n_kept: np.ndarray  # [n] image tokens seen (mean over seeds)
     n_image: np.ndarray  # [n] image tokens before pruning
     seed_accuracy: list[float] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # stage="llm": layers, final keep
 
 
 def answer_all(
@@ -62,7 +67,7 @@ def answer_all(
     from tqdm.auto import tqdm
 
     texts: list[str] = []
-    kept: list[int] = []
+    kept: list[float] = []
     total: list[int] = []
     starts = range(0, len(questions), batch_size)
     for start in tqdm(starts, desc=desc, leave=False, disable=not desc):
@@ -70,7 +75,11 @@ def answer_all(
         details = pipe.generate([q["image"] for q in chunk], [q["question"] for q in chunk],
                                 return_details=True, max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
         texts += details.text
-        kept += [int(sum(int(m.sum()) for m in row)) for row in details.keep_mask]
+        per_layer = details.metrics.get("image_tokens_per_layer")
+        if per_layer is not None:  # inside the LM: the average over layers is the count
+            kept += [sum(row) / len(row) for row in per_layer]
+        else:
+            kept += [int(sum(int(m.sum()) for m in row)) for row in details.keep_mask]
         total += [int(sum(m.numel() for m in row)) for row in details.keep_mask]
     return texts, np.array(kept, dtype=np.float64), np.array(total, dtype=np.float64)
 
@@ -81,12 +90,45 @@ def correctness(texts: Sequence[str], questions: Sequence[dict[str, Any]]) -> np
                     dtype=np.float64)  # fmt: skip
 
 
-def pipeline_for(model: Any, processor: Any, scorer: Any, keep_ratio: float) -> Any:
+def pipeline_for(model: Any, processor: Any, scorer: Any, keep_ratio: float, **stage: Any) -> Any:
     """A drop-mode top-k :class:`~vissparse.hf.pipeline.HFPipeline` with ``scorer``."""
     from vissparse.config import PruningConfig
     from vissparse.hf.pipeline import HFPipeline
 
-    return HFPipeline(model, processor, PruningConfig(keep_ratio=keep_ratio, scorer=scorer))
+    config = PruningConfig(keep_ratio=keep_ratio, scorer=scorer, **stage)
+    return HFPipeline(model, processor, config)
+
+
+# The layers at which the in-LLM methods prune a testbed model (4 LM layers): FastV's
+# layer 2 of 32 is early, here the first layer that has a layer before it; PyramidDrop's
+# stages at 8, 16 and 24 of 32 are every later layer.
+def llm_layers(scorer: str, n_layers: int) -> tuple[int, ...]:
+    """The pruning layers of in-LLM method ``scorer`` on an ``n_layers``-layer model.
+
+    Example:
+        >>> llm_layers("fastv", 4), llm_layers("pdrop", 4)
+        ((1,), (1, 2, 3))
+    """
+    return tuple(range(1, n_layers)) if scorer == "pdrop" else (1,)
+
+
+def llm_stage(scorer: str, model: Any, keep: float) -> dict[str, Any] | None:
+    """The ``stage="llm"`` settings of ``scorer`` at equal average tokens per layer.
+
+    ``{}`` for an input-stage method; ``None`` when ``keep`` is below what the layers
+    before the first stage already see.
+    """
+    from vissparse.llm.schedule import schedule_for_average
+    from vissparse.strategies.base import reads_llm_attention
+    from vissparse.strategies.registry import build_scorer
+
+    if not reads_llm_attention(build_scorer(scorer)):
+        return {}
+    n_layers = int(model.config.text_config.num_hidden_layers)
+    schedule = schedule_for_average(llm_layers(scorer, n_layers), n_layers, keep)
+    if schedule is None:
+        return None
+    return {"stage": "llm", "schedule": schedule.stages, "keep_ratio": schedule.keep_ratio}
 
 
 def run_scorers(
@@ -114,16 +156,20 @@ def run_scorers(
             continue
         for name in scorers:
             seeds: Sequence[int | None] = random_seeds if name == "random" else [None]
+            stage = llm_stage(name, model, keep)
+            if stage is None:
+                continue
             per_seed, kept_seed = [], []
             for seed in seeds:
                 scorer: Any = RandomScorer(seed=seed) if seed is not None else name
                 desc = f"{name}{'' if seed is None else f' seed {seed}'} keep {keep:g}"
-                pipe = pipeline_for(model, processor, scorer, keep)
+                pipe = pipeline_for(model, processor, scorer, **{"keep_ratio": keep, **stage})
                 texts, kept, total = answer_all(pipe, questions, batch_size, desc * progress)
                 per_seed.append(correctness(texts, questions))
                 kept_seed.append(kept)
             runs.append(Run(name, keep, np.mean(per_seed, axis=0), np.mean(kept_seed, axis=0),
-                            total, [float(s.mean()) for s in per_seed]))  # fmt: skip
+                            total, [float(s.mean()) for s in per_seed],
+                            {k: v for k, v in stage.items() if k != "stage"}))  # fmt: skip
     return runs
 
 
@@ -159,6 +205,10 @@ def summarize(
             }  # fmt: skip
             if family == "all" and run.seed_accuracy:
                 row["seed_accuracy"] = run.seed_accuracy
+            if run.settings:  # inside the LM: its stages and final keep ratio
+                row["stage"] = "llm"
+                row["schedule"] = [list(pair) for pair in run.settings["schedule"]]
+                row["final_keep_ratio"] = run.settings["keep_ratio"]
             ref = random.get(run.keep_ratio)
             if ref is not None and run.scorer != "random" and run.keep_ratio < 1.0:
                 test = paired_bootstrap(run.scores[sel], ref.scores[sel])

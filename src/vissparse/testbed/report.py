@@ -29,7 +29,17 @@ SCORER_STYLE = {
     "cdpruner": dict(color="tab:pink"),
     "visionzip": dict(color="tab:cyan"),
     "prumerge+": dict(color="tab:gray"),
+    # inside the language model (stage="llm"): dotted
+    "fastv": dict(color="tab:red", ls=":"),
+    "pdrop": dict(color="tab:blue", ls=":"),
+    "text-attn": dict(color="tab:green", ls=":"),
 }
+
+
+def _name(rows: Sequence[dict[str, Any]], scorer: str) -> str:
+    """The scorer's name, marked when it prunes inside the language model."""
+    llm = any(r["scorer"] == scorer and r.get("stage") == "llm" for r in rows)
+    return f"{scorer} (in LLM)" if llm else scorer
 
 
 def _pct(x: float) -> str:
@@ -60,7 +70,7 @@ def accuracy_table(rows: Sequence[dict[str, Any]], family: str = "all") -> str:
                 continue
             star = "*" if r.get("vs_random_p_value", 1.0) < 0.05 else ""
             cells.append(f"{_pct(r['accuracy'])}{star} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
-        lines.append(f"| {scorer} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_name(rows, scorer)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -74,7 +84,9 @@ def family_table(rows: Sequence[dict[str, Any]], keep_ratio: float, families: Se
     for scorer in scorers:
         vals = [cell.get((scorer, f)) for f in cols]
         lines.append(
-            f"| {scorer} | " + " | ".join(_pct(v["accuracy"]) if v else "" for v in vals) + " |"
+            f"| {_name(rows, scorer)} | "
+            + " | ".join(_pct(v["accuracy"]) if v else "" for v in vals)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -114,7 +126,8 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], path: str | Path, title: str =
             pts = sorted((r for r in mine if r["scorer"] == scorer), key=lambda r: r["keep_ratio"])
             x = [r["keep_ratio"] for r in pts]
             style = SCORER_STYLE.get(scorer, {})
-            line = ax.plot(x, [r["accuracy"] for r in pts], marker="o", ms=3, label=scorer, **style)
+            label = _name(mine, scorer)
+            line = ax.plot(x, [r["accuracy"] for r in pts], marker="o", ms=3, label=label, **style)
             ax.fill_between(x, [r["ci_low"] for r in pts], [r["ci_high"] for r in pts],
                             color=line[0].get_color(), alpha=0.15, lw=0)  # fmt: skip
         if mine and "chance" in mine[0]:
