@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next")
+FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "llava_onevision")
 INIT_STD = 0.2
 CHARS = ["\n"] + [chr(i) for i in range(32, 127)]
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
@@ -135,9 +135,12 @@ def qwen_processor(
     )
 
 
-def llava_tokenizer() -> Any:
-    """The offline LLaVA-style tokenizer (special tokens, chat template, left padding)."""
-    return char_tokenizer(LLAVA_SPECIALS, LLAVA_CHAT_TEMPLATE, unk_token="<unk>",
+def llava_tokenizer(extra: tuple[str, ...] = ()) -> Any:
+    """The offline LLaVA-style tokenizer (special tokens, chat template, left padding).
+
+    ``extra`` special tokens come after the usual ones (LLaVA-OneVision's ``<video>``).
+    """
+    return char_tokenizer([*LLAVA_SPECIALS, *extra], LLAVA_CHAT_TEMPLATE, unk_token="<unk>",
                           bos_token="<s>", eos_token="</s>", pad_token="<pad>")  # fmt: skip
 
 
@@ -183,9 +186,42 @@ def _qwen(family: str) -> tuple[Any, Any]:
     return (config, model_cls), qwen_processor(processor_cls, tok, 56 * 56, 112 * 112)
 
 
+def _onevision() -> tuple[Any, Any]:
+    """LLaVA-OneVision: a SigLIP tower, a Qwen2 LM, anyres-max-9 tiles of 28 px."""
+    import transformers as tf
+
+    from vissparse.adapters.qwen2_vl import image_only_processor_class
+
+    tok = llava_tokenizer(extra=("<video>",))
+    size = 28
+    vision = tf.SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=size, patch_size=14,
+    )  # fmt: skip
+    # 4 x 4 tiles exceed anyres-max-9: such an image's rows are downsampled
+    pinpoints = [[size, 2 * size], [2 * size, size], [2 * size, 2 * size], [4 * size, 4 * size]]
+    config = tf.LlavaOnevisionConfig(
+        vision_config=vision, text_config=tf.Qwen2Config(**_text_config(tok, False)),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_9",
+    )  # fmt: skip
+    image_processor = tf.LlavaOnevisionImageProcessorPil(
+        size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+    )
+    processor = image_only_processor_class(tf.LlavaOnevisionProcessor)(
+        image_processor=image_processor, tokenizer=tok, chat_template=LLAVA_CHAT_TEMPLATE,
+        num_image_tokens=(size // 14) ** 2, vision_feature_select_strategy="full",
+    )  # fmt: skip
+    return (config, tf.LlavaOnevisionForConditionalGeneration), processor
+
+
 def _llava(family: str) -> tuple[Any, Any]:
     import transformers as tf
 
+    if family == "llava_onevision":
+        return _onevision()
     tok = llava_tokenizer()
     size = 56 if family == "llava" else 28
     vision = tf.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,

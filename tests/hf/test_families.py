@@ -16,3 +16,8 @@ class TestLlava(FamilyContract):
 class TestLlavaNext(FamilyContract):
     family = "llava_next"
     sizes = ((56, 56), (40, 70), (28, 56))
+
+
+class TestLlavaOnevision(FamilyContract):
+    family = "llava_onevision"
+    sizes = ((56, 56), (40, 70), (28, 56))

@@ -2,7 +2,7 @@
 
 Example:
     >>> sorted(SUPPORTED_MODEL_TYPES)
-    ['llava', 'llava_next', 'qwen2_5_vl', 'qwen2_vl']
+    ['llava', 'llava_next', 'llava_onevision', 'qwen2_5_vl', 'qwen2_vl']
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from vissparse.adapters.base import Embedded, FamilySpec, VLMAdapter
 from vissparse.adapters.llava import LLAVA, LlavaAdapter
 from vissparse.adapters.llava_next import LLAVA_NEXT
+from vissparse.adapters.llava_onevision import LLAVA_ONEVISION, LlavaOnevisionAdapter
 from vissparse.adapters.qwen2_5_vl import QWEN2_5_VL
 from vissparse.adapters.qwen2_vl import QWEN2_VL, QwenVLAdapter
 
@@ -22,6 +23,7 @@ FAMILIES: dict[str, tuple[FamilySpec, type[VLMAdapter]]] = {
         (QWEN2_5_VL, QwenVLAdapter),
         (LLAVA, LlavaAdapter),
         (LLAVA_NEXT, LlavaAdapter),
+        (LLAVA_ONEVISION, LlavaOnevisionAdapter),
     )
 }
 SUPPORTED_MODEL_TYPES = {t: name for name, (spec, _) in FAMILIES.items() for t in spec.model_types}
@@ -34,7 +36,7 @@ def family_of(model_type: str | None) -> tuple[FamilySpec, type[VLMAdapter]]:
         >>> family_of("llama")
         Traceback (most recent call last):
         ...
-        ValueError: model type 'llama' is not supported; supported model types: llava, llava_next, qwen2_5_vl, qwen2_vl
+        ValueError: model type 'llama' is not supported; supported model types: llava, llava_next, llava_onevision, qwen2_5_vl, qwen2_vl
     """  # noqa: E501
     name = SUPPORTED_MODEL_TYPES.get(model_type or "")
     if name is None:

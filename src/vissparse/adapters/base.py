@@ -40,6 +40,8 @@ class FamilySpec:
             grid over the whole resized image), ``"square_crop"`` (LLaVA-1.5: a square
             grid over the processor's centre crop) or ``"base_tile"`` (LLaVA-NeXT: the
             first tokens are a square grid over the image squashed to a square).
+        nested_images: the processor takes images nested per prompt (LLaVA-OneVision:
+            the images of a multi-image prompt are encoded untiled, as the model does).
     """
 
     name: str
@@ -51,6 +53,7 @@ class FamilySpec:
     processor_class: str
     image_processor_class: str
     layout: Literal["merged_grid", "square_crop", "base_tile"]
+    nested_images: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from functools import cache
 from typing import Any
 
@@ -113,7 +114,7 @@ def _window_index(visual: Any, grid_thw: Tensor) -> Tensor:
 
 @cache
 def image_only_processor_class(base: type) -> type:
-    """A Qwen processor class that needs no video processor (hence no torchvision).
+    """A processor class that needs no video processor (hence no torchvision).
 
     Qwen2VLProcessor declares a ``video_processor`` attribute that ``ProcessorMixin``
     type-checks against a class that exists only with torchvision. Leaving it out of
@@ -135,5 +136,11 @@ def image_only_processor_class(base: type) -> type:
                 self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs
             )
 
+    # its other options (LLaVA-OneVision's num_image_tokens, ...) stay in the signature,
+    # which is what save_pretrained writes to processor_config.json
+    signature = inspect.signature(base.__init__)  # type: ignore[misc]
+    params = [p for name, p in signature.parameters.items() if name != "video_processor"]
+    init: Any = ImageOnly.__init__
+    init.__signature__ = signature.replace(parameters=params)
     ImageOnly.__name__ = ImageOnly.__qualname__ = f"{base.__name__}ImageOnly"
     return ImageOnly

@@ -6,9 +6,10 @@ and recomputes ``q . k`` for the rows a method needs, here:
 
 - CLIP towers (LLaVA): the attention of the [CLS] token to every token, averaged over
   heads, and the keys averaged over heads (VisionZip's merge metric);
-- ViTs without [CLS] (Qwen2-VL, Qwen2.5-VL): the attention each patch *receives*,
-  averaged over heads and over the queries of its attention block (the image, or the
-  window in Qwen2.5-VL's windowed layers), and the head-averaged keys.
+- ViTs without [CLS] (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision's SigLIP): the attention
+  each patch *receives*, averaged over heads and over the queries of its attention block
+  (the tile, the image, or the window in Qwen2.5-VL's windowed layers), and the
+  head-averaged keys.
 
 The adapters then align the per-patch values with the image tokens (dropping [CLS],
 pooling Qwen's 2x2 merge units, undoing Qwen2.5-VL's window order, packing LLaVA-NeXT's
@@ -147,6 +148,24 @@ def clip_compute(module: Any, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor
     """The hook body for CLIP attention modules."""
     hidden = args[0] if args else kwargs["hidden_states"]
     return clip_cls_attention(module, hidden)
+
+
+def siglip_compute(module: Any, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
+    """The hook body for SigLIP attention (no [CLS]): attention each patch receives.
+
+    ``hidden`` is ``[T, S, D]`` (T tiles, S patches, all attending to all): returns the
+    attention received ``[T, S]`` (mean over heads and queries) and keys ``[T, S, d]``.
+    """
+    hidden = args[0] if args else kwargs["hidden_states"]
+    t, s, _ = hidden.shape
+    heads, dim = int(module.num_heads), int(module.head_dim)
+    q = module.q_proj(hidden).view(t, s, heads, dim).transpose(1, 2).float()
+    k = module.k_proj(hidden).view(t, s, heads, dim).transpose(1, 2).float()
+    received = torch.zeros(t, s, device=hidden.device)
+    for h in range(heads):  # one head at a time keeps memory at S x S per tile
+        received += torch.softmax((q[:, h] @ k[:, h].transpose(-1, -2)) * float(module.scale),
+                                  dim=-1).mean(dim=1)  # fmt: skip
+    return received / heads, k.mean(dim=1)
 
 
 def layer_index(layer: int, n_layers: int) -> int:

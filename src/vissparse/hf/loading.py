@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,8 @@ def load_processor(source: str, model_type: str, **options: Any) -> Any:
     image_processor = getattr(tf, spec.image_processor_class).from_pretrained(source, **options)
     tokenizer = tf.AutoTokenizer.from_pretrained(source, **options)
     processor_cls = getattr(tf, spec.processor_class)
-    if spec.positions == "mrope":
+    params = inspect.signature(processor_cls.__init__).parameters
+    if "video_processor" in params:  # its video part needs torchvision
         from vissparse.adapters.qwen2_vl import image_only_processor_class
 
         processor_cls = image_only_processor_class(processor_cls)
@@ -57,7 +60,26 @@ def load_processor(source: str, model_type: str, **options: Any) -> Any:
         image_processor=image_processor,
         tokenizer=tokenizer,
         chat_template=getattr(tokenizer, "chat_template", None),
+        **_saved_options(source, params, options),
     )
+
+
+def _saved_options(source: str, params: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The processor's own options that ``processor_config.json`` saved and it takes.
+
+    LLaVA-OneVision's ``num_image_tokens``, ``vision_feature_select_strategy``, ...
+    """
+    from transformers.utils import cached_file
+
+    skip = {"self", "image_processor", "tokenizer", "video_processor", "chat_template"}
+    try:
+        path = cached_file(source, "processor_config.json", **options)
+    except (OSError, ValueError):
+        return {}
+    if path is None:
+        return {}
+    saved = json.loads(Path(path).read_text())
+    return {k: v for k, v in saved.items() if k in params and k not in skip}
 
 
 def load_model_and_processor(

@@ -136,9 +136,11 @@ class HFPipeline:
         items, batched = normalize_batch(image, prompt, self.adapter.spec.placeholders)
         texts = [chat_text(self.processor, item) for item in items]
         images = [img for item in items for img in item.images]
+        # LLaVA-OneVision's processor reads images nested per prompt (multi-image prompts)
+        given: Any = [list(i.images) for i in items] if self.adapter.spec.nested_images else images
         try:
             inputs = self.processor(
-                images=images, text=[text for text, _ in texts], padding=True,
+                images=given, text=[text for text, _ in texts], padding=True,
                 padding_side="left", return_tensors="pt",
             )  # fmt: skip
         except ValueError as err:  # the image processor's own checks (aspect ratio, size)
