@@ -4,7 +4,10 @@
         --out benchmarks/results --readme README.md
 
 Writes ``{config}_{device}_{dtype}_d{depth}.json`` per config and ``model_{device}.md``
-(the tables quoted in the README, between the ``model-results-{device}`` markers).
+(the tables quoted in the README, between the ``model-results-{device}`` markers). The
+configs in ``--configs`` are measured; the tables of the others are rebuilt from their
+JSON of an earlier run where it exists (``--configs llava-onevision-7b`` adds one config
+without re-measuring the rest).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from mock_benchmark import replace_between_markers
 from vissparse.bench.report import markdown_table
 from vissparse.cli import main as cli
 
-CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b", "qwen2-vl-2b")
+CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b", "qwen2-vl-2b", "llava-onevision-7b")
 KEEP = ("0.05", "0.1", "0.25", "0.5", "1.0")
 
 
@@ -38,14 +41,18 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sections = []
-    for name in args.configs:
+    for name in CONFIGS:
         path = args.out / f"{name}_{args.device}_{args.dtype}_d{args.depth_scale}.json"
-        argv = ["bench", "--model-config", name, "--device", args.device, "--dtype", args.dtype,
-                "--depth-scale", args.depth_scale, "--new-tokens", args.new_tokens,
-                "--repeats", args.repeats, "--out", str(path)]  # fmt: skip
-        for keep in KEEP:
-            argv += ["--keep-ratio", keep]
-        cli(argv)
+        if name in args.configs:
+            argv = ["bench", "--model-config", name, "--device", args.device, "--dtype",
+                    args.dtype, "--depth-scale", args.depth_scale, "--new-tokens",
+                    args.new_tokens, "--repeats", args.repeats, "--out", str(path)]  # fmt: skip
+            for keep in KEEP:
+                argv += ["--keep-ratio", keep]
+            if cli(argv) != 0:
+                raise SystemExit(f"vissparse bench --model-config {name} failed")
+        elif not path.exists():
+            continue
         report = json.loads(path.read_text())
         cfg, machine = report["config"], report["machine"]
         where = machine.get("gpu") or (
@@ -65,12 +72,26 @@ def main() -> None:
             f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}:\n\n"
             f"{markdown_table(report['results'])}\n{targets}\n"
         )
-    command = " ".join(["python benchmarks/model_benchmark.py", *sys.argv[1:]])
-    text = f"Produced by `{command}`.\n\n" + "\n".join(sections)
+    command = " ".join(["python benchmarks/model_benchmark.py", *_without_configs(sys.argv[1:])])
+    text = (
+        f"Produced by `{command}` (each config's table from its JSON in `{args.out}`; "
+        "`--configs NAME ...` re-measures only those).\n\n" + "\n".join(sections)
+    )
     (args.out / f"model_{args.device}.md").write_text(text)
     print(text)
     if args.readme:
         replace_between_markers(args.readme, f"model-results-{args.device}", text.strip())
+
+
+def _without_configs(argv: list[str]) -> list[str]:
+    """``argv`` less ``--configs`` and its values (the command that measures them all)."""
+    out, skipping = [], False
+    for arg in argv:
+        if arg.startswith("--"):
+            skipping = arg == "--configs"
+        if not skipping:
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

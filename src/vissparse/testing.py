@@ -196,7 +196,7 @@ def _onevision() -> tuple[Any, Any]:
     size = 28
     vision = tf.SiglipVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=size, patch_size=14,
+        image_size=size, patch_size=14, vision_use_head=False,
     )  # fmt: skip
     # 4 x 4 tiles exceed anyres-max-9: such an image's rows are downsampled
     pinpoints = [[size, 2 * size], [2 * size, size], [2 * size, 2 * size], [4 * size, 4 * size]]

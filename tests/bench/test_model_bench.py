@@ -7,7 +7,7 @@ from vissparse import PruningConfig
 from vissparse.bench.flops import analytic_prefill_flops, count_flops, lm_flops
 from vissparse.bench.measure import cache_bytes, prefill_flops, timed_call
 from vissparse.bench.model_bench import check_targets, run_model_bench
-from vissparse.bench.model_configs import MODEL_CONFIGS, _llava, _qwen
+from vissparse.bench.model_configs import MODEL_CONFIGS, _llava, _onevision, _qwen
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import random_image, tiny_model
 
@@ -26,6 +26,15 @@ def test_configs_have_the_real_shapes():
     assert (qwen.text_config.hidden_size, qwen.text_config.num_key_value_heads) == (3584, 4)
     assert qwen.vision_config.embed_dim == 1280 and qwen.vision_config.depth == 4
     assert MODEL_CONFIGS["qwen2-vl-2b"].text["tie_word_embeddings"] is True
+    onevision, _, processor = _onevision(MODEL_CONFIGS["llava-onevision-7b"], 2, 2)
+    assert (onevision.vision_config.hidden_size, onevision.text_config.hidden_size) == (1152, 3584)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
+        add_generation_prompt=True, tokenize=False)  # fmt: skip
+    ids = processor(images=[random_image(384, 384)], text=[text], return_tensors="pt")["input_ids"]
+    assert int((ids == onevision.image_token_id).sum()) == 729 + 27 * 28  # base + one crop tile
+    big = processor(images=[random_image(1152, 1152)], text=[text], return_tensors="pt")
+    assert int((big["input_ids"] == onevision.image_token_id).sum()) > 7000  # 9 tiles
 
 
 def test_depth_scale_keeps_both_parts_and_rejects_bad_values():

@@ -11,7 +11,8 @@ from vissparse.testing import random_image, tiny_model
 
 PROMPTS = ["What color is it?", "Where is the red one?"]
 SIZES = {"llava": [(112, 112), (84, 112)], "llava_next": [(56, 56), (40, 70)],
-         "qwen2_vl": [(112, 112), (84, 140)], "qwen2_5_vl": [(112, 112), (84, 140)]}  # fmt: skip
+         "qwen2_vl": [(112, 112), (84, 140)], "qwen2_5_vl": [(112, 112), (84, 140)],
+         "llava_onevision": [(56, 56), (40, 70)]}  # fmt: skip
 
 
 def batch(family, attn="eager"):
@@ -53,6 +54,24 @@ def test_llava_next_base_tile_equals_eager_and_newlines_are_zero():
         newline = ~emb.scorable[i]
         assert newline.any() and bool((signals.attention[i][newline] == 0).all())
         assert signals.attention[i][~newline].gt(0).all()
+
+
+def test_onevision_received_attention_equals_eager_on_the_base_tile():
+    """SigLIP has no [CLS]: the attention each patch receives, mean over heads and queries."""
+    model, pipe, inputs = batch("llava_onevision")
+    emb, signals = pipe.adapter.embed_with_signals(inputs, -1)
+    tiles = pipe.adapter._tiles(inputs)
+    pixels = torch.cat([p[:n] for p, n in zip(inputs["pixel_values"], tiles, strict=True)])
+    with torch.no_grad():
+        out = model.model.vision_tower(pixels, output_attentions=True)
+    received = out.attentions[-1].mean(dim=1).mean(dim=1)  # [tiles, patches]
+    side = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    first_tile = 0
+    for i, n_tiles in enumerate(tiles):
+        torch.testing.assert_close(signals.attention[i][: side * side], received[first_tile])
+        first_tile += n_tiles
+        newline = ~emb.scorable[i]
+        assert newline.any() and bool((signals.attention[i][newline] == 0).all())
 
 
 def qwen_expected(model, inputs, layer):

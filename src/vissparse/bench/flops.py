@@ -104,6 +104,15 @@ def vision_flops(config: Any, n_patches: int) -> int:
         text_d = config.text_config.hidden_size
         projector = 2 * n_patches * (d * text_d + text_d * text_d)
         return patch + vc.num_hidden_layers * vit_layer_flops(n, d, m) + projector
+    if config.model_type == "llava_onevision":  # SigLIP, no [CLS]; attention per tile
+        d, m = vc.hidden_size, vc.intermediate_size
+        per_tile = (vc.image_size // vc.patch_size) ** 2
+        tiles = n_patches // per_tile
+        patch = 2 * n_patches * 3 * vc.patch_size**2 * d
+        text_d = config.text_config.hidden_size
+        projector = 2 * n_patches * (d * text_d + text_d * text_d)
+        layers = vc.num_hidden_layers * tiles * vit_layer_flops(per_tile, d, m)
+        return patch + layers + projector
     if config.model_type == "qwen2_vl":
         e = vc.embed_dim
         m = int(e * vc.mlp_ratio)

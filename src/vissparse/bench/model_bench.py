@@ -90,6 +90,9 @@ def run_model_bench(
     n_image = int((inputs["input_ids"] == base_pipe.adapter.image_token_id).sum())
     n_patches = (int(inputs["image_grid_thw"].prod()) if "image_grid_thw" in inputs
                  else (shape.vision["image_size"] // shape.vision["patch_size"]) ** 2)  # fmt: skip
+    pixels = inputs["pixel_values"]
+    if pixels.dim() == 5:  # anyres tiles (LLaVA-OneVision): every tile is encoded
+        n_patches *= int(pixels.shape[1])
     seq = int(inputs["input_ids"].shape[1])
     base_flops = prefill_flops(base_pipe, inputs, prompt_mask, prune=False)
     base_analytic = analytic_prefill_flops(model.config, seq, n_patches)

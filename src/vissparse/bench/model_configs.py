@@ -11,7 +11,7 @@ slightly conservative).
 
 Example:
     >>> sorted(MODEL_CONFIGS)
-    ['llava-1.5-7b', 'qwen2-vl-2b', 'qwen2-vl-7b']
+    ['llava-1.5-7b', 'llava-onevision-7b', 'qwen2-vl-2b', 'qwen2-vl-7b']
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ModelShape:
 
     Attributes:
         name: config name, e.g. ``"llava-1.5-7b"``.
-        family: ``"llava"`` or ``"qwen2_vl"``.
+        family: ``"llava"``, ``"llava_onevision"`` or ``"qwen2_vl"``.
         reference: the HF model this shape is taken from.
         vision_layers: real vision-encoder depth.
         text_layers: real language-model depth.
@@ -92,7 +92,48 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
                   num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
                   rms_norm_eps=1e-6, tie_word_embeddings=True),
     ),
+    # SigLIP so400m/14 at 384 px (26 layers used), Qwen2-7B; anyres-max-9 over a 6 x 6 grid
+    # of 384 px tiles. A 384 x 384 image: base tile + one crop tile, 729 + 27 x 28 tokens.
+    "llava-onevision-7b": ModelShape(
+        name="llava-onevision-7b", family="llava_onevision",
+        reference="llava-hf/llava-onevision-qwen2-7b-ov-hf",
+        vision_layers=26, text_layers=28, image_size=(384, 384),
+        vision=dict(hidden_size=1152, intermediate_size=4304, num_attention_heads=16,
+                    image_size=384, patch_size=14, vision_use_head=False),
+        text=dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28,
+                  num_key_value_heads=4, vocab_size=152128, max_position_embeddings=32768,
+                  rms_norm_eps=1e-6, tie_word_embeddings=False, rope_theta=1e6),
+    ),
 }  # fmt: skip
+
+
+def _onevision(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
+    import transformers as tf
+
+    from vissparse.adapters.qwen2_vl import image_only_processor_class
+    from vissparse.testing import LLAVA_CHAT_TEMPLATE
+
+    tok = llava_tokenizer(extra=("<video>",))
+    size, patch = shape.vision["image_size"], shape.vision["patch_size"]
+    pinpoints = [[size * i, size * j] for i in range(1, 7) for j in range(1, 7)]
+    config = tf.LlavaOnevisionConfig(
+        vision_config=tf.SiglipVisionConfig(num_hidden_layers=vision_layers, **shape.vision),
+        text_config=tf.Qwen2Config(num_hidden_layers=text_layers, bos_token_id=tok.bos_token_id,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                   **shape.text),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_9",
+    )  # fmt: skip
+    image_processor = tf.LlavaOnevisionImageProcessorPil(
+        size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+    )
+    processor = image_only_processor_class(tf.LlavaOnevisionProcessor)(
+        image_processor=image_processor, tokenizer=tok, chat_template=LLAVA_CHAT_TEMPLATE,
+        num_image_tokens=(size // patch) ** 2, vision_feature_select_strategy="full",
+    )  # fmt: skip
+    return config, tf.LlavaOnevisionForConditionalGeneration, processor
 
 
 def _llava(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
@@ -150,7 +191,7 @@ def build_model(
         raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
     shape = MODEL_CONFIGS[name]
     vision_layers, text_layers = shape.depths(depth_scale)
-    builder = _llava if shape.family == "llava" else _qwen
+    builder = {"llava": _llava, "llava_onevision": _onevision}.get(shape.family, _qwen)
     config, model_cls, processor = builder(shape, vision_layers, text_layers)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
