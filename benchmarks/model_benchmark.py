@@ -24,7 +24,7 @@ from mock_benchmark import replace_between_markers
 from vissparse.bench.report import markdown_table
 from vissparse.cli import main as cli
 
-CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b", "qwen2-vl-2b", "llava-onevision-7b")
+CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b", "qwen2-vl-2b", "llava-onevision-7b", "gemma-3-12b")
 KEEP = ("0.05", "0.1", "0.25", "0.5", "1.0")
 
 

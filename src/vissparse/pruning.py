@@ -96,13 +96,29 @@ def drop_tokens(
     length = max((k.numel() for k in kept), default=0)
     embeds = inputs_embeds.new_zeros(b, length, d)
     mask = attention_mask.new_zeros(b, length)
-    positions = position_ids.new_zeros(*position_ids.shape[:-2], b, length)
     for row, idx in enumerate(kept):
         start = length - idx.numel()
         embeds[row, start:] = inputs_embeds[row, idx]
         mask[row, start:] = 1
-        positions[..., row, start:] = position_ids[..., row, idx]
-    return embeds, positions, mask
+    return embeds, pack_left(position_ids, attention_mask, keep), mask
+
+
+def pack_left(values: Tensor, attention_mask: Tensor, keep: Tensor) -> Tensor:
+    """Per-token ``values`` ``[..., B, L]`` of the kept tokens, re-padded on the left with 0.
+
+    The same packing as :func:`drop_tokens` (position ids, token type ids).
+
+    Example:
+        >>> pack_left(torch.tensor([[7, 8, 9]]), torch.ones(1, 3), torch.tensor([[1, 0, 1]]).bool())
+        tensor([[7, 9]])
+    """
+    b = attention_mask.shape[0]
+    kept = [(attention_mask[row].bool() & keep[row]).nonzero().flatten() for row in range(b)]
+    length = max((k.numel() for k in kept), default=0)
+    out = values.new_zeros(*values.shape[:-2], b, length)
+    for row, idx in enumerate(kept):
+        out[..., row, length - idx.numel() :] = values[..., row, idx]
+    return out
 
 
 def mask_tokens(attention_mask: Tensor, keep: Tensor) -> Tensor:

@@ -22,12 +22,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "llava_onevision")
+FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "llava_onevision", "gemma3")
 INIT_STD = 0.2
 CHARS = ["\n"] + [chr(i) for i in range(32, 127)]
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
 LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>",
+                  "<start_of_image>", "<end_of_image>", "<image_soft_token>"]  # fmt: skip
 
 QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -36,6 +38,15 @@ QWEN_CHAT_TEMPLATE = (
     "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<start_of_image>{% elif c['type'] == 'text' %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -49,7 +60,10 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 
-def char_tokenizer(specials: list[str], chat_template: str, **special_tokens: str) -> Any:
+def char_tokenizer(
+    specials: list[str], chat_template: str, *, extra: dict[str, str] | None = None,
+    **special_tokens: str,
+) -> Any:  # fmt: skip
     """A character-level fast tokenizer (with offsets) plus the given special tokens.
 
     Printable ASCII and newline only: other characters are dropped, so use ASCII prompts
@@ -65,20 +79,22 @@ def char_tokenizer(specials: list[str], chat_template: str, **special_tokens: st
     vocab = {c: i for i, c in enumerate(CHARS)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None, fuse_unk=False))
     backend.decoder = decoders.Fuse()
-    return wrap_tokenizer(backend, specials, chat_template, **special_tokens)
+    return wrap_tokenizer(backend, specials, chat_template, extra=extra, **special_tokens)
 
 
 def wrap_tokenizer(
-    backend: Any, specials: list[str], chat_template: str, **special_tokens: str
-) -> Any:
+    backend: Any, specials: list[str], chat_template: str, *, extra: Any = None,
+    **special_tokens: str,
+) -> Any:  # fmt: skip
     """A left-padding fast tokenizer around a ``tokenizers`` backend.
 
     It gets the special tokens ``specials`` (named ones set from ``special_tokens``, e.g.
-    ``eos_token="</s>"``) and the chat template.
+    ``eos_token="</s>"``) and the chat template; ``extra`` names model-specific special
+    tokens that are saved with it (Gemma 3's ``boi_token``, ...).
     """
     from transformers import PreTrainedTokenizerFast
 
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, extra_special_tokens=extra or {})
     tok.add_special_tokens({"additional_special_tokens": specials})
     for name, value in special_tokens.items():
         setattr(tok, name, value)
@@ -217,9 +233,42 @@ def _onevision() -> tuple[Any, Any]:
     return (config, tf.LlavaOnevisionForConditionalGeneration), processor
 
 
+def gemma_tokenizer() -> Any:
+    """The offline Gemma-3-style tokenizer, with its image special tokens named."""
+    names = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+             "image_token": "<image_soft_token>"}  # fmt: skip
+    return char_tokenizer(GEMMA_SPECIALS, GEMMA_CHAT_TEMPLATE, extra=names, pad_token="<pad>",
+                          eos_token="<eos>", bos_token="<bos>", unk_token="<unk>")  # fmt: skip
+
+
+def _gemma3() -> tuple[Any, Any]:
+    """Gemma 3: a SigLIP tower of 8 x 8 patches average-pooled to 4 x 4 image tokens."""
+    import transformers as tf
+
+    tok = gemma_tokenizer()
+    text = dict(_text_config(tok, False), head_dim=16, query_pre_attn_scalar=16,
+                sliding_window=512)  # fmt: skip
+    vision = tf.SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=112, patch_size=14, vision_use_head=False,
+    )  # fmt: skip
+    config = tf.Gemma3Config(
+        text_config=tf.Gemma3TextConfig(**text), vision_config=vision, mm_tokens_per_image=16,
+        boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
+        image_token_index=tok.image_token_id,
+    )  # fmt: skip
+    processor = tf.Gemma3Processor(
+        image_processor=tf.Gemma3ImageProcessorPil(size={"height": 112, "width": 112}),
+        tokenizer=tok, chat_template=GEMMA_CHAT_TEMPLATE, image_seq_length=16,
+    )  # fmt: skip
+    return (config, tf.Gemma3ForConditionalGeneration), processor
+
+
 def _llava(family: str) -> tuple[Any, Any]:
     import transformers as tf
 
+    if family == "gemma3":
+        return _gemma3()
     if family == "llava_onevision":
         return _onevision()
     tok = llava_tokenizer()
@@ -268,6 +317,9 @@ def tiny_model(
             if getattr(text, "layer_types", None) is not None:
                 text.layer_types = [text.layer_types[0]] * text_layers
         model = model_cls(config)
+        if family == "gemma3":  # its projection starts at zero: image features would be 0
+            torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight,
+                                  std=INIT_STD)  # fmt: skip
     model = model.to(dtype).eval()
     model.set_attn_implementation(attn_implementation)
     greedy_defaults(model, processor.tokenizer)

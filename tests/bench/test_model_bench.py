@@ -7,7 +7,7 @@ from vissparse import PruningConfig
 from vissparse.bench.flops import analytic_prefill_flops, count_flops, lm_flops
 from vissparse.bench.measure import cache_bytes, prefill_flops, timed_call
 from vissparse.bench.model_bench import check_targets, run_model_bench
-from vissparse.bench.model_configs import MODEL_CONFIGS, _llava, _onevision, _qwen
+from vissparse.bench.model_configs import MODEL_CONFIGS, _gemma3, _llava, _onevision, _qwen
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import random_image, tiny_model
 
@@ -35,6 +35,13 @@ def test_configs_have_the_real_shapes():
     assert int((ids == onevision.image_token_id).sum()) == 729 + 27 * 28  # base + one crop tile
     big = processor(images=[random_image(1152, 1152)], text=[text], return_tensors="pt")
     assert int((big["input_ids"] == onevision.image_token_id).sum()) > 7000  # 9 tiles
+    gemma, _, processor = _gemma3(MODEL_CONFIGS["gemma-3-12b"], 2, 6)
+    assert gemma.text_config.layer_types.count("full_attention") == 1  # 5 local : 1 global
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
+        add_generation_prompt=True, tokenize=False)  # fmt: skip
+    ids = processor(images=[[random_image(300, 200)]], text=[text], return_tensors="pt")
+    assert int((ids["input_ids"] == gemma.image_token_id).sum()) == 256
 
 
 def test_depth_scale_keeps_both_parts_and_rejects_bad_values():

@@ -21,3 +21,8 @@ class TestLlavaNext(FamilyContract):
 class TestLlavaOnevision(FamilyContract):
     family = "llava_onevision"
     sizes = ((56, 56), (40, 70), (28, 56))
+
+
+class TestGemma3(FamilyContract):
+    family = "gemma3"
+    sizes = ((56, 56), (40, 70), (28, 56))

@@ -48,7 +48,11 @@ def _tokens(pipe: HFPipeline, image: Any, prompt: Any) -> torch.Tensor:
     return pipe.generate(image, prompt, return_details=True, **GEN).sequences
 
 
-@pytest.fixture(scope="module", params=FAMILY_NAMES)
+# Gemma 3 refuses stage="llm" (bidirectional image attention, sliding windows): tested below
+LLM_FAMILIES = [f for f in FAMILY_NAMES if f != "gemma3"]
+
+
+@pytest.fixture(scope="module", params=LLM_FAMILIES)
 def family(request: Any) -> tuple[str, Any, Any]:
     model, processor = tiny_model(request.param, text_layers=4)
     return request.param, model, processor
@@ -162,6 +166,12 @@ def test_text_attention_matches_eager_attention_weights() -> None:
     _, _, pruner = prefill(pipe, image, PROMPT)
     got = pruner._requests[0].result[0]
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_gemma3_refuses_the_llm_stage_with_its_reason() -> None:
+    model, processor = tiny_model("gemma3")
+    with pytest.raises(ValueError, match="not supported on gemma3: its image tokens attend"):
+        _pipe(model, processor, stage="llm", layer=1)
 
 
 def test_refusals() -> None:

@@ -79,3 +79,18 @@ def test_user_api_lines_with_a_tiny_model():
                           return_details=True, measure_baseline=True)  # fmt: skip
     assert {"latency_ms", "n_image_tokens", "n_kept", "speedup"} <= details.metrics.keys()
     assert details.metrics["speedup"] > 0
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "gemma3"])
+def test_newer_families_load_from_a_saved_directory(tmp_path, family):
+    """The processor is rebuilt without torchvision, with its saved options."""
+    model, processor = tiny_model(family)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    image = random_image(56, 56)
+    gen = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False}
+    expected = VisSparse(base_model=model, processor=processor, keep_ratio=0.25).generate(
+        image=image, prompt="What is it?", **gen
+    )
+    loaded = VisSparse(base_model=str(tmp_path), keep_ratio=0.25)
+    assert loaded.generate(image=image, prompt="What is it?", **gen) == expected

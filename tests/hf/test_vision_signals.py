@@ -12,7 +12,7 @@ from vissparse.testing import random_image, tiny_model
 PROMPTS = ["What color is it?", "Where is the red one?"]
 SIZES = {"llava": [(112, 112), (84, 112)], "llava_next": [(56, 56), (40, 70)],
          "qwen2_vl": [(112, 112), (84, 140)], "qwen2_5_vl": [(112, 112), (84, 140)],
-         "llava_onevision": [(56, 56), (40, 70)]}  # fmt: skip
+         "llava_onevision": [(56, 56), (40, 70)], "gemma3": [(112, 112), (84, 140)]}  # fmt: skip
 
 
 def batch(family, attn="eager"):
@@ -72,6 +72,24 @@ def test_onevision_received_attention_equals_eager_on_the_base_tile():
         first_tile += n_tiles
         newline = ~emb.scorable[i]
         assert newline.any() and bool((signals.attention[i][newline] == 0).all())
+
+
+def test_gemma3_received_attention_is_pooled_like_the_features():
+    model, pipe, inputs = batch("gemma3")
+    _, signals = pipe.adapter.embed_with_signals(inputs, -1, features=True)
+    with torch.no_grad():
+        out = model.model.vision_tower(inputs["pixel_values"], output_attentions=True)
+    received = out.attentions[-1].mean(dim=1).mean(dim=1).view(-1, 1, 8, 8)  # [T, 1, 8, 8]
+    pooled = torch.nn.functional.avg_pool2d(received, 2).flatten(1)  # 2 x 2 patches a token
+    torch.testing.assert_close(torch.stack(signals.attention), pooled)
+    features = (
+        torch.nn.functional.avg_pool2d(
+            out.last_hidden_state.transpose(1, 2).reshape(-1, 32, 8, 8), 2
+        )
+        .flatten(2)
+        .transpose(1, 2)
+    )
+    torch.testing.assert_close(torch.stack(signals.features), features)
 
 
 def qwen_expected(model, inputs, layer):

@@ -2,7 +2,7 @@
 
 Example:
     >>> sorted(SUPPORTED_MODEL_TYPES)
-    ['llava', 'llava_next', 'llava_onevision', 'qwen2_5_vl', 'qwen2_vl']
+    ['gemma3', 'llava', 'llava_next', 'llava_onevision', 'qwen2_5_vl', 'qwen2_vl']
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from vissparse.adapters.base import Embedded, FamilySpec, VLMAdapter
+from vissparse.adapters.gemma3 import GEMMA3, Gemma3Adapter
 from vissparse.adapters.llava import LLAVA, LlavaAdapter
 from vissparse.adapters.llava_next import LLAVA_NEXT
 from vissparse.adapters.llava_onevision import LLAVA_ONEVISION, LlavaOnevisionAdapter
@@ -24,6 +25,7 @@ FAMILIES: dict[str, tuple[FamilySpec, type[VLMAdapter]]] = {
         (LLAVA, LlavaAdapter),
         (LLAVA_NEXT, LlavaAdapter),
         (LLAVA_ONEVISION, LlavaOnevisionAdapter),
+        (GEMMA3, Gemma3Adapter),
     )
 }
 SUPPORTED_MODEL_TYPES = {t: name for name, (spec, _) in FAMILIES.items() for t in spec.model_types}
@@ -36,7 +38,7 @@ def family_of(model_type: str | None) -> tuple[FamilySpec, type[VLMAdapter]]:
         >>> family_of("llama")
         Traceback (most recent call last):
         ...
-        ValueError: model type 'llama' is not supported; supported model types: llava, llava_next, llava_onevision, qwen2_5_vl, qwen2_vl
+        ValueError: model type 'llama' is not supported; supported model types: gemma3, llava, llava_next, llava_onevision, qwen2_5_vl, qwen2_vl
     """  # noqa: E501
     name = SUPPORTED_MODEL_TYPES.get(model_type or "")
     if name is None:

@@ -42,6 +42,8 @@ class FamilySpec:
             first tokens are a square grid over the image squashed to a square).
         nested_images: the processor takes images nested per prompt (LLaVA-OneVision:
             the images of a multi-image prompt are encoded untiled, as the model does).
+        token_types: the model reads ``token_type_ids`` (1 on image tokens; Gemma 3's
+            bidirectional attention among them), which the pruned batch carries too.
     """
 
     name: str
@@ -54,6 +56,7 @@ class FamilySpec:
     image_processor_class: str
     layout: Literal["merged_grid", "square_crop", "base_tile"]
     nested_images: bool = False
+    token_types: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,14 @@ class VLMAdapter:
         ``values`` are ``[T, S, d]`` tiles (CLIP towers) or ``[seq, d]`` patches (Qwen).
         """
         raise ValueError(f"the {self.spec.name} adapter does not provide vision signals")
+
+    @contextmanager
+    def generating(self) -> Iterator[None]:
+        """While the block runs, ``model.generate`` accepts the pruned ``inputs_embeds``.
+
+        Nothing to do by default; see the Gemma 3 adapter.
+        """
+        yield
 
     def decoder_layers(self) -> Any:
         """The language model's decoder layers (where ``stage="llm"`` prunes)."""

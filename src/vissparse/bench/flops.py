@@ -104,6 +104,12 @@ def vision_flops(config: Any, n_patches: int) -> int:
         text_d = config.text_config.hidden_size
         projector = 2 * n_patches * (d * text_d + text_d * text_d)
         return patch + vc.num_hidden_layers * vit_layer_flops(n, d, m) + projector
+    if config.model_type == "gemma3":  # SigLIP over the whole image, pooled, projected
+        d, m = vc.hidden_size, vc.intermediate_size
+        patch = 2 * n_patches * 3 * vc.patch_size**2 * d
+        tokens = int(config.mm_tokens_per_image)
+        projector = 2 * tokens * d * config.text_config.hidden_size
+        return patch + vc.num_hidden_layers * vit_layer_flops(n_patches, d, m) + projector
     if config.model_type == "llava_onevision":  # SigLIP, no [CLS]; attention per tile
         d, m = vc.hidden_size, vc.intermediate_size
         per_tile = (vc.image_size // vc.patch_size) ** 2

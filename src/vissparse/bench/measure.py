@@ -75,8 +75,7 @@ def _lm_inputs(
         layouts = pipe.layouts(inputs, emb)
         pruned = pipe.select_and_apply(emb, prompt_mask, layouts=layouts, vision=vision)
         return pruned.model_inputs(), None
-    return {"inputs_embeds": emb.inputs_embeds, "attention_mask": emb.attention_mask,
-            "position_ids": emb.position_ids}, None  # fmt: skip
+    return pipe.unpruned(emb).model_inputs(), None
 
 
 @torch.inference_mode()

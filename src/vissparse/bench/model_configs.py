@@ -11,7 +11,7 @@ slightly conservative).
 
 Example:
     >>> sorted(MODEL_CONFIGS)
-    ['llava-1.5-7b', 'llava-onevision-7b', 'qwen2-vl-2b', 'qwen2-vl-7b']
+    ['gemma-3-12b', 'llava-1.5-7b', 'llava-onevision-7b', 'qwen2-vl-2b', 'qwen2-vl-7b']
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ModelShape:
 
     Attributes:
         name: config name, e.g. ``"llava-1.5-7b"``.
-        family: ``"llava"``, ``"llava_onevision"`` or ``"qwen2_vl"``.
+        family: ``"llava"``, ``"llava_onevision"``, ``"gemma3"`` or ``"qwen2_vl"``.
         reference: the HF model this shape is taken from.
         vision_layers: real vision-encoder depth.
         text_layers: real language-model depth.
@@ -104,7 +104,42 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
                   num_key_value_heads=4, vocab_size=152128, max_position_embeddings=32768,
                   rms_norm_eps=1e-6, tie_word_embeddings=False, rope_theta=1e6),
     ),
+    # SigLIP so400m/14 at 896 px (64 x 64 patches average-pooled to 256 tokens), Gemma 3
+    # 12B: 5 sliding-window layers (1024) to each global one.
+    "gemma-3-12b": ModelShape(
+        name="gemma-3-12b", family="gemma3", reference="google/gemma-3-12b-it",
+        vision_layers=27, text_layers=48, image_size=(896, 896),
+        vision=dict(hidden_size=1152, intermediate_size=4304, num_attention_heads=16,
+                    image_size=896, patch_size=14, vision_use_head=False),
+        text=dict(hidden_size=3840, intermediate_size=15360, num_attention_heads=16,
+                  num_key_value_heads=8, head_dim=256, vocab_size=262208,
+                  max_position_embeddings=131072, rms_norm_eps=1e-6, sliding_window=1024,
+                  query_pre_attn_scalar=256),
+    ),
 }  # fmt: skip
+
+
+def _gemma3(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
+    import transformers as tf
+
+    from vissparse.testing import GEMMA_CHAT_TEMPLATE, gemma_tokenizer
+
+    tok = gemma_tokenizer()
+    text = tf.Gemma3TextConfig(num_hidden_layers=text_layers, bos_token_id=tok.bos_token_id,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                               **shape.text)  # fmt: skip
+    config = tf.Gemma3Config(
+        text_config=text,
+        vision_config=tf.SiglipVisionConfig(num_hidden_layers=vision_layers, **shape.vision),
+        mm_tokens_per_image=256, boi_token_index=tok.boi_token_id,
+        eoi_token_index=tok.eoi_token_id, image_token_index=tok.image_token_id,
+    )  # fmt: skip
+    size = shape.vision["image_size"]
+    processor = tf.Gemma3Processor(
+        image_processor=tf.Gemma3ImageProcessorPil(size={"height": size, "width": size}),
+        tokenizer=tok, chat_template=GEMMA_CHAT_TEMPLATE, image_seq_length=256,
+    )  # fmt: skip
+    return config, tf.Gemma3ForConditionalGeneration, processor
 
 
 def _onevision(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
@@ -191,7 +226,9 @@ def build_model(
         raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
     shape = MODEL_CONFIGS[name]
     vision_layers, text_layers = shape.depths(depth_scale)
-    builder = {"llava": _llava, "llava_onevision": _onevision}.get(shape.family, _qwen)
+    builder = {"llava": _llava, "llava_onevision": _onevision, "gemma3": _gemma3}.get(
+        shape.family, _qwen
+    )
     config, model_cls, processor = builder(shape, vision_layers, text_layers)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)

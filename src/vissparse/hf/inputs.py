@@ -222,6 +222,34 @@ def prompt_token_mask(
     return out
 
 
+def expand_placeholders(
+    processor: Any, text: str, span: tuple[int, int]
+) -> tuple[str, tuple[int, int]]:
+    r"""``text`` with each image placeholder written out as the processor expands it.
+
+    Gemma 3's processor replaces ``<start_of_image>`` with ``"\n\n<start_of_image>"``,
+    the image tokens and ``"<end_of_image>\n\n"``: the text tokens it adds must be in
+    the text the prompt mask is aligned on. ``span`` (the prompt's characters) moves
+    with the text before it. Processors that expand nothing get ``text`` back.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> p = NS(boi_token="<i>", full_image_sequence="[<i>]")
+        >>> expand_placeholders(p, "<i>hi", (3, 5))
+        ('[<i>]hi', (5, 7))
+    """
+    placeholder = getattr(processor, "boi_token", None)
+    full = getattr(processor, "full_image_sequence", None)
+    if not placeholder or not full:
+        return text, span
+    start, end = span
+    before = text[:start].count(placeholder)
+    shift = before * (len(full) - len(placeholder))
+    inside = text[start:end].count(placeholder)
+    out = text.replace(placeholder, full)
+    return out, (start + shift, end + shift + inside * (len(full) - len(placeholder)))
+
+
 def prompt_masks(
     processor: Any, texts: list[tuple[str, tuple[int, int]]], input_ids: torch.Tensor,
     attention_mask: torch.Tensor, image_token_id: int,
@@ -229,6 +257,7 @@ def prompt_masks(
     """``[B, L]`` bool mask of the user-prompt tokens of a padded processor batch."""
     masks = torch.zeros(input_ids.shape, dtype=torch.bool)
     for row, (text, span) in enumerate(texts):
+        text, span = expand_placeholders(processor, text, span)
         valid = attention_mask[row].bool().cpu()
         ids = input_ids[row].cpu()[valid].tolist()
         flags = prompt_token_mask(processor.tokenizer, text, span, ids, image_token_id)

@@ -19,6 +19,7 @@ from vissparse.pruning import (
     drop_tokens,
     gather_images,
     mask_tokens,
+    pack_left,
     scatter_images,
     sequence_keep_mask,
 )
@@ -63,6 +64,7 @@ class PrunedBatch:
     signal_ms: float = 0.0
     image_tokens_per_layer: list[list[int]] | None = None
     llm_ms: float = 0.0
+    token_type_ids: Tensor | None = None
 
     def avg_image_tokens(self) -> list[float]:
         """Per row, the image tokens a language-model layer sees on average."""
@@ -72,11 +74,14 @@ class PrunedBatch:
 
     def model_inputs(self) -> dict[str, Tensor]:
         """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
-        return {
+        out = {
             "inputs_embeds": self.inputs_embeds,
             "attention_mask": self.attention_mask,
             "position_ids": self.position_ids,
         }
+        if self.token_type_ids is not None:  # Gemma 3: image tokens attend both ways
+            out["token_type_ids"] = self.token_type_ids
+        return out
 
 
 @dataclass
@@ -126,6 +131,13 @@ class HFPipeline:
         self.signals = required_signals(self.scorer)
         self.schedule = config.layer_schedule() if config.stage == "llm" else None
         if self.schedule is not None:
+            if self.adapter.spec.token_types:
+                raise ValueError(
+                    f"stage='llm' is not supported on {self.adapter.spec.name}: its image "
+                    "tokens attend to each other both ways and its sliding-window layers need "
+                    "masks per layer type, which the in-LLM hooks do not build; use "
+                    "stage='input'"
+                )
             self.schedule.check_depth(len(self.adapter.decoder_layers()))
             self.adapter.llm_attention_kind()  # refuses implementations it cannot mask
         self._warm = False
@@ -188,7 +200,7 @@ class HFPipeline:
             emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
             emb.image_sample, n_image, list(n_image),
             kv_tokens=emb.attention_mask.sum(dim=1).float().tolist(),
-            signal_ms=0.0 if vision is None else vision.ms,
+            signal_ms=0.0 if vision is None else vision.ms, token_type_ids=self.token_types(emb),
         )  # fmt: skip
 
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
@@ -244,10 +256,13 @@ class HFPipeline:
             (rows, length), emb.image_sample, emb.image_positions, image_keep,
             device=emb.inputs_embeds.device,
         )  # fmt: skip
+        types = self.token_types(emb)
         if self.config.mode == "drop":
             embeds, positions, mask = drop_tokens(
                 inputs_embeds, emb.position_ids, emb.attention_mask, keep_seq
             )
+            if types is not None:
+                types = pack_left(types, emb.attention_mask, keep_seq)
         else:
             embeds, positions = inputs_embeds, emb.position_ids
             mask = mask_tokens(emb.attention_mask, keep_seq)
@@ -260,8 +275,20 @@ class HFPipeline:
         return PrunedBatch(
             embeds, mask, positions, [k.cpu() for k in image_keep], emb.image_sample, n_image,
             n_kept, kv_tokens=cached.sum(dim=1).tolist(),
-            signal_ms=0.0 if vision is None else vision.ms,
+            signal_ms=0.0 if vision is None else vision.ms, token_type_ids=types,
         )  # fmt: skip
+
+    def token_types(self, emb: Embedded) -> Tensor | None:
+        """``[B, L]`` long, 1 on image tokens, for families that read ``token_type_ids``."""
+        if not self.adapter.spec.token_types:
+            return None
+        rows = emb.attention_mask.shape[0]
+        is_text = sequence_keep_mask(
+            (rows, emb.attention_mask.shape[1]), emb.image_sample, emb.image_positions,
+            [torch.zeros(p.numel(), dtype=torch.bool) for p in emb.image_positions],
+            device=emb.attention_mask.device,
+        )  # fmt: skip
+        return (~is_text).long()
 
     def _context(
         self, tokens: Tensor, query: Tensor, valid: Tensor, present: Tensor | None,
@@ -414,7 +441,7 @@ class HFPipeline:
             if total in kwargs:
                 value = kwargs.pop(total)
                 kwargs.setdefault(new, max(0, value - prompt_length))
-        with torch.inference_mode():
+        with torch.inference_mode(), self.adapter.generating():
             out = self.model.generate(**pruned.model_inputs(), **kwargs)
         self.adapter.reset_state()
         return pruned, _sequences(out)
