@@ -206,8 +206,6 @@ def _onevision() -> tuple[Any, Any]:
     """LLaVA-OneVision: a SigLIP tower, a Qwen2 LM, anyres-max-9 tiles of 28 px."""
     import transformers as tf
 
-    from vissparse.adapters.qwen2_vl import image_only_processor_class
-
     tok = llava_tokenizer(extra=("<video>",))
     size = 28
     vision = tf.SiglipVisionConfig(
@@ -216,8 +214,26 @@ def _onevision() -> tuple[Any, Any]:
     )  # fmt: skip
     # 4 x 4 tiles exceed anyres-max-9: such an image's rows are downsampled
     pinpoints = [[size, 2 * size], [2 * size, size], [2 * size, 2 * size], [4 * size, 4 * size]]
+    text = tf.Qwen2Config(**_text_config(tok, False))
+    config, processor = onevision_parts(tok, vision, text, pinpoints)
+    return (config, tf.LlavaOnevisionForConditionalGeneration), processor
+
+
+def onevision_parts(
+    tok: Any, vision: Any, text: Any, pinpoints: list[list[int]]
+) -> tuple[Any, Any]:
+    """A LLaVA-OneVision config and its image-only processor, for tiny and benchmark models.
+
+    ``vision`` is a SigLIP config, ``text`` a Qwen2 config; tiles follow anyres-max-9 over
+    ``pinpoints``.
+    """
+    import transformers as tf
+
+    from vissparse.adapters.qwen2_vl import image_only_processor_class
+
+    size, patch = int(vision.image_size), int(vision.patch_size)
     config = tf.LlavaOnevisionConfig(
-        vision_config=vision, text_config=tf.Qwen2Config(**_text_config(tok, False)),
+        vision_config=vision, text_config=text,
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
         vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
@@ -228,9 +244,9 @@ def _onevision() -> tuple[Any, Any]:
     )
     processor = image_only_processor_class(tf.LlavaOnevisionProcessor)(
         image_processor=image_processor, tokenizer=tok, chat_template=LLAVA_CHAT_TEMPLATE,
-        num_image_tokens=(size // 14) ** 2, vision_feature_select_strategy="full",
+        num_image_tokens=(size // patch) ** 2, vision_feature_select_strategy="full",
     )  # fmt: skip
-    return (config, tf.LlavaOnevisionForConditionalGeneration), processor
+    return config, processor
 
 
 def gemma_tokenizer() -> Any:

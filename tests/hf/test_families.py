@@ -20,7 +20,10 @@ class TestLlavaNext(FamilyContract):
 
 class TestLlavaOnevision(FamilyContract):
     family = "llava_onevision"
-    sizes = ((56, 56), (40, 70), (28, 56))
+    sizes = ((112, 84), (40, 70), (28, 56))  # the first has 12 tiles: downsampled rows
+    # at seed 0 the tiny SigLIP's features share one dominant direction, so cosine ranks
+    # them the same for any prompt (two prompts, one mask); seed 1 is a typical draw
+    seed = 1
 
 
 class TestGemma3(FamilyContract):

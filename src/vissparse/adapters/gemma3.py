@@ -16,7 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
-from vissparse.adapters.vision_signals import layer_index, siglip_compute
+from vissparse.adapters.vision_signals import encoder_layers, layer_index, siglip_compute
 
 GEMMA3 = FamilySpec(
     name="gemma3",
@@ -78,8 +78,7 @@ class Gemma3Adapter(VLMAdapter):
 
     def vision_attention(self, layer: int) -> tuple[Any, Any]:
         """SigLIP's ``self_attn`` at ``layer``: the attention each patch receives."""
-        tower = self.model.model.vision_tower
-        layers = getattr(tower, "vision_model", tower).encoder.layers  # nested before 5.2x
+        layers = encoder_layers(self.model.model.vision_tower)
         return layers[layer_index(layer, len(layers))].self_attn, siglip_compute
 
     def projector(self) -> Any:

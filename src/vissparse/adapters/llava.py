@@ -8,7 +8,7 @@ from PIL import Image
 from torch import Tensor
 
 from vissparse.adapters.base import FamilySpec, TokenGrid, VLMAdapter
-from vissparse.adapters.vision_signals import clip_compute, layer_index
+from vissparse.adapters.vision_signals import clip_compute, encoder_layers, layer_index
 
 LLAVA = FamilySpec(
     name="llava",
@@ -50,8 +50,7 @@ class LlavaAdapter(VLMAdapter):
 
     def vision_attention(self, layer: int) -> tuple[Any, Any]:
         """The CLIP tower's ``self_attn`` at ``layer``; [CLS] attention is read from it."""
-        tower = self.model.model.vision_tower
-        layers = getattr(tower, "vision_model", tower).encoder.layers  # nested before 5.2x
+        layers = encoder_layers(self.model.model.vision_tower)
         return layers[layer_index(layer, len(layers))].self_attn, clip_compute
 
     def projector(self) -> Any:

@@ -10,7 +10,7 @@ from torch import Tensor
 from vissparse.adapters.base import TokenGrid
 from vissparse.adapters.llava import LlavaAdapter
 from vissparse.adapters.llava_next import LLAVA_NEXT
-from vissparse.adapters.vision_signals import layer_index, siglip_compute
+from vissparse.adapters.vision_signals import encoder_layers, layer_index, siglip_compute
 
 # Like LLaVA-NeXT, an image is [base tile | anyres rows, each closed by a newline]; with
 # anyres-max-9 the rows are downsampled when the image would exceed 9 tiles, and an image
@@ -45,8 +45,7 @@ class LlavaOnevisionAdapter(LlavaAdapter):
 
     def vision_attention(self, layer: int) -> tuple[Any, Any]:
         """SigLIP's ``self_attn`` at ``layer``: the attention each patch receives."""
-        tower = self.model.model.vision_tower
-        layers = getattr(tower, "vision_model", tower).encoder.layers
+        layers = encoder_layers(self.model.model.vision_tower)
         return layers[layer_index(layer, len(layers))].self_attn, siglip_compute
 
     def _tiles(self, inputs: dict[str, Any]) -> list[int]:

@@ -168,6 +168,11 @@ def siglip_compute(module: Any, args: tuple, kwargs: dict) -> tuple[Tensor, Tens
     return received / heads, k.mean(dim=1)
 
 
+def encoder_layers(tower: Any) -> Any:
+    """The layers of a CLIP or SigLIP vision tower (nested in ``vision_model`` before 5.2x)."""
+    return getattr(tower, "vision_model", tower).encoder.layers
+
+
 def layer_index(layer: int, n_layers: int) -> int:
     """A Python-style layer index checked against ``n_layers``.
 

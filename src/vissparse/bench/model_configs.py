@@ -145,29 +145,16 @@ def _gemma3(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[An
 def _onevision(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
     import transformers as tf
 
-    from vissparse.adapters.qwen2_vl import image_only_processor_class
-    from vissparse.testing import LLAVA_CHAT_TEMPLATE
+    from vissparse.testing import onevision_parts
 
     tok = llava_tokenizer(extra=("<video>",))
-    size, patch = shape.vision["image_size"], shape.vision["patch_size"]
+    size = shape.vision["image_size"]
     pinpoints = [[size * i, size * j] for i in range(1, 7) for j in range(1, 7)]
-    config = tf.LlavaOnevisionConfig(
-        vision_config=tf.SiglipVisionConfig(num_hidden_layers=vision_layers, **shape.vision),
-        text_config=tf.Qwen2Config(num_hidden_layers=text_layers, bos_token_id=tok.bos_token_id,
-                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                   **shape.text),
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
-        vision_feature_select_strategy="full", image_grid_pinpoints=pinpoints,
-        vision_aspect_ratio="anyres_max_9",
-    )  # fmt: skip
-    image_processor = tf.LlavaOnevisionImageProcessorPil(
-        size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
-    )
-    processor = image_only_processor_class(tf.LlavaOnevisionProcessor)(
-        image_processor=image_processor, tokenizer=tok, chat_template=LLAVA_CHAT_TEMPLATE,
-        num_image_tokens=(size // patch) ** 2, vision_feature_select_strategy="full",
-    )  # fmt: skip
+    vision = tf.SiglipVisionConfig(num_hidden_layers=vision_layers, **shape.vision)
+    text = tf.Qwen2Config(num_hidden_layers=text_layers, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                          **shape.text)  # fmt: skip
+    config, processor = onevision_parts(tok, vision, text, pinpoints)
     return config, tf.LlavaOnevisionForConditionalGeneration, processor
 
 
