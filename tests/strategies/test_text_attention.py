@@ -45,3 +45,13 @@ def test_attention_rows_equals_a_full_softmax() -> None:
     assert torch.allclose(got[0], (probs[0, 5] + probs[0, 3]) / 2, atol=1e-6)
     assert torch.allclose(got[1], probs[1, 5], atol=1e-6)
     assert got[1, 0] == 0 and got[0, 4:].sum() > 0 and got[0, 5] > 0
+
+
+def test_padding_rows_on_padding_keys_give_no_nan():
+    """A padded row list points at position 0, which may be a left pad: no NaN leaks."""
+    q, k = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8)
+    key_valid = torch.tensor([[False, True, True, True]])
+    got = attention_rows(q, k, torch.tensor([[0, 3]]), torch.tensor([[False, True]]),
+                         key_valid, 8**-0.5)  # fmt: skip
+    assert not got.isnan().any() and got[0, 0] == 0
+    assert torch.isclose(got.sum(), torch.tensor(1.0))

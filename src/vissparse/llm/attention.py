@@ -56,6 +56,7 @@ def attention_rows(
     logits = torch.einsum("bhrd,bhkd->bhrk", q, k) * scaling
     position = rows + (lk - lq)  # the key index of each query row
     allowed = key_valid[:, None, :] & (torch.arange(lk, device=key.device) <= position[..., None])
+    allowed |= ~row_valid[..., None]  # padding rows: finite, then weighted 0
     logits = logits.masked_fill(~allowed[:, None], float("-inf"))
     weights = torch.softmax(logits, dim=-1).mean(dim=1)  # [B, R, Lk]
     row_weight = row_valid.float()
