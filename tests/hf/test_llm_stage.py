@@ -121,9 +121,10 @@ def test_keep_all_equals_hf_generate(family: tuple[str, Any, Any]) -> None:
     assert details.metrics["effective_keep_ratio"] == 1.0
 
 
-def test_batch_of_three_equals_each_alone(family: tuple[str, Any, Any]) -> None:
+@pytest.mark.parametrize("scorer", ["fastv", "pdrop", "text-attn"])
+def test_batch_of_three_equals_each_alone(family: tuple[str, Any, Any], scorer: str) -> None:
     name, model, processor = family
-    pipe = _pipe(model, processor, keep_ratio=0.25, scorer="fastv", stage="llm", layer=2)
+    pipe = _pipe(model, processor, keep_ratio=0.25, scorer=scorer, stage="llm", layer=2)
     # different prompt lengths (left padding) and, for Qwen, different image sizes
     images = [_image(name, seed=1), _image(name, seed=2, wide=True), _image(name, seed=3)]
     prompts = [PROMPT, "Is there a dog on the left of the red house here?", "Count them."]
