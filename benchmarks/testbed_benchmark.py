@@ -75,7 +75,11 @@ def render(out: Path) -> str:
         f"drop mode, greedy decoding, random over {payload['random_seeds']} seeds. "
         "Accuracy in % with 95% bootstrap intervals; `*` marks a difference from random at "
         "p < 0.05 (paired bootstrap on the same questions). At keep 1.0 every scorer keeps "
-        "every token, so one unpruned run serves all rows.",
+        "every token, so one unpruned run serves all rows. Rows marked *(in LLM)* prune "
+        "inside the 4-layer language model (fastv and text-attn from layer 1, pdrop at "
+        "layers 1, 2 and 3) at the same average image tokens per layer as the keep ratio "
+        "of their column; below keep 0.25 no such setting exists (the first layer alone "
+        "sees every token), so those cells are empty.",
         "",
         f"![accuracy against keep_ratio]({RESULTS}/testbed_accuracy.png)",
     ]
