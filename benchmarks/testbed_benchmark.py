@@ -78,8 +78,8 @@ def render(out: Path) -> str:
         "every token, so one unpruned run serves all rows. Rows marked *(in LLM)* prune "
         "inside the 4-layer language model (fastv and text-attn from layer 1, pdrop at "
         "layers 1, 2 and 3) at the same average image tokens per layer as the keep ratio "
-        "of their column; below keep 0.25 no such setting exists (the first layer alone "
-        "sees every token), so those cells are empty.",
+        "of their column; at keep 0.25 and below no such setting exists (the first layer "
+        "alone sees every token), so those cells are empty.",
         "",
         f"![accuracy against keep_ratio]({RESULTS}/testbed_accuracy.png)",
     ]
