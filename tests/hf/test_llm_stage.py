@@ -188,3 +188,15 @@ def test_refusals() -> None:
             _pipe(model, processor, stage="llm", layer=1)
     finally:
         model.model.language_model.config._attn_implementation = "sdpa"
+
+
+def test_prune_reports_what_the_language_model_kept() -> None:
+    """prune() (what `vissparse show` draws) runs the prefill: it has the final keep masks."""
+    model, processor = tiny_model("llava", text_layers=4)
+    pipe = _pipe(model, processor, keep_ratio=0.25, scorer="fastv", stage="llm", layer=2)
+    image = _image("llava")
+    inputs, prompt_mask, _, _ = pipe._encode(image, PROMPT)
+    pruned = pipe.prune(inputs, prompt_mask)
+    details = pipe.generate(image, PROMPT, return_details=True, **GEN)
+    assert torch.equal(pruned.image_keep[0], details.keep_mask[0])
+    assert pruned.n_kept == [4] and pruned.image_tokens_per_layer == [[16, 16, 4, 4]]

@@ -182,13 +182,21 @@ class HFPipeline:
     ) -> PrunedBatch:
         """Embed, score each image against its prompt's query, select, apply the mode.
 
-        ``keys`` (one per image, :func:`sample_keys`) reach scorers that use them.
+        ``keys`` (one per image, :func:`sample_keys`) reach scorers that use them. With
+        ``stage="llm"`` the selection happens inside the language model, so the prefill
+        runs with the hooks and the result holds the final keep masks and per-layer counts
+        (its ``model_inputs()`` are the full sequence, which the model is fed).
         """
         self.adapter.reset_state()
         emb, vision = self.embed(inputs)
-        if self.schedule is not None:  # the language model prunes: nothing changes here
-            return self.unpruned(emb, vision)
-        return self.select_and_apply(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
+        layouts = self.layouts(inputs, emb)
+        if self.schedule is not None:  # the keep masks exist once the prefill has run
+            pruner = self.llm_pruner(emb, prompt_mask, keys, layouts, vision)
+            with pruner.installed():
+                self.model(**self.unpruned(emb).model_inputs(), use_cache=True, logits_to_keep=1)
+            self.adapter.reset_state()
+            return self.llm_result(pruner, emb, vision)
+        return self.select_and_apply(emb, prompt_mask, keys, layouts, vision)
 
     def unpruned(self, emb: Embedded, vision: VisionSignals | None = None) -> PrunedBatch:
         """The full batch as the language model receives it when it prunes inside."""
