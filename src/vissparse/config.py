@@ -7,7 +7,7 @@ from typing import Literal
 
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.llm.schedule import LayerSchedule
-from vissparse.strategies.base import MaskStrategy, TokenScorer
+from vissparse.strategies.base import MaskStrategy, TokenScorer, reads_llm_attention
 from vissparse.strategies.registry import get_scorer, get_strategy
 
 MODES = ("drop", "mask")
@@ -74,10 +74,10 @@ class PruningConfig:
         if self.schedule is not None and not isinstance(self.schedule, str):
             self.schedule = tuple(tuple(pair) for pair in self.schedule)  # type: ignore[misc]
         scorer = get_scorer(self.scorer) if isinstance(self.scorer, str) else self.scorer
-        reads_llm = "text_attention" in getattr(scorer, "requires", ())
+        reads_llm = reads_llm_attention(scorer)  # type: ignore[arg-type]
         if self.stage == "llm":
-            self.layer_schedule()  # validates layer / schedule against keep_ratio
-            if reads_llm and self.layer_schedule().layers[0] == 0:
+            schedule = self.layer_schedule()  # validates layer / schedule against keep_ratio
+            if reads_llm and schedule.layers[0] == 0:
                 raise ValueError(
                     f"`scorer` {getattr(scorer, 'name', scorer)!r} reads the attention of the "
                     "layer before `layer`; `layer` must be >= 1"

@@ -76,6 +76,40 @@ def sequence_keep_mask(
     return keep
 
 
+def image_token_mask(
+    shape: tuple[int, int],
+    image_sample: list[int],
+    image_positions: list[Tensor],
+    device: torch.device | None = None,
+) -> Tensor:
+    """``[B, L]`` bool: ``True`` at every image token of the batch.
+
+    Example:
+        >>> image_token_mask((1, 4), [0], [torch.tensor([1, 2])])
+        tensor([[False,  True,  True, False]])
+    """
+    out = torch.zeros(shape, dtype=torch.bool, device=device)
+    for row, pos in zip(image_sample, image_positions, strict=True):
+        out[row, pos.to(out.device)] = True
+    return out
+
+
+def image_counts(
+    n_rows: int, image_sample: list[int], image_keep: list[Tensor]
+) -> tuple[list[int], list[int]]:
+    """Per prompt row: its image tokens, and how many of them ``image_keep`` keeps.
+
+    Example:
+        >>> image_counts(2, [0, 0], [torch.tensor([True, False]), torch.tensor([True])])
+        ([3, 0], [2, 0])
+    """
+    n_image, n_kept = [0] * n_rows, [0] * n_rows
+    for row, kept in zip(image_sample, image_keep, strict=True):
+        n_image[row] += kept.numel()
+        n_kept[row] += int(kept.sum())
+    return n_image, n_kept
+
+
 def drop_tokens(
     inputs_embeds: Tensor, position_ids: Tensor, attention_mask: Tensor, keep: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:

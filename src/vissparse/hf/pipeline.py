@@ -18,6 +18,8 @@ from vissparse.llm.schedule import average_tokens
 from vissparse.pruning import (
     drop_tokens,
     gather_images,
+    image_counts,
+    image_token_mask,
     mask_tokens,
     pack_left,
     scatter_images,
@@ -201,9 +203,7 @@ class HFPipeline:
     def unpruned(self, emb: Embedded, vision: VisionSignals | None = None) -> PrunedBatch:
         """The full batch as the language model receives it when it prunes inside."""
         image_keep = [torch.ones(p.numel(), dtype=torch.bool) for p in emb.image_positions]
-        n_image = [0] * emb.attention_mask.shape[0]
-        for row, kept in zip(emb.image_sample, image_keep, strict=True):
-            n_image[row] += kept.numel()
+        n_image, _ = image_counts(emb.attention_mask.shape[0], emb.image_sample, image_keep)
         return PrunedBatch(
             emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
             emb.image_sample, n_image, list(n_image),
@@ -274,11 +274,7 @@ class HFPipeline:
         else:
             embeds, positions = inputs_embeds, emb.position_ids
             mask = mask_tokens(emb.attention_mask, keep_seq)
-        n_image = [0] * rows
-        n_kept = [0] * rows
-        for row, kept in zip(emb.image_sample, image_keep, strict=True):
-            n_image[row] += kept.numel()
-            n_kept[row] += int(kept.sum())
+        n_image, n_kept = image_counts(rows, emb.image_sample, image_keep)
         cached = mask if self.config.mode == "drop" else emb.attention_mask
         return PrunedBatch(
             embeds, mask, positions, [k.cpu() for k in image_keep], emb.image_sample, n_image,
@@ -290,13 +286,9 @@ class HFPipeline:
         """``[B, L]`` long, 1 on image tokens, for families that read ``token_type_ids``."""
         if not self.adapter.spec.token_types:
             return None
-        rows = emb.attention_mask.shape[0]
-        is_text = sequence_keep_mask(
-            (rows, emb.attention_mask.shape[1]), emb.image_sample, emb.image_positions,
-            [torch.zeros(p.numel(), dtype=torch.bool) for p in emb.image_positions],
-            device=emb.attention_mask.device,
-        )  # fmt: skip
-        return (~is_text).long()
+        shape = (emb.attention_mask.shape[0], emb.attention_mask.shape[1])
+        return image_token_mask(shape, emb.image_sample, emb.image_positions,
+                                emb.attention_mask.device).long()  # fmt: skip
 
     def _context(
         self, tokens: Tensor, query: Tensor, valid: Tensor, present: Tensor | None,
@@ -400,11 +392,8 @@ class HFPipeline:
         pairs = zip(emb.image_sample, emb.image_positions, strict=True)
         image_keep = [final[row, pos.to(final.device)].cpu() for row, pos in pairs]
         rows = emb.attention_mask.shape[0]
-        is_image = sequence_keep_mask(
-            (rows, emb.attention_mask.shape[1]), emb.image_sample, emb.image_positions,
-            [torch.zeros(p.numel(), dtype=torch.bool) for p in emb.image_positions],
-            device=final.device,
-        ).logical_not()  # fmt: skip
+        is_image = image_token_mask((rows, emb.attention_mask.shape[1]), emb.image_sample,
+                                    emb.image_positions, final.device)  # fmt: skip
         real = emb.attention_mask.bool()
         stages = dict(zip(pruner.schedule.layers, pruner.keep, strict=True))
         per_layer: list[list[int]] = [[] for _ in range(rows)]
@@ -418,11 +407,7 @@ class HFPipeline:
             for row in range(rows):
                 per_layer[row].append(int(image[row]))
                 kv[row].append(int(seen[row]))
-        n_image = [0] * rows
-        n_kept = [0] * rows
-        for row, kept in zip(emb.image_sample, image_keep, strict=True):
-            n_image[row] += kept.numel()
-            n_kept[row] += int(kept.sum())
+        n_image, n_kept = image_counts(rows, emb.image_sample, image_keep)
         return PrunedBatch(
             emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
             emb.image_sample, n_image, n_kept,
@@ -463,10 +448,7 @@ class HFPipeline:
         emb, vision = self.embed(inputs)
         pruner = self.llm_pruner(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
         with torch.inference_mode(), pruner.installed():
-            out = self.model.generate(
-                inputs_embeds=emb.inputs_embeds, attention_mask=emb.attention_mask,
-                position_ids=emb.position_ids, **kwargs,
-            )  # fmt: skip
+            out = self.model.generate(**self.unpruned(emb).model_inputs(), **kwargs)
         self.adapter.reset_state()
         return self.llm_result(pruner, emb, vision), _sequences(out)
 
@@ -486,11 +468,10 @@ class HFPipeline:
             pruned, sequences = self._generate_pruned(
                 inputs, prompt_mask, self._keys(items), **kwargs
             )
-            n_kept = sum(pruned.n_kept)
-            seen = sum(pruned.avg_image_tokens()) if self.schedule is not None else None
+            n_kept, seen = sum(pruned.n_kept), sum(pruned.avg_image_tokens())
         else:
             sequences, n_kept = self._generate_baseline(inputs, **kwargs), n_image
-            seen = None
+            seen = float(n_image)
         text = self.processor.batch_decode(sequences, skip_special_tokens=True)[0]
         return CallOutput(text=text, n_kept=n_kept, n_image_tokens=n_image, avg_image_tokens=seen)
 
@@ -548,15 +529,15 @@ class HFPipeline:
             "latency_ms": latency_ms,
             "n_image_tokens": sum(pruned.n_image_tokens),
             "n_kept": sum(pruned.n_kept),
-            "effective_keep_ratio": sum(pruned.n_kept) / max(1, sum(pruned.n_image_tokens)),
+            # fair accounting: the image tokens a layer sees on average over the layers
+            # (before the language model, that is the kept count in every layer)
+            "avg_image_tokens": sum(pruned.avg_image_tokens()),
+            "effective_keep_ratio": sum(pruned.avg_image_tokens())
+            / max(1, sum(pruned.n_image_tokens)),
             "signal_ms": pruned.signal_ms,
             "kv_cache_tokens": pruned.kv_tokens,
-            "avg_image_tokens": sum(pruned.avg_image_tokens()),
         }
-        if self.schedule is not None:  # fair accounting: the average over layers
-            metrics["effective_keep_ratio"] = metrics["avg_image_tokens"] / max(
-                1, metrics["n_image_tokens"]
-            )
+        if self.schedule is not None:
             metrics["llm_ms"] = pruned.llm_ms
             metrics["image_tokens_per_layer"] = pruned.image_tokens_per_layer
         if base is not None:
