@@ -232,10 +232,10 @@ class VLMAdapter:
                 handle.remove()
         start = time.perf_counter()
         att = keys = pre = None
-        if attention:
-            att = [a[:, 0] for a in self.align_rows(inputs, torch.cat(raw.attention)[..., None],
-                                                    encoder_rows=True)]  # fmt: skip
-            keys = self.align_rows(inputs, torch.cat(raw.keys), encoder_rows=True)
+        if attention:  # aligned together: one packing pass, channel 0 is the attention
+            both = torch.cat([torch.cat(raw.attention)[..., None], torch.cat(raw.keys)], dim=-1)
+            aligned = self.align_rows(inputs, both, encoder_rows=True)
+            att, keys = [a[:, 0] for a in aligned], [a[:, 1:] for a in aligned]
         if features:
             pre = self.align_rows(inputs, torch.cat(seen), encoder_rows=False)
         ms = raw.ms + (time.perf_counter() - start) * 1e3

@@ -6,7 +6,7 @@ Pure tensor code: nothing here imports transformers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -136,7 +136,7 @@ class TokenScorer(ABC):
 
     def score_context(self, ctx: PruningContext) -> Tensor:
         """Scores from the pruning context; by default :meth:`score` on its tokens."""
-        if "sample_keys" in required_signals(self):
+        if "sample_keys" in self.requires or getattr(self, "uses_sample_keys", False):
             return self.score(ctx.image_tokens, ctx.query, ctx.valid,  # type: ignore[call-arg]
                               sample_keys=ctx.sample_keys)  # fmt: skip
         return self.score(ctx.image_tokens, ctx.query, ctx.valid)
@@ -189,6 +189,26 @@ class BudgetedMethod(TokenScorer):
         return select_by_scores(ctx, scores.to(ctx.image_tokens.device), keep_ratio, strategy,
                                 self)  # fmt: skip
 
+    def merge_rows(
+        self, ctx: PruningContext, keep_ratio: float,
+        row_fn: Callable[[int, Tensor, int], tuple[Tensor, Tensor]], merge_sum: bool = False,
+    ) -> Selection:  # fmt: skip
+        """A merging selection built row by row.
+
+        ``row_fn(row, index, k)`` gets a row's scorable token indices and its budget, and
+        returns ``(into, weight)`` over those tokens: ``into`` is a position in ``index``
+        (-1: discarded), ``weight`` the merge weight.
+        """
+        b, n = ctx.image_tokens.shape[:2]
+        into = torch.full((b, n), -1, dtype=torch.long)
+        weight = torch.ones(b, n)
+        for row, index, k in self.row_budgets(ctx, keep_ratio):
+            row_into, row_weight = row_fn(row, index, k)
+            into[row, index] = torch.where(row_into >= 0, index[row_into.clamp(min=0)], row_into)
+            weight[row, index] = row_weight
+        device = ctx.image_tokens.device
+        return Selection.merging(into.to(device), weight.to(device), merge_sum=merge_sum)
+
     def row_budgets(self, ctx: PruningContext, keep_ratio: float) -> list[tuple[int, Tensor, int]]:
         """``(row, scorable token indices on the CPU, budget k)`` for each row of ``ctx``."""
         from vissparse.strategies.topk import kept_count  # topk imports this module
@@ -224,8 +244,7 @@ def select_by_scores(
     check_scores(scores, shape, scorer)
     if ctx.present is not None and ctx.layouts is not None:
         scores = newline_scores(scores, ctx.layouts)
-    counted = ctx.present if ctx.present is not None else ctx.valid
-    keep = strategy.select(scores, keep_ratio, counted)
+    keep = strategy.select(scores, keep_ratio, ctx.budget_mask())
     check_mask(keep, shape, strategy)
     return Selection(keep)
 

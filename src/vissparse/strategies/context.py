@@ -38,6 +38,20 @@ def check_requires(requires: object, method: object) -> frozenset[str]:
     return frozenset(requires)
 
 
+def check_vision_layer(vision_layer: object) -> int | None:
+    """A method's ``vision_layer``: an int (a vision layer, Python-style) or ``None``.
+
+    Example:
+        >>> check_vision_layer(-2)
+        -2
+    """
+    if vision_layer is not None and (
+        isinstance(vision_layer, bool) or not isinstance(vision_layer, int)
+    ):
+        raise ValueError(f"`vision_layer` must be an int or None, got {vision_layer!r}")
+    return vision_layer
+
+
 @dataclass(frozen=True)
 class GridSegment:
     """A 2-D block of one image's tokens.

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from vissparse.strategies.base import BudgetedMethod, MaskStrategy
 from vissparse.strategies.baselines import layout_scores
-from vissparse.strategies.context import ImageLayout, PruningContext, Selection
+from vissparse.strategies.context import ImageLayout, PruningContext, Selection, check_vision_layer
 from vissparse.strategies.registry import register_scorer
 
 EPS = 1e-8
@@ -105,33 +105,23 @@ class PruMergePlusScorer(BudgetedMethod):
     requires = frozenset({"vision_attention", "vision_keys", "layouts"})
 
     def __init__(self, vision_layer: int | None = None) -> None:
-        if vision_layer is not None and (
-            isinstance(vision_layer, bool) or not isinstance(vision_layer, int)
-        ):
-            raise ValueError(f"`vision_layer` must be an int or None, got {vision_layer!r}")
-        self.vision_layer = vision_layer
+        self.vision_layer = check_vision_layer(vision_layer)
 
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Outliers and uniform tokens per image, each absorbing its most similar tokens."""
-        budgets = self.row_budgets(ctx, keep_ratio)
         attention = ctx.need("vision_attention", self)
         keys = ctx.need("vision_keys", self)
         layouts = ctx.need("layouts", self)
         assert isinstance(attention, Tensor) and isinstance(keys, Tensor)
         assert isinstance(layouts, (list, tuple))
-        b, n = ctx.image_tokens.shape[:2]
-        into = torch.full((b, n), -1, dtype=torch.long)
-        weight = torch.ones(b, n)
-        for row, index, k in budgets:
+        n = ctx.image_tokens.shape[1]
+
+        def row_fn(row: int, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
             layout: ImageLayout = layouts[row]
             spatial = layout_scores(layout, n)[index]
-            row_into, row_weight = prumerge_row(attention[row, index], keys[row, index],
-                                                spatial, k)  # fmt: skip
-            into[row, index] = torch.where(row_into >= 0, index[row_into.clamp(min=0)], row_into)
-            weight[row, index] = row_weight
-        device = ctx.image_tokens.device
-        into, weight = into.to(device), weight.to(device)
-        return Selection.merging(into, weight)
+            return prumerge_row(attention[row, index], keys[row, index], spatial, k)
+
+        return self.merge_rows(ctx, keep_ratio, row_fn)
 
     def __repr__(self) -> str:
         return f"PruMergePlusScorer(vision_layer={self.vision_layer})"

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from vissparse.strategies.base import BudgetedMethod, MaskStrategy
-from vissparse.strategies.context import PruningContext, Selection
+from vissparse.strategies.context import PruningContext, Selection, check_vision_layer
 from vissparse.strategies.registry import register_scorer
 
 EPS = 1e-8
@@ -105,31 +105,20 @@ class VisionZipScorer(BudgetedMethod):
     ) -> None:
         if isinstance(dominant_fraction, bool) or not 0 < float(dominant_fraction) <= 1:
             raise ValueError(f"`dominant_fraction` must be in (0, 1], got {dominant_fraction!r}")
-        if vision_layer is not None and (
-            isinstance(vision_layer, bool) or not isinstance(vision_layer, int)
-        ):
-            raise ValueError(f"`vision_layer` must be an int or None, got {vision_layer!r}")
+        self.vision_layer = check_vision_layer(vision_layer)
         self.dominant_fraction = float(dominant_fraction)
-        self.vision_layer = vision_layer
 
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Dominant and contextual tokens per image, as a merging selection."""
-        budgets = self.row_budgets(ctx, keep_ratio)
         attention = ctx.need("vision_attention", self)
         keys = ctx.need("vision_keys", self)
         assert isinstance(attention, Tensor) and isinstance(keys, Tensor)
-        b, n = ctx.image_tokens.shape[:2]
-        into = torch.full((b, n), -1, dtype=torch.long)
-        weight = torch.ones(b, n)
-        for row, index, k in budgets:
-            row_into, row_weight = visionzip_row(
-                attention[row, index], keys[row, index], k, self.dominant_fraction
-            )
-            into[row, index] = torch.where(row_into >= 0, index[row_into.clamp(min=0)], row_into)
-            weight[row, index] = row_weight
-        device = ctx.image_tokens.device
-        into, weight = into.to(device), weight.to(device)
-        return Selection.merging(into, weight, merge_sum=True)
+
+        def row_fn(row: int, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
+            return visionzip_row(attention[row, index], keys[row, index], k,
+                                 self.dominant_fraction)  # fmt: skip
+
+        return self.merge_rows(ctx, keep_ratio, row_fn, merge_sum=True)
 
     def __repr__(self) -> str:
         return (
