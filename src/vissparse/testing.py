@@ -1,7 +1,7 @@
 """Offline tiny models for tests and users: random weights, built in-process.
 
-``tiny_model(family, seed=0)`` returns ``(model, processor)`` for ``"qwen2_vl"``,
-``"qwen2_5_vl"``, ``"llava"`` or ``"llava_next"``: a 2-layer, 64-wide language model, a
+``tiny_model(family, seed=0)`` returns ``(model, processor)`` for each family of
+:data:`FAMILY_NAMES`: a 2-layer, 64-wide language model, a
 small vision encoder, the family's image processor (PIL backend, no torchvision) and a
 character-level tokenizer built in-process with the family's special tokens and a
 minimal chat template. Weights are drawn with std 0.2 (not HF's 0.02), so outputs depend
@@ -22,7 +22,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "llava_onevision", "gemma3")
+FAMILY_NAMES = (
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "qwen3_vl_moe",
+    "llava",
+    "llava_next",
+    "llava_onevision",
+    "gemma3",
+)
 INIT_STD = 0.2
 CHARS = ["\n"] + [chr(i) for i in range(32, 127)]
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
@@ -188,6 +197,9 @@ def _qwen(family: str) -> tuple[Any, Any]:
     config_cls: Any
     model_cls: Any
     processor_cls: Any
+    text = _text_config(tok, mrope=True)
+    if family.startswith("qwen3_vl"):
+        return _qwen3_vl(tok, text, moe=family == "qwen3_vl_moe")
     if family == "qwen2_vl":
         vision.update(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
@@ -197,9 +209,31 @@ def _qwen(family: str) -> tuple[Any, Any]:
                       window_size=56, fullatt_block_indexes=[1])  # fmt: skip
         config_cls, model_cls = tf.Qwen2_5_VLConfig, tf.Qwen2_5_VLForConditionalGeneration
         processor_cls = tf.Qwen2_5_VLProcessor
-    config = config_cls(text_config=_text_config(tok, mrope=True), vision_config=vision,
-                        **qwen_token_ids(tok))  # fmt: skip
+    config = config_cls(text_config=text, vision_config=vision, **qwen_token_ids(tok))
     return (config, model_cls), qwen_processor(processor_cls, tok, 56 * 56, 112 * 112)
+
+
+def _qwen3_vl(tok: Any, text: dict[str, Any], moe: bool) -> tuple[Any, Any]:
+    """Qwen3-VL: 16 px patches, interleaved M-RoPE, DeepStack from both vision layers.
+
+    ``moe``: Qwen3-VL-MoE, whose language model routes each token to 2 of 4 experts.
+    """
+    import transformers as tf
+
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
+                  num_position_embeddings=64, deepstack_visual_indexes=[0, 1],
+                  initializer_range=INIT_STD)  # fmt: skip
+    text = dict(text, head_dim=16)
+    text["rope_parameters"] = dict(text["rope_parameters"], mrope_interleaved=True)
+    config_cls: Any = tf.Qwen3VLConfig
+    model_cls: Any = tf.Qwen3VLForConditionalGeneration
+    if moe:
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
+        config_cls, model_cls = tf.Qwen3VLMoeConfig, tf.Qwen3VLMoeForConditionalGeneration
+    config = config_cls(text_config=text, vision_config=vision, **qwen_token_ids(tok))
+    processor = qwen_processor(tf.Qwen3VLProcessor, tok, 64 * 64, 128 * 128, patch_size=16)
+    return (config, model_cls), processor
 
 
 def _onevision() -> tuple[Any, Any]:

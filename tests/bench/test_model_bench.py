@@ -7,7 +7,14 @@ from vissparse import PruningConfig
 from vissparse.bench.flops import analytic_prefill_flops, count_flops, lm_flops
 from vissparse.bench.measure import cache_bytes, prefill_flops, timed_call
 from vissparse.bench.model_bench import check_targets, run_model_bench
-from vissparse.bench.model_configs import MODEL_CONFIGS, _gemma3, _llava, _onevision, _qwen
+from vissparse.bench.model_configs import (
+    MODEL_CONFIGS,
+    _gemma3,
+    _llava,
+    _onevision,
+    _qwen,
+    deepstack_levels,
+)
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import random_image, tiny_model
 
@@ -42,6 +49,30 @@ def test_configs_have_the_real_shapes():
         add_generation_prompt=True, tokenize=False)  # fmt: skip
     ids = processor(images=[[random_image(300, 200)]], text=[text], return_tensors="pt")
     assert int((ids["input_ids"] == gemma.image_token_id).sum()) == 256
+
+
+def test_qwen3_vl_config_keeps_its_deepstack_levels_and_token_count():
+    config, _, processor = _qwen(MODEL_CONFIGS["qwen3-vl-8b"], 3, 4)
+    assert (config.text_config.hidden_size, config.text_config.num_key_value_heads) == (4096, 8)
+    assert config.text_config.rope_parameters["mrope_interleaved"] is True
+    assert config.vision_config.deepstack_visual_indexes == [0, 1, 2]  # 8, 16, 24 of 27
+    assert deepstack_levels([8, 16, 24], 27, 14) == [4, 8, 12]
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
+        add_generation_prompt=True, tokenize=False)  # fmt: skip
+    ids = processor(images=[random_image(512, 512)], text=[text], return_tensors="pt")["input_ids"]
+    assert int((ids == config.image_token_id).sum()) == 256
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
+def test_counted_flops_equal_the_formula_on_tiny_qwen_models(family):
+    """The formula covers Qwen3-VL's DeepStack mergers; it is exact for these layers."""
+    model, processor = tiny_model(family)
+    pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25))
+    inputs, prompt_mask, _, _ = pipe._encode(random_image(128, 128), "What?")
+    counted = prefill_flops(pipe, inputs, prompt_mask, prune=False)
+    n, patches = inputs["input_ids"].shape[1], inputs["pixel_values"].shape[0]
+    assert counted == analytic_prefill_flops(model.config, n, patches)
 
 
 def test_depth_scale_keeps_both_parts_and_rejects_bad_values():

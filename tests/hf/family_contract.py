@@ -39,6 +39,14 @@ def hf_generate(model, inputs, **kwargs):
     return out[:, inputs["input_ids"].shape[1] :]
 
 
+@torch.no_grad()
+def first_logits(pipe, inputs, prompt_mask):
+    """The next-token logits of the pruned prompt, fed as the pipeline feeds it."""
+    pruned = pipe.prune(inputs, prompt_mask)
+    with pipe.feeding(pruned):
+        return pipe.model(**pruned.model_inputs()).logits[:, -1]
+
+
 @pytest.fixture(scope="class")
 def tiny(request):
     """One tiny model per test class (family), shared by its tests."""
@@ -77,11 +85,8 @@ class FamilyContract:
             ids_mask = mask.generate(image, prompt, return_details=True, **GEN)
             assert torch.equal(ids_drop.sequences, ids_mask.sequences)
             inputs, prompt_mask, _, _ = drop._encode(image, prompt)
-            with torch.no_grad():
-                logits = {
-                    name: model(**p.prune(inputs, prompt_mask).model_inputs()).logits[:, -1]
-                    for name, p in (("drop", drop), ("mask", mask), ("full", full))
-                }
+            logits = {name: first_logits(p, inputs, prompt_mask)
+                      for name, p in (("drop", drop), ("mask", mask), ("full", full))}  # fmt: skip
             torch.testing.assert_close(logits["drop"], logits["mask"], atol=1e-4, rtol=1e-4)
             # pruning does change the model's input: the equality above is not vacuous
             assert (logits["drop"] - logits["full"]).abs().max() > 1e-2
@@ -94,7 +99,7 @@ class FamilyContract:
         pruned = pipe.prune(inputs, prompt_mask)
         n_full = inputs["input_ids"].shape[1]
         n_text = n_full - pruned.n_image_tokens[0]
-        with torch.no_grad():
+        with torch.no_grad(), pipe.feeding(pruned):
             cache = model(**pruned.model_inputs(), use_cache=True).past_key_values
         assert cache.get_seq_length() == n_text + pruned.n_kept[0] == pruned.kv_tokens[0]
         assert pruned.n_kept[0] < pruned.n_image_tokens[0]

@@ -9,6 +9,14 @@ class TestQwen25VL(FamilyContract):
     family = "qwen2_5_vl"
 
 
+class TestQwen3VL(FamilyContract):
+    family = "qwen3_vl"
+
+
+class TestQwen3VLMoe(FamilyContract):
+    family = "qwen3_vl_moe"
+
+
 class TestLlava(FamilyContract):
     family = "llava"
 

@@ -30,16 +30,15 @@ def prefill(pipe: HFPipeline, image: Any, prompt: Any) -> tuple[torch.Tensor, An
     inputs, prompt_mask, _, _ = pipe._encode(image, prompt)
     pipe.adapter.reset_state()
     emb, vision = pipe.embed(inputs)
-    lm_in = {"inputs_embeds": emb.inputs_embeds, "attention_mask": emb.attention_mask,
-             "position_ids": emb.position_ids}  # fmt: skip
     if pipe.schedule is None:
-        lm_in = pipe.select_and_apply(emb, prompt_mask, None, pipe.layouts(inputs, emb),
-                                      vision).model_inputs()  # fmt: skip
-        out = pipe.model(**lm_in, use_cache=True)
+        batch = pipe.select_and_apply(emb, prompt_mask, None, pipe.layouts(inputs, emb), vision)
+        with pipe.feeding(batch):
+            out = pipe.model(**batch.model_inputs(), use_cache=True)
         return out.logits[:, -1], out.past_key_values, None
     pruner = pipe.llm_pruner(emb, prompt_mask, None, pipe.layouts(inputs, emb), vision)
-    with pruner.installed():
-        out = pipe.model(**lm_in, use_cache=True)
+    full = pipe.unpruned(emb)
+    with pipe.feeding(full, pruner):
+        out = pipe.model(**full.model_inputs(), use_cache=True)
     pipe.adapter.reset_state()
     return out.logits[:, -1], out.past_key_values, pruner
 

@@ -12,7 +12,8 @@ from vissparse.testing import random_image, tiny_model
 PROMPTS = ["What color is it?", "Where is the red one?"]
 SIZES = {"llava": [(112, 112), (84, 112)], "llava_next": [(56, 56), (40, 70)],
          "qwen2_vl": [(112, 112), (84, 140)], "qwen2_5_vl": [(112, 112), (84, 140)],
-         "llava_onevision": [(56, 56), (40, 70)], "gemma3": [(112, 112), (84, 140)]}  # fmt: skip
+         "llava_onevision": [(56, 56), (40, 70)], "gemma3": [(112, 112), (84, 140)],
+         "qwen3_vl": [(128, 128), (96, 160)]}  # fmt: skip
 
 
 def batch(family, attn="eager"):
@@ -128,7 +129,8 @@ def qwen_expected(model, inputs, layer):
 
 
 @pytest.mark.parametrize(("family", "layer"), [("qwen2_vl", -1), ("qwen2_vl", 0),
-                                               ("qwen2_5_vl", 0), ("qwen2_5_vl", 1)])  # fmt: skip
+                                               ("qwen2_5_vl", 0), ("qwen2_5_vl", 1),
+                                               ("qwen3_vl", 0), ("qwen3_vl", -1)])  # fmt: skip
 def test_qwen_received_attention_equals_eager_attention(family, layer):
     model, pipe, inputs = batch(family)
     _, signals = pipe.adapter.embed_with_signals(inputs, layer)
@@ -176,7 +178,7 @@ def test_llava_features_are_the_projector_input():
     torch.testing.assert_close(torch.stack(signals.features), expected)
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_qwen_features_are_the_merger_input_pooled_per_unit_in_output_order(family):
     model, pipe, inputs = batch(family)
     _, signals = pipe.adapter.embed_with_signals(inputs, -1, attention=False, features=True)

@@ -1,8 +1,8 @@
 """Model-family adapters: the only code that reads HuggingFace model internals.
 
 Example:
-    >>> sorted(SUPPORTED_MODEL_TYPES)
-    ['gemma3', 'llava', 'llava_next', 'llava_onevision', 'qwen2_5_vl', 'qwen2_vl']
+    >>> sorted(SUPPORTED_MODEL_TYPES)[:4]
+    ['gemma3', 'llava', 'llava_next', 'llava_onevision']
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from vissparse.adapters.llava_next import LLAVA_NEXT
 from vissparse.adapters.llava_onevision import LLAVA_ONEVISION, LlavaOnevisionAdapter
 from vissparse.adapters.qwen2_5_vl import QWEN2_5_VL
 from vissparse.adapters.qwen2_vl import QWEN2_VL, QwenVLAdapter
+from vissparse.adapters.qwen3_vl import QWEN3_VL, Qwen3VLAdapter
 
 FAMILIES: dict[str, tuple[FamilySpec, type[VLMAdapter]]] = {
     spec.name: (spec, cls)
     for spec, cls in (
         (QWEN2_VL, QwenVLAdapter),
         (QWEN2_5_VL, QwenVLAdapter),
+        (QWEN3_VL, Qwen3VLAdapter),
         (LLAVA, LlavaAdapter),
         (LLAVA_NEXT, LlavaAdapter),
         (LLAVA_ONEVISION, LlavaOnevisionAdapter),
@@ -38,7 +40,7 @@ def family_of(model_type: str | None) -> tuple[FamilySpec, type[VLMAdapter]]:
         >>> family_of("llama")
         Traceback (most recent call last):
         ...
-        ValueError: model type 'llama' is not supported; supported model types: gemma3, llava, llava_next, llava_onevision, qwen2_5_vl, qwen2_vl
+        ValueError: model type 'llama' is not supported; supported model types: gemma3, llava, llava_next, llava_onevision, qwen2_5_vl, qwen2_vl, qwen3_vl, qwen3_vl_moe
     """  # noqa: E501
     name = SUPPORTED_MODEL_TYPES.get(model_type or "")
     if name is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -103,6 +103,9 @@ class Embedded:
         image_positions: for each image, the sequence indices of its tokens.
         scorable: for each image, which of its tokens may be pruned (``False`` for
             LLaVA-NeXT newline tokens).
+        layer_additions: ``[B, L, D]`` tensors added to the outputs of the language
+            model's first layers (Qwen3-VL's DeepStack features at the image tokens, zero
+            elsewhere); empty for other families.
     """
 
     inputs_embeds: Tensor
@@ -111,6 +114,7 @@ class Embedded:
     image_sample: list[int]
     image_positions: list[Tensor]
     scorable: list[Tensor]
+    layer_additions: list[Tensor] = field(default_factory=list)
 
 
 class VLMAdapter:
@@ -269,9 +273,13 @@ class VLMAdapter:
     @torch.inference_mode()
     def embed(self, inputs: dict[str, Any]) -> Embedded:
         """Embed a processed batch: scatter image features, compute full positions."""
+        return self.scatter_features(inputs, self.image_features(inputs))
+
+    def scatter_features(self, inputs: dict[str, Any], features: list[Tensor]) -> Embedded:
+        """The batch's text embeddings with ``features`` (one per image) scattered in."""
         input_ids = inputs["input_ids"]
         embeds = self.model.get_input_embeddings()(input_ids)
-        features = [f.to(embeds.device, embeds.dtype) for f in self.image_features(inputs)]
+        features = [f.to(embeds.device, embeds.dtype) for f in features]
         image_mask = input_ids == self.image_token_id
         n_placeholders, n_features = int(image_mask.sum()), sum(f.shape[0] for f in features)
         if n_placeholders != n_features:

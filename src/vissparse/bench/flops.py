@@ -6,7 +6,8 @@ Analytic per-layer counts (multiply-add = 2 FLOPs), ``n`` tokens, width ``d``:
   projections with grouped KV, full n x n attention as SDPA computes it, SwiGLU MLP);
   plus the LM head for the one position whose logits are kept;
 - vision layer (CLIP / Qwen ViT): ``8n*d^2 + 4n^2*d + 4n*d*m`` (two-matrix MLP);
-- patch embedding, LLaVA's two-layer projector, Qwen's 2x2 patch merger.
+- patch embedding, LLaVA's two-layer projector, Qwen's 2x2 patch merger (Qwen3-VL: one
+  more merger per DeepStack level; adding its features to the hidden states is free).
 
 Pruning after the vision encoder shrinks only the language model's ``n``, so the bound
 on prefill speedup is ``flops(baseline) / flops(pruned)``. Pruning inside the language
@@ -127,6 +128,15 @@ def vision_flops(config: Any, n_patches: int) -> int:
         k = e * vc.spatial_merge_size**2
         merger = 2 * merged * (k * k + k * vc.hidden_size)
         return patch + vc.depth * vit_layer_flops(n_patches, e, m) + merger
+    if config.model_type == "qwen3_vl":  # ViT, merger, one more merger per DeepStack level
+        d, m = vc.hidden_size, vc.intermediate_size
+        patch = 2 * n_patches * vc.in_channels * vc.temporal_patch_size * vc.patch_size**2 * d
+        merged = n_patches // vc.spatial_merge_size**2
+        k = d * vc.spatial_merge_size**2
+        mergers = (
+            (1 + len(vc.deepstack_visual_indexes)) * 2 * merged * (k * k + k * vc.out_hidden_size)
+        )
+        return patch + vc.depth * vit_layer_flops(n_patches, d, m) + mergers
     raise ValueError(f"no analytic FLOP formula for model type {config.model_type!r}")
 
 

@@ -13,7 +13,6 @@ prefill is the rest of that call.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from vissparse.bench.flops import count_flops
-from vissparse.hf.pipeline import HFPipeline
+from vissparse.hf.pipeline import HFPipeline, PrunedBatch
 from vissparse.llm.pruner import LayerPruner
 
 
@@ -66,16 +65,15 @@ def cache_bytes(cache: Any) -> int:
 
 def _lm_inputs(
     pipe: HFPipeline, inputs: Any, emb: Any, prompt_mask: Tensor, prune: bool, vision: Any = None
-) -> tuple[dict[str, Tensor], LayerPruner | None]:
-    """The language model's inputs, and the hooks that prune inside it (``stage="llm"``)."""
+) -> tuple[PrunedBatch, LayerPruner | None]:
+    """The language model's batch, and the hooks that prune inside it (``stage="llm"``)."""
     if prune and pipe.schedule is not None:
         pruner = pipe.llm_pruner(emb, prompt_mask, None, pipe.layouts(inputs, emb), vision)
-        return _lm_inputs(pipe, inputs, emb, prompt_mask, False)[0], pruner
+        return pipe.unpruned(emb), pruner
     if prune:
         layouts = pipe.layouts(inputs, emb)
-        pruned = pipe.select_and_apply(emb, prompt_mask, layouts=layouts, vision=vision)
-        return pruned.model_inputs(), None
-    return pipe.unpruned(emb).model_inputs(), None
+        return pipe.select_and_apply(emb, prompt_mask, layouts=layouts, vision=vision), None
+    return pipe.unpruned(emb), None
 
 
 @torch.inference_mode()
@@ -92,8 +90,9 @@ def timed_call(
     emb, vision = pipe.embed(inputs, prune)
     _sync(device)
     t1 = time.perf_counter()
-    lm_in, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
-    with pruner.installed() if pruner is not None else nullcontext():
+    batch, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
+    lm_in = batch.model_inputs()
+    with pipe.feeding(batch, pruner):
         _sync(device)
         t2 = time.perf_counter()
         out = model(**lm_in, use_cache=True, logits_to_keep=1)
@@ -153,9 +152,9 @@ def prefill_flops(pipe: HFPipeline, inputs: Any, prompt_mask: Tensor, prune: boo
     def run() -> None:
         pipe.adapter.reset_state()
         emb, vision = pipe.embed(inputs, prune)
-        lm_in, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
-        with pruner.installed() if pruner is not None else nullcontext():
-            pipe.model(**lm_in, use_cache=True, logits_to_keep=1)
+        batch, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
+        with pipe.feeding(batch, pruner):
+            pipe.model(**batch.model_inputs(), use_cache=True, logits_to_keep=1)
 
     flops = count_flops(run)
     pipe.adapter.reset_state()

@@ -10,8 +10,8 @@ therefore more text tokens than with the real tokenizer, which makes measured sp
 slightly conservative).
 
 Example:
-    >>> sorted(MODEL_CONFIGS)
-    ['gemma-3-12b', 'llava-1.5-7b', 'llava-onevision-7b', 'qwen2-vl-2b', 'qwen2-vl-7b']
+    >>> sorted(MODEL_CONFIGS)[:3]
+    ['gemma-3-12b', 'llava-1.5-7b', 'llava-onevision-7b']
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class ModelShape:
 
     Attributes:
         name: config name, e.g. ``"llava-1.5-7b"``.
-        family: ``"llava"``, ``"llava_onevision"``, ``"gemma3"`` or ``"qwen2_vl"``.
+        family: ``"llava"``, ``"llava_onevision"``, ``"gemma3"``, ``"qwen2_vl"`` or
+            ``"qwen3_vl"``.
         reference: the HF model this shape is taken from.
         vision_layers: real vision-encoder depth.
         text_layers: real language-model depth.
@@ -116,7 +117,38 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
                   max_position_embeddings=131072, rms_norm_eps=1e-6, sliding_window=1024,
                   query_pre_attn_scalar=256),
     ),
+    # Qwen3-VL-8B: a 27-layer ViT of 16 px patches whose layers 8, 16 and 24 feed DeepStack
+    # features to LM layers 0-2; Qwen3-8B with interleaved M-RoPE. 512 x 512 px: 256 tokens.
+    "qwen3-vl-8b": ModelShape(
+        name="qwen3-vl-8b", family="qwen3_vl", reference="Qwen/Qwen3-VL-8B-Instruct",
+        vision_layers=27, text_layers=36, image_size=(512, 512),
+        vision=dict(hidden_size=1152, intermediate_size=4304, num_heads=16, patch_size=16,
+                    spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                    out_hidden_size=4096, num_position_embeddings=2304,
+                    deepstack_visual_indexes=[8, 16, 24]),
+        text=dict(hidden_size=4096, intermediate_size=12288, num_attention_heads=32,
+                  num_key_value_heads=8, head_dim=128, vocab_size=151936,
+                  max_position_embeddings=262144, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "default", "rope_theta": 5e6,
+                                   "mrope_section": [24, 20, 20], "mrope_interleaved": True}),
+    ),
 }  # fmt: skip
+
+
+def deepstack_levels(indexes: list[int], real_depth: int, depth: int) -> list[int]:
+    """DeepStack's vision layers on an encoder cut from ``real_depth`` to ``depth`` layers.
+
+    Each level keeps its relative depth, distinct and within the encoder; an encoder with
+    fewer layers than levels feeds one level per layer.
+
+    Example:
+        >>> deepstack_levels([8, 16, 24], 27, 3), deepstack_levels([8, 16, 24], 27, 27)
+        ([0, 1, 2], [8, 16, 24])
+    """
+    k = len(indexes)
+    if depth < k:
+        return list(range(depth))
+    return [min(round(i * depth / real_depth), depth - k + j) for j, i in enumerate(indexes)]
 
 
 def _gemma3(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
@@ -179,19 +211,24 @@ def _qwen(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any,
     import transformers as tf
 
     tok = qwen_tokenizer()
+    rope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
     text = dict(shape.text, num_hidden_layers=text_layers, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-                rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                 "mrope_section": [16, 24, 24]})  # fmt: skip
+                pad_token_id=tok.pad_token_id)  # fmt: skip
+    text.setdefault("rope_parameters", rope)
     ids: dict[str, Any] = qwen_token_ids(tok)
     vision = dict(shape.vision, depth=vision_layers)
-    config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
     pixels = shape.image_size[0] * shape.image_size[1]
-    return (
-        config,
-        tf.Qwen2VLForConditionalGeneration,
-        qwen_processor(tf.Qwen2VLProcessor, tok, pixels, pixels),
-    )
+    if shape.family == "qwen3_vl":
+        vision["deepstack_visual_indexes"] = deepstack_levels(
+            shape.vision["deepstack_visual_indexes"], shape.vision_layers, vision_layers
+        )
+        config: Any = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+        processor = qwen_processor(tf.Qwen3VLProcessor, tok, pixels, pixels,
+                                   patch_size=vision["patch_size"])  # fmt: skip
+        return config, tf.Qwen3VLForConditionalGeneration, processor
+    config = tf.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
+    processor = qwen_processor(tf.Qwen2VLProcessor, tok, pixels, pixels)
+    return config, tf.Qwen2VLForConditionalGeneration, processor
 
 
 def build_model(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,7 @@ from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
+from vissparse.llm.additions import added_to_layers
 from vissparse.llm.pruner import LayerPruner, StageView
 from vissparse.llm.schedule import average_tokens
 from vissparse.pruning import (
@@ -53,6 +56,10 @@ class PrunedBatch:
             from it on; ``stage="input"``: the kept ones in every layer).
         llm_ms: ``stage="llm"``: time spent in the pruning hooks inside the language
             model (text attention, scoring, selection, gathers, masks).
+        token_type_ids: ``[B, L']`` 1 on image tokens, for families that read it (Gemma 3).
+        layer_additions: ``[B, L', D]`` tensors added after the language model's first
+            layers (Qwen3-VL's DeepStack), packed like ``inputs_embeds``; feed the batch
+            inside :meth:`HFPipeline.feeding` so they are added.
     """
 
     inputs_embeds: Tensor
@@ -67,6 +74,7 @@ class PrunedBatch:
     image_tokens_per_layer: list[list[int]] | None = None
     llm_ms: float = 0.0
     token_type_ids: Tensor | None = None
+    layer_additions: list[Tensor] = field(default_factory=list)
 
     def avg_image_tokens(self) -> list[float]:
         """Per row, the image tokens a language-model layer sees on average."""
@@ -194,8 +202,9 @@ class HFPipeline:
         layouts = self.layouts(inputs, emb)
         if self.schedule is not None:  # the keep masks exist once the prefill has run
             pruner = self.llm_pruner(emb, prompt_mask, keys, layouts, vision)
-            with pruner.installed():
-                self.model(**self.unpruned(emb).model_inputs(), use_cache=True, logits_to_keep=1)
+            full = self.unpruned(emb)
+            with self.feeding(full, pruner):
+                self.model(**full.model_inputs(), use_cache=True, logits_to_keep=1)
             self.adapter.reset_state()
             return self.llm_result(pruner, emb, vision)
         return self.select_and_apply(emb, prompt_mask, keys, layouts, vision)
@@ -209,6 +218,7 @@ class HFPipeline:
             emb.image_sample, n_image, list(n_image),
             kv_tokens=emb.attention_mask.sum(dim=1).float().tolist(),
             signal_ms=0.0 if vision is None else vision.ms, token_type_ids=self.token_types(emb),
+            layer_additions=emb.layer_additions,
         )  # fmt: skip
 
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
@@ -271,15 +281,19 @@ class HFPipeline:
             )
             if types is not None:
                 types = pack_left(types, emb.attention_mask, keep_seq)
+            additions = [drop_tokens(a, emb.position_ids, emb.attention_mask, keep_seq)[0]
+                         for a in emb.layer_additions]  # fmt: skip
         else:
             embeds, positions = inputs_embeds, emb.position_ids
             mask = mask_tokens(emb.attention_mask, keep_seq)
+            additions = emb.layer_additions
         n_image, n_kept = image_counts(rows, emb.image_sample, image_keep)
         cached = mask if self.config.mode == "drop" else emb.attention_mask
         return PrunedBatch(
             embeds, mask, positions, [k.cpu() for k in image_keep], emb.image_sample, n_image,
             n_kept, kv_tokens=cached.sum(dim=1).tolist(),
             signal_ms=0.0 if vision is None else vision.ms, token_type_ids=types,
+            layer_additions=additions,
         )  # fmt: skip
 
     def token_types(self, emb: Embedded) -> Tensor | None:
@@ -414,9 +428,40 @@ class HFPipeline:
             kv_tokens=[average_tokens(row) for row in kv],
             signal_ms=0.0 if vision is None else vision.ms,
             image_tokens_per_layer=per_layer, llm_ms=pruner.ms,
+            layer_additions=emb.layer_additions,
         )  # fmt: skip
 
     # --- generation -----------------------------------------------------------------
+    @contextmanager
+    def feeding(self, batch: PrunedBatch, pruner: LayerPruner | None = None) -> Iterator[None]:
+        """While the block runs, the model can be called on ``batch.model_inputs()``.
+
+        It lets ``generate`` take the embeddings (Gemma 3), adds the batch's layer
+        additions (Qwen3-VL's DeepStack) and, with ``stage="llm"``, installs ``pruner``'s
+        hooks; the additions then follow the tokens the pruner drops.
+
+        Example:
+            >>> from vissparse.testing import random_image, tiny_model
+            >>> model, processor = tiny_model("qwen3_vl")
+            >>> pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25))
+            >>> inputs, prompt_mask, _, _ = pipe._encode(random_image(), "What is it?")
+            >>> batch = pipe.prune(inputs, prompt_mask)
+            >>> with pipe.feeding(batch):
+            ...     logits = model(**batch.model_inputs()).logits
+            >>> logits.shape[1] == batch.inputs_embeds.shape[1]
+            True
+        """
+        with ExitStack() as stack:
+            stack.enter_context(self.adapter.generating())
+            if pruner is not None:
+                stack.enter_context(pruner.installed())
+            if batch.layer_additions:
+                columns = pruner.columns if pruner is not None else (lambda: None)
+                stack.enter_context(added_to_layers(
+                    self.adapter.decoder_layers(), batch.layer_additions, columns
+                ))  # fmt: skip
+            yield
+
     def _keys(self, items: list[Item]) -> list[bytes] | None:
         """Per-image sample keys, computed only for a scorer that uses them."""
         return sample_keys(items) if "sample_keys" in self.signals else None
@@ -434,7 +479,7 @@ class HFPipeline:
             if total in kwargs:
                 value = kwargs.pop(total)
                 kwargs.setdefault(new, max(0, value - prompt_length))
-        with torch.inference_mode(), self.adapter.generating():
+        with torch.inference_mode(), self.feeding(pruned):
             out = self.model.generate(**pruned.model_inputs(), **kwargs)
         self.adapter.reset_state()
         return pruned, _sequences(out)
@@ -447,8 +492,9 @@ class HFPipeline:
         self.adapter.reset_state()
         emb, vision = self.embed(inputs)
         pruner = self.llm_pruner(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
-        with torch.inference_mode(), pruner.installed():
-            out = self.model.generate(**self.unpruned(emb).model_inputs(), **kwargs)
+        full = self.unpruned(emb)
+        with torch.inference_mode(), self.feeding(full, pruner):
+            out = self.model.generate(**full.model_inputs(), **kwargs)
         self.adapter.reset_state()
         return self.llm_result(pruner, emb, vision), _sequences(out)
 

@@ -122,6 +122,16 @@ class LayerPruner:
         self._decode_masks: dict[tuple[int, int, int], Tensor] = {}
 
     # --- bookkeeping -------------------------------------------------------------------
+    def columns(self) -> tuple[Tensor, Tensor] | None:
+        """After a drop: each current column's original position and whether it is real.
+
+        ``None`` while the layers run on the full sequence (before the first stage, and
+        always in mask mode). Layer additions (Qwen3-VL's DeepStack) are gathered with it.
+        """
+        if self._index is None:
+            return None
+        return self._index, self._valid
+
     def _mask_dtype(self, hidden: Tensor) -> torch.dtype | None:
         return hidden.dtype if self.eager else None
 
