@@ -21,16 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_benchmark import replace_between_markers
 
+from vissparse.bench.model_configs import MODEL_CONFIGS
 from vissparse.bench.report import markdown_table
 from vissparse.cli import main as cli
 
-CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b", "qwen2-vl-2b", "llava-onevision-7b", "gemma-3-12b")
+CONFIGS = tuple(MODEL_CONFIGS)  # every shape-faithful config, in the README's order
 KEEP = ("0.05", "0.1", "0.25", "0.5", "1.0")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--depth-scale", default="8")

@@ -27,10 +27,12 @@ FAMILY_NAMES = (
     "qwen2_5_vl",
     "qwen3_vl",
     "qwen3_vl_moe",
+    "qwen3_5",
     "llava",
     "llava_next",
     "llava_onevision",
     "gemma3",
+    "internvl",
 )
 INIT_STD = 0.2
 CHARS = ["\n"] + [chr(i) for i in range(32, 127)]
@@ -56,6 +58,10 @@ GEMMA_CHAT_TEMPLATE = (
     "{% if c['type'] == 'image' %}<start_of_image>{% elif c['type'] == 'text' %}{{ c['text'] }}"
     "{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+INTERNVL_SPECIALS = [*QWEN_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+INTERNVL_CHAT_TEMPLATE = QWEN_CHAT_TEMPLATE.replace(
+    "<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n"
 )
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -131,6 +137,28 @@ def qwen_tokenizer() -> Any:
                           eos_token="<|im_end|>")  # fmt: skip
 
 
+def qwen3_5_tokenizer() -> Any:
+    """The offline Qwen3.5 tokenizer: ``Qwen3_5Tokenizer`` over byte-level characters.
+
+    transformers loads every ``qwen3_5`` checkpoint's tokenizer as ``Qwen3_5Tokenizer``
+    (its byte-level pre-tokenizer), whatever class was saved; built as that class, the
+    character-level vocabulary survives ``save_pretrained`` / ``from_pretrained``.
+    """
+    import transformers as tf
+
+    def byte_char(c: str) -> str:  # GPT-2's byte-to-unicode map, for ASCII
+        return c if 33 <= ord(c) <= 126 else chr(256 + ord(c))
+
+    vocab = {byte_char(c): i for i, c in enumerate(CHARS)}
+    unk: Any = None  # every character is in the vocabulary
+    tok = tf.Qwen3_5Tokenizer(vocab=vocab, merges=[], unk_token=unk, eos_token="<|im_end|>",
+                              pad_token="<|endoftext|>")  # fmt: skip
+    tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS})
+    tok.padding_side = "left"
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    return tok
+
+
 def qwen_token_ids(tok: Any) -> dict[str, Any]:
     """The Qwen config's special-token ids, read off ``tok``.
 
@@ -200,6 +228,9 @@ def _qwen(family: str) -> tuple[Any, Any]:
     text = _text_config(tok, mrope=True)
     if family.startswith("qwen3_vl"):
         return _qwen3_vl(tok, text, moe=family == "qwen3_vl_moe")
+    if family == "qwen3_5":
+        tok = qwen3_5_tokenizer()
+        return _qwen3_5(tok, _text_config(tok, mrope=True))
     if family == "qwen2_vl":
         vision.update(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
@@ -234,6 +265,28 @@ def _qwen3_vl(tok: Any, text: dict[str, Any], moe: bool) -> tuple[Any, Any]:
     config = config_cls(text_config=text, vision_config=vision, **qwen_token_ids(tok))
     processor = qwen_processor(tf.Qwen3VLProcessor, tok, 64 * 64, 128 * 128, patch_size=16)
     return (config, model_cls), processor
+
+
+def _qwen3_5(tok: Any, text: dict[str, Any]) -> tuple[Any, Any]:
+    """Qwen3.5: Qwen3-VL's ViT (no DeepStack); a Gated DeltaNet layer, then full attention.
+
+    Half of each head is rotated (the real model rotates a quarter of 256), with
+    interleaved M-RoPE over those dimensions.
+    """
+    import transformers as tf
+
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
+                  num_position_embeddings=64, initializer_range=INIT_STD)  # fmt: skip
+    text = dict(text, head_dim=16, partial_rotary_factor=0.5,
+                layer_types=["linear_attention", "full_attention"], linear_conv_kernel_dim=4,
+                linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+                linear_num_value_heads=4)  # fmt: skip
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
+                               "mrope_section": [2, 1, 1], "mrope_interleaved": True}  # fmt: skip
+    config = tf.Qwen3_5Config(text_config=text, vision_config=vision, **qwen_token_ids(tok))
+    processor = qwen_processor(tf.Qwen3VLProcessor, tok, 64 * 64, 128 * 128, patch_size=16)
+    return (config, tf.Qwen3_5ForConditionalGeneration), processor
 
 
 def _onevision() -> tuple[Any, Any]:
@@ -314,9 +367,63 @@ def _gemma3() -> tuple[Any, Any]:
     return (config, tf.Gemma3ForConditionalGeneration), processor
 
 
+def internvl_tokenizer() -> Any:
+    """The offline InternVL3-style tokenizer (Qwen's tokens plus the image tokens, named)."""
+    names = {"start_image_token": "<img>", "end_image_token": "</img>",
+             "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}  # fmt: skip
+    return char_tokenizer(INTERNVL_SPECIALS, INTERNVL_CHAT_TEMPLATE, extra=names,
+                          pad_token="<|endoftext|>", eos_token="<|im_end|>")  # fmt: skip
+
+
+def internvl_parts(
+    tok: Any, vision: Any, text: Any, max_tiles: int
+) -> tuple[Any, Any]:  # fmt: skip
+    """An InternVL config and its image-only processor, for tiny and benchmark models.
+
+    ``vision`` is an InternViT config, ``text`` a Qwen2 config; images are cut into up to
+    ``max_tiles`` tiles plus a thumbnail.
+    """
+    import transformers as tf
+
+    from vissparse.adapters.qwen2_vl import image_only_processor_class
+
+    size, patch = int(vision.image_size[0]), int(vision.patch_size[0])
+    tokens = (size // patch // 2) ** 2  # pixel shuffle folds 2 x 2 patches into a token
+    config = tf.InternVLConfig(
+        vision_config=vision, text_config=text, downsample_ratio=0.5, image_seq_length=tokens,
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )  # fmt: skip
+    image_processor = tf.GotOcr2ImageProcessorPil(
+        size={"height": size, "width": size}, crop_to_patches=True, min_patches=1,
+        max_patches=max_tiles,
+    )  # fmt: skip
+    processor = image_only_processor_class(tf.InternVLProcessor)(
+        image_processor=image_processor, tokenizer=tok, chat_template=INTERNVL_CHAT_TEMPLATE,
+        image_seq_length=tokens,
+    )  # fmt: skip
+    return config, processor
+
+
+def _internvl() -> tuple[Any, Any]:
+    """InternVL: an InternViT of 8 x 8 patches a tile (16 tokens), up to 4 tiles + thumbnail."""
+    import transformers as tf
+
+    tok = internvl_tokenizer()
+    vision = tf.InternVLVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=[112, 112], patch_size=[14, 14], use_qk_norm=True, initializer_range=INIT_STD,
+    )  # fmt: skip
+    text = tf.Qwen2Config(**_text_config(tok, False))
+    config, processor = internvl_parts(tok, vision, text, max_tiles=4)
+    return (config, tf.InternVLForConditionalGeneration), processor
+
+
 def _llava(family: str) -> tuple[Any, Any]:
     import transformers as tf
 
+    if family == "internvl":
+        return _internvl()
     if family == "gemma3":
         return _gemma3()
     if family == "llava_onevision":

@@ -56,6 +56,8 @@ def tiny(request):
 class FamilyContract:
     family: str
     seed = 0  # of the shared tiny model's weights
+    # mask mode is the reference for drop mode (not on recurrent LMs: see test_qwen3_5)
+    mask_reference = True
     # (height, width) of the test images; families differ in what sizes make sense
     sizes = ((112, 112), (84, 112), (56, 84))
 
@@ -165,7 +167,7 @@ class FamilyContract:
         out = drop.generate(image, PROMPTS[0], return_details=True, **GEN)
         assert out.sequences.shape == (1, 6)
         assert 0 < out.metrics["n_kept"] < out.metrics["n_image_tokens"]
-        if dtype == torch.float32:
+        if dtype == torch.float32 and self.mask_reference:
             mask = pipeline(model, processor, 0.25, "mask")
             ref = mask.generate(image, PROMPTS[0], return_details=True, **GEN)
             assert torch.equal(out.sequences, ref.sequences)

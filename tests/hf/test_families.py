@@ -37,3 +37,8 @@ class TestLlavaOnevision(FamilyContract):
 class TestGemma3(FamilyContract):
     family = "gemma3"
     sizes = ((56, 56), (40, 70), (28, 56))
+
+
+class TestInternVL(FamilyContract):
+    family = "internvl"
+    sizes = ((112, 112), (112, 224), (224, 112))  # 1 tile; 2 tiles + thumbnail; the same turned

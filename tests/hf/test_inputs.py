@@ -76,7 +76,7 @@ def test_text_only_model_is_rejected():
     config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2)  # fmt: skip
     text_only = LlamaForCausalLM(config)
-    expected = "supported model types: gemma3, llava, llava_next, llava_onevision, qwen2_5_vl"
+    expected = "supported model types: gemma3, internvl, llava, llava_next, llava_onevision"
     with pytest.raises(ValueError, match=expected):
         VisSparse(base_model=text_only, processor=processor)
 

@@ -81,7 +81,7 @@ def test_user_api_lines_with_a_tiny_model():
     assert details.metrics["speedup"] > 0
 
 
-@pytest.mark.parametrize("family", ["llava_onevision", "gemma3", "qwen3_vl"])
+@pytest.mark.parametrize("family", ["llava_onevision", "gemma3", "qwen3_vl", "qwen3_5", "internvl"])
 def test_newer_families_load_from_a_saved_directory(tmp_path, family):
     """The processor is rebuilt without torchvision, with its saved options."""
     model, processor = tiny_model(family)

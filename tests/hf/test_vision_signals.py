@@ -13,7 +13,7 @@ PROMPTS = ["What color is it?", "Where is the red one?"]
 SIZES = {"llava": [(112, 112), (84, 112)], "llava_next": [(56, 56), (40, 70)],
          "qwen2_vl": [(112, 112), (84, 140)], "qwen2_5_vl": [(112, 112), (84, 140)],
          "llava_onevision": [(56, 56), (40, 70)], "gemma3": [(112, 112), (84, 140)],
-         "qwen3_vl": [(128, 128), (96, 160)]}  # fmt: skip
+         "qwen3_vl": [(128, 128), (96, 160)], "internvl": [(112, 224), (224, 224)]}  # fmt: skip
 
 
 def batch(family, attn="eager"):
@@ -91,6 +91,23 @@ def test_gemma3_received_attention_is_pooled_like_the_features():
         .transpose(1, 2)
     )
     torch.testing.assert_close(torch.stack(signals.features), features)
+
+
+def test_internvl_cls_attention_is_shuffled_like_the_tokens():
+    """InternViT's [CLS] row (q/k norms on), each token the mean of its 2 x 2 patch block
+    in raster order: the order pixel shuffle gives the tokens, so tiles are raster grids."""
+    model, pipe, inputs = batch("internvl")
+    emb, signals = pipe.adapter.embed_with_signals(inputs, -1)
+    assert pipe.adapter.tiles(inputs) == [3, 5]  # 2 and 4 tiles, each with a thumbnail
+    with torch.no_grad():
+        out = model.model.vision_tower(inputs["pixel_values"], output_attentions=True)
+    cls = out.attentions[-1][:, :, 0, 1:].mean(dim=1).view(-1, 1, 8, 8)  # [tiles, 8 x 8]
+    expected = torch.nn.functional.avg_pool2d(cls, 2).flatten()  # 4 x 4 tokens a tile
+    torch.testing.assert_close(torch.cat(signals.attention), expected, atol=1e-6, rtol=1e-5)
+    grid = pipe.adapter.token_grid(inputs, 1)
+    assert (grid.start, grid.rows, grid.label) == (4 * 16, 4, "thumbnail")
+    layout = pipe.adapter.layouts(inputs, emb)[1]
+    assert [s.label for s in layout.segments][-2:] == ["tile 3", "thumbnail"]
 
 
 def qwen_expected(model, inputs, layer):

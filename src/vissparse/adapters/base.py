@@ -44,6 +44,9 @@ class FamilySpec:
             the images of a multi-image prompt are encoded untiled, as the model does).
         token_types: the model reads ``token_type_ids`` (1 on image tokens; Gemma 3's
             bidirectional attention among them), which the pruned batch carries too.
+        recurrent: the language model has recurrent (linear-attention) layers, in which
+            a token masked out of attention still changes the state later tokens read
+            (Qwen3.5's Gated DeltaNet): ``mode="mask"`` is no reference there.
     """
 
     name: str
@@ -57,6 +60,7 @@ class FamilySpec:
     layout: Literal["merged_grid", "square_crop", "base_tile"]
     nested_images: bool = False
     token_types: bool = False
+    recurrent: bool = False
 
 
 @dataclass(frozen=True)

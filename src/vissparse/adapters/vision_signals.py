@@ -4,8 +4,9 @@ The model keeps its attention implementation (SDPA, flash) everywhere: a forward
 pre-hook on one vision attention module receives that layer's (normalised) hidden states
 and recomputes ``q . k`` for the rows a method needs, here:
 
-- CLIP towers (LLaVA): the attention of the [CLS] token to every token, averaged over
-  heads, and the keys averaged over heads (VisionZip's merge metric);
+- CLIP towers (LLaVA) and InternViT (InternVL): the attention of the [CLS] token to
+  every token, averaged over heads, and the keys averaged over heads (VisionZip's merge
+  metric);
 - ViTs without [CLS] (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision's SigLIP): the attention
   each patch *receives*, averaged over heads and over the queries of its attention block
   (the tile, the image, or the window in Qwen2.5-VL's windowed layers), and the
@@ -65,7 +66,8 @@ class VisionSignals:
 def clip_cls_attention(module: Any, hidden: Tensor) -> tuple[Tensor, Tensor]:
     """[CLS] attention ``[T, S]`` (mean over heads) and keys ``[T, S, d]`` of a CLIP layer.
 
-    ``hidden`` is the attention's input ``[T, S, D]`` (T tiles, S = 1 + patches).
+    ``hidden`` is the attention's input ``[T, S, D]`` (T tiles, S = 1 + patches). Query
+    and key norms, where the layer has them (InternViT's ``q_norm`` / ``k_norm``), apply.
 
     Example:
         >>> from types import SimpleNamespace
@@ -78,8 +80,11 @@ def clip_cls_attention(module: Any, hidden: Tensor) -> tuple[Tensor, Tensor]:
     """
     t, s, _ = hidden.shape
     heads, dim = int(module.num_heads), int(module.head_dim)
-    q = module.q_proj(hidden[:, :1]).view(t, 1, heads, dim).transpose(1, 2).float()
-    k = module.k_proj(hidden).view(t, s, heads, dim).transpose(1, 2).float()
+    q, k = module.q_proj(hidden[:, :1]), module.k_proj(hidden)
+    if getattr(module, "q_norm", None) is not None:
+        q, k = module.q_norm(q), module.k_norm(k)
+    q = q.view(t, 1, heads, dim).transpose(1, 2).float()
+    k = k.view(t, s, heads, dim).transpose(1, 2).float()
     att = torch.softmax((q @ k.transpose(-1, -2)) * float(module.scale), dim=-1)
     return att.mean(dim=1)[:, 0], k.mean(dim=1)
 

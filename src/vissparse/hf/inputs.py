@@ -228,8 +228,9 @@ def expand_placeholders(
     r"""``text`` with each image placeholder written out as the processor expands it.
 
     Gemma 3's processor replaces ``<start_of_image>`` with ``"\n\n<start_of_image>"``,
-    the image tokens and ``"<end_of_image>\n\n"``: the text tokens it adds must be in
-    the text the prompt mask is aligned on. ``span`` (the prompt's characters) moves
+    the image tokens and ``"<end_of_image>\n\n"``; InternVL's puts ``<img>`` and
+    ``</img>`` around its image tokens: the text tokens it adds must be in the text the
+    prompt mask is aligned on. ``span`` (the prompt's characters) moves
     with the text before it. Processors that expand nothing get ``text`` back.
 
     Example:
@@ -238,8 +239,7 @@ def expand_placeholders(
         >>> expand_placeholders(p, "<i>hi", (3, 5))
         ('[<i>]hi', (5, 7))
     """
-    placeholder = getattr(processor, "boi_token", None)
-    full = getattr(processor, "full_image_sequence", None)
+    placeholder, full = _expansion(processor)
     if not placeholder or not full:
         return text, span
     start, end = span
@@ -248,6 +248,16 @@ def expand_placeholders(
     inside = text[start:end].count(placeholder)
     out = text.replace(placeholder, full)
     return out, (start + shift, end + shift + inside * (len(full) - len(placeholder)))
+
+
+def _expansion(processor: Any) -> tuple[str | None, str | None]:
+    """The placeholder a processor expands and what it writes around the image tokens."""
+    start, end = (getattr(processor, name, None) for name in ("start_image_token",
+                                                               "end_image_token"))  # fmt: skip
+    if start and end:  # InternVL: <img> + the image tokens + </img>
+        token = processor.image_token
+        return token, f"{start}{token}{end}"
+    return getattr(processor, "boi_token", None), getattr(processor, "full_image_sequence", None)
 
 
 def prompt_masks(

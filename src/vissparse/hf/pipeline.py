@@ -140,6 +140,8 @@ class HFPipeline:
         self.strategy = build_strategy(config.strategy)
         self.signals = required_signals(self.scorer)
         self.schedule = config.layer_schedule() if config.stage == "llm" else None
+        if self.adapter.spec.recurrent:
+            _refuse_on_recurrent(self.adapter.spec.name, config)
         if self.schedule is not None:
             if self.adapter.spec.token_types:
                 raise ValueError(
@@ -620,6 +622,23 @@ class HFPipeline:
             n_kept=[int(sum(m.sum() for m in row)) for row in details.keep_mask],
             latency_ms=metrics["latency_ms"],
             baseline_latency_ms=metrics.get("baseline_latency_ms"),
+        )
+
+
+def _refuse_on_recurrent(family: str, config: PruningConfig) -> None:
+    """What a language model with recurrent (linear-attention) layers cannot do."""
+    if config.mode == "mask":
+        raise ValueError(
+            f"mode='mask' is not supported on {family}: its linear-attention layers pass "
+            "every token through a recurrent state, so a token masked out of attention "
+            "still changes what the kept tokens see; mask mode is no reference there. Use "
+            "mode='drop'"
+        )
+    if config.stage == "llm":
+        raise ValueError(
+            f"stage='llm' is not supported on {family}: dropping tokens inside its "
+            "linear-attention layers needs per-layer-type masks and recurrent-state "
+            "handling that the in-LLM hooks do not build; use stage='input'"
         )
 
 
