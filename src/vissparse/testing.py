@@ -387,7 +387,8 @@ def internvl_parts(
 
     from vissparse.adapters.qwen2_vl import image_only_processor_class
 
-    size, patch = int(vision.image_size[0]), int(vision.patch_size[0])
+    size, patch = (v if isinstance(v, int) else int(v[0])
+                   for v in (vision.image_size, vision.patch_size))  # fmt: skip
     tokens = (size // patch // 2) ** 2  # pixel shuffle folds 2 x 2 patches into a token
     config = tf.InternVLConfig(
         vision_config=vision, text_config=text, downsample_ratio=0.5, image_seq_length=tokens,

@@ -10,9 +10,11 @@ from vissparse.bench.model_bench import check_targets, run_model_bench
 from vissparse.bench.model_configs import (
     MODEL_CONFIGS,
     _gemma3,
+    _internvl,
     _llava,
     _onevision,
     _qwen,
+    _qwen3_5,
     deepstack_levels,
 )
 from vissparse.hf.pipeline import HFPipeline
@@ -64,15 +66,44 @@ def test_qwen3_vl_config_keeps_its_deepstack_levels_and_token_count():
     assert int((ids == config.image_token_id).sum()) == 256
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
-def test_counted_flops_equal_the_formula_on_tiny_qwen_models(family):
-    """The formula covers Qwen3-VL's DeepStack mergers; it is exact for these layers."""
+def _image_tokens(config, processor, size):
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
+        add_generation_prompt=True, tokenize=False)  # fmt: skip
+    inputs = processor(images=[random_image(*size)], text=[text], return_tensors="pt")
+    return int((inputs["input_ids"] == config.image_token_id).sum())
+
+
+def test_qwen3_5_and_internvl_configs_keep_their_layouts():
+    qwen, _, processor = _qwen3_5(MODEL_CONFIGS["qwen3.5-9b"], 3, 4)
+    assert qwen.text_config.layer_types == ["linear_attention"] * 3 + ["full_attention"]
+    assert (qwen.text_config.linear_num_value_heads, qwen.text_config.head_dim) == (32, 256)
+    assert _image_tokens(qwen, processor, (512, 512)) == 256
+    assert _qwen3_5(MODEL_CONFIGS["qwen3.5-9b"], 1, 2)[0].text_config.layer_types[-1] == (
+        "full_attention"
+    )
+    internvl, _, processor = _internvl(MODEL_CONFIGS["internvl3-8b"], 2, 2)
+    assert (internvl.vision_config.hidden_size, internvl.text_config.hidden_size) == (1024, 3584)
+    assert _image_tokens(internvl, processor, (448, 896)) == 3 * 256  # 2 tiles + thumbnail
+    assert _image_tokens(internvl, processor, (448, 448)) == 256  # one tile, no thumbnail
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl", "qwen3_5", "internvl"])
+def test_counted_flops_equal_the_formula_on_tiny_models(family):
+    """The formula covers Qwen3-VL's DeepStack mergers, Qwen3.5's Gated DeltaNet layers
+    and gated attention, InternVL's tiles; it is exact for these layers."""
     model, processor = tiny_model(family)
     pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25))
-    inputs, prompt_mask, _, _ = pipe._encode(random_image(128, 128), "What?")
+    inputs, prompt_mask, _, _ = pipe._encode(random_image(112, 224), "What?")
     counted = prefill_flops(pipe, inputs, prompt_mask, prune=False)
-    n, patches = inputs["input_ids"].shape[1], inputs["pixel_values"].shape[0]
+    n, pixels = inputs["input_ids"].shape[1], inputs["pixel_values"]
+    patches = pixels.shape[0] * (64 if family == "internvl" else 1)  # 8 x 8 patches a tile
     assert counted == analytic_prefill_flops(model.config, n, patches)
+    batch = pipe.prune(inputs, prompt_mask)
+    length = n - batch.n_image_tokens[0] + batch.n_kept[0]
+    expected = analytic_prefill_flops(model.config, length, patches)
+    pruned = prefill_flops(pipe, inputs, prompt_mask, prune=True)  # + the scoring's own
+    assert expected <= pruned <= 1.01 * expected
 
 
 def test_depth_scale_keeps_both_parts_and_rejects_bad_values():

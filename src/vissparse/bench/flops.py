@@ -80,9 +80,45 @@ def lm_flops(text_config: Any, n: int | Sequence[int], layers: int | None = None
     lengths = [n] * layers if isinstance(n, int) else list(n)
     if len(lengths) != layers:
         raise ValueError(f"`n` holds {len(lengths)} layer lengths for {layers} layers")
-    total = sum(2 * k * (d * d_q + 2 * d * d_kv + d_q * d) + 4 * k * k * d_q + 6 * k * d * m
-                for k in lengths)  # fmt: skip
+    types = getattr(text_config, "layer_types", None) or ["full_attention"] * layers
+    gated = str(getattr(text_config, "model_type", "")).startswith("qwen3_5")  # q and its gate
+    d_q_proj = 2 * d_q if gated else d_q
+    total = 0
+    for k, kind in zip(lengths, types, strict=False):
+        if kind == "linear_attention":
+            total += gated_deltanet_flops(text_config, k)
+        else:
+            total += 2 * k * (d * d_q_proj + 2 * d * d_kv + d_q * d) + 4 * k * k * d_q
+        total += 6 * k * d * m
     return total + 2 * d * text_config.vocab_size
+
+
+def gated_deltanet_flops(text_config: Any, n: int, chunk: int = 64) -> int:
+    """Analytic FLOPs of one Gated DeltaNet (Qwen3.5 linear attention) layer's mixer.
+
+    Projections, the depthwise causal convolution, and the matrix products of the
+    chunked delta rule (chunks of ``chunk`` tokens, the sequence padded to a multiple):
+    linear in ``n``. The triangular solves inside each chunk are left out, as torch's
+    counter leaves them out.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> cfg = NS(hidden_size=8, linear_num_key_heads=1, linear_num_value_heads=2,
+        ...          linear_key_head_dim=2, linear_value_head_dim=2, linear_conv_kernel_dim=4)
+        >>> f = lambda n: gated_deltanet_flops(cfg, n)
+        >>> f(128) - f(64) == f(64) - f(0)  # linear in n, a whole chunk at a time
+        True
+    """
+    d = text_config.hidden_size
+    hv = text_config.linear_num_value_heads
+    dk, dv = text_config.linear_key_head_dim, text_config.linear_value_head_dim
+    key_dim, value_dim = text_config.linear_num_key_heads * dk, hv * dv
+    conv_dim, kernel = 2 * key_dim + value_dim, text_config.linear_conv_kernel_dim
+    projections = 2 * n * d * (conv_dim + value_dim + 2 * hv) + 2 * n * value_dim * d
+    conv = 2 * conv_dim * (n + kernel - 1) * kernel
+    chunks = -(-n // chunk)
+    per_chunk = 2 * 2 * chunk * chunk * dk + 3 * 2 * chunk * dk * dv + 2 * chunk * chunk * dv
+    return projections + conv + hv * chunks * per_chunk
 
 
 def vit_layer_flops(n: int, d: int, m: int) -> int:
@@ -128,16 +164,32 @@ def vision_flops(config: Any, n_patches: int) -> int:
         k = e * vc.spatial_merge_size**2
         merger = 2 * merged * (k * k + k * vc.hidden_size)
         return patch + vc.depth * vit_layer_flops(n_patches, e, m) + merger
-    if config.model_type == "qwen3_vl":  # ViT, merger, one more merger per DeepStack level
+    if config.model_type in ("qwen3_vl", "qwen3_5"):  # ViT, merger (+1 per DeepStack level)
         d, m = vc.hidden_size, vc.intermediate_size
         patch = 2 * n_patches * vc.in_channels * vc.temporal_patch_size * vc.patch_size**2 * d
         merged = n_patches // vc.spatial_merge_size**2
         k = d * vc.spatial_merge_size**2
-        mergers = (
-            (1 + len(vc.deepstack_visual_indexes)) * 2 * merged * (k * k + k * vc.out_hidden_size)
-        )
+        n_mergers = 1 + len(getattr(vc, "deepstack_visual_indexes", None) or [])
+        mergers = n_mergers * 2 * merged * (k * k + k * vc.out_hidden_size)
         return patch + vc.depth * vit_layer_flops(n_patches, d, m) + mergers
+    if config.model_type == "internvl":  # InternViT per tile ([CLS]), pixel shuffle, MLP
+        d, m = vc.hidden_size, vc.intermediate_size
+        side, patch_size = _side(vc.image_size), _side(vc.patch_size)
+        per_tile = (side // patch_size) ** 2
+        patch = 2 * n_patches * 3 * patch_size**2 * d
+        layers = (
+            vc.num_hidden_layers * (n_patches // per_tile) * vit_layer_flops(per_tile + 1, d, m)
+        )
+        fold = round(1 / float(config.downsample_ratio)) ** 2
+        text_d = config.text_config.hidden_size
+        projector = 2 * (n_patches // fold) * (fold * d * text_d + text_d * text_d)
+        return patch + layers + projector
     raise ValueError(f"no analytic FLOP formula for model type {config.model_type!r}")
+
+
+def _side(value: Any) -> int:
+    """An ``image_size`` / ``patch_size`` given as one int or ``[h, w]`` (square)."""
+    return int(value) if isinstance(value, int) else int(value[0])
 
 
 def analytic_prefill_flops(config: Any, n_sequence: int | Sequence[int], n_patches: int) -> int:

@@ -93,6 +93,8 @@ def run_model_bench(
     pixels = inputs["pixel_values"]
     if pixels.dim() == 5:  # anyres tiles (LLaVA-OneVision): every tile is encoded
         n_patches *= int(pixels.shape[1])
+    elif "image_grid_thw" not in inputs:  # one image; InternVL: its tiles and thumbnail
+        n_patches *= int(pixels.shape[0])
     seq = int(inputs["input_ids"].shape[1])
     base_flops = prefill_flops(base_pipe, inputs, prompt_mask, prune=False)
     base_analytic = analytic_prefill_flops(model.config, seq, n_patches)

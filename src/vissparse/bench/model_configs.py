@@ -11,7 +11,7 @@ slightly conservative).
 
 Example:
     >>> sorted(MODEL_CONFIGS)[:3]
-    ['gemma-3-12b', 'llava-1.5-7b', 'llava-onevision-7b']
+    ['gemma-3-12b', 'internvl3-8b', 'llava-1.5-7b']
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class ModelShape:
 
     Attributes:
         name: config name, e.g. ``"llava-1.5-7b"``.
-        family: ``"llava"``, ``"llava_onevision"``, ``"gemma3"``, ``"qwen2_vl"`` or
-            ``"qwen3_vl"``.
+        family: ``"llava"``, ``"llava_onevision"``, ``"gemma3"``, ``"internvl"``,
+            ``"qwen2_vl"``, ``"qwen3_vl"`` or ``"qwen3_5"``.
         reference: the HF model this shape is taken from.
         vision_layers: real vision-encoder depth.
         text_layers: real language-model depth.
@@ -132,6 +132,35 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
                   rope_parameters={"rope_type": "default", "rope_theta": 5e6,
                                    "mrope_section": [24, 20, 20], "mrope_interleaved": True}),
     ),
+    # Qwen3.5-9B: 32 LM layers, 3 Gated DeltaNet (32 value / 16 key heads of 128) to each
+    # gated full-attention layer (16 / 4 heads of 256, a quarter rotated); the vision
+    # encoder as transformers' Qwen3.5 defaults (Qwen3-VL's ViT without DeepStack).
+    "qwen3.5-9b": ModelShape(
+        name="qwen3.5-9b", family="qwen3_5", reference="Qwen/Qwen3.5-9B",
+        vision_layers=27, text_layers=32, image_size=(512, 512),
+        vision=dict(hidden_size=1152, intermediate_size=4304, num_heads=16, patch_size=16,
+                    spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                    out_hidden_size=4096, num_position_embeddings=2304),
+        text=dict(hidden_size=4096, intermediate_size=12288, num_attention_heads=16,
+                  num_key_value_heads=4, head_dim=256, vocab_size=248320,
+                  max_position_embeddings=262144, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                  linear_conv_kernel_dim=4, linear_key_head_dim=128, linear_value_head_dim=128,
+                  linear_num_key_heads=16, linear_num_value_heads=32,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1e7,
+                                   "mrope_section": [11, 11, 10], "mrope_interleaved": True,
+                                   "partial_rotary_factor": 0.25}),
+    ),
+    # InternVL3-8B: InternViT-300M (448 px tiles, [CLS]), pixel shuffle, Qwen2.5-7B. A
+    # 448 x 896 image: two tiles and a thumbnail, 3 x 256 image tokens.
+    "internvl3-8b": ModelShape(
+        name="internvl3-8b", family="internvl", reference="OpenGVLab/InternVL3-8B-hf",
+        vision_layers=24, text_layers=28, image_size=(448, 896),
+        vision=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                    image_size=448, patch_size=14, use_qk_norm=False, norm_type="layer_norm"),
+        text=dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28,
+                  num_key_value_heads=4, vocab_size=151674, max_position_embeddings=32768,
+                  rms_norm_eps=1e-6, tie_word_embeddings=False, rope_theta=1e6),
+    ),
 }  # fmt: skip
 
 
@@ -188,6 +217,40 @@ def _onevision(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple
                           **shape.text)  # fmt: skip
     config, processor = onevision_parts(tok, vision, text, pinpoints)
     return config, tf.LlavaOnevisionForConditionalGeneration, processor
+
+
+def _internvl(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
+    import transformers as tf
+
+    from vissparse.testing import internvl_parts, internvl_tokenizer
+
+    tok = internvl_tokenizer()
+    vision = tf.InternVLVisionConfig(num_hidden_layers=vision_layers, **shape.vision)
+    text = tf.Qwen2Config(num_hidden_layers=text_layers, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id, **shape.text)  # fmt: skip
+    config, processor = internvl_parts(tok, vision, text, max_tiles=12)
+    return config, tf.InternVLForConditionalGeneration, processor
+
+
+def _qwen3_5(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
+    """Qwen3.5 at reduced depth keeps its pattern: every fourth LM layer full attention."""
+    import transformers as tf
+
+    from vissparse.testing import qwen3_5_tokenizer
+
+    tok = qwen3_5_tokenizer()
+    types = ["full_attention" if (i + 1) % 4 == 0 else "linear_attention"
+             for i in range(text_layers)]  # fmt: skip
+    if "full_attention" not in types:  # fewer than 4 layers: the last one attends
+        types[-1] = "full_attention"
+    text = dict(shape.text, num_hidden_layers=text_layers, layer_types=types,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(shape.vision, depth=vision_layers)
+    config = tf.Qwen3_5Config(text_config=text, vision_config=vision, **qwen_token_ids(tok))
+    pixels = shape.image_size[0] * shape.image_size[1]
+    processor = qwen_processor(tf.Qwen3VLProcessor, tok, pixels, pixels,
+                               patch_size=vision["patch_size"])  # fmt: skip
+    return config, tf.Qwen3_5ForConditionalGeneration, processor
 
 
 def _llava(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any, Any, Any]:
@@ -250,9 +313,8 @@ def build_model(
         raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
     shape = MODEL_CONFIGS[name]
     vision_layers, text_layers = shape.depths(depth_scale)
-    builder = {"llava": _llava, "llava_onevision": _onevision, "gemma3": _gemma3}.get(
-        shape.family, _qwen
-    )
+    builder = {"llava": _llava, "llava_onevision": _onevision, "gemma3": _gemma3,
+               "internvl": _internvl, "qwen3_5": _qwen3_5}.get(shape.family, _qwen)  # fmt: skip
     config, model_cls, processor = builder(shape, vision_layers, text_layers)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
