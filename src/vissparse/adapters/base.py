@@ -38,8 +38,10 @@ class FamilySpec:
         layout: how an image's tokens lie on the picture (see
             :meth:`VLMAdapter.token_grid`): ``"merged_grid"`` (Qwen: the merged-patch
             grid over the whole resized image), ``"square_crop"`` (LLaVA-1.5: a square
-            grid over the processor's centre crop) or ``"base_tile"`` (LLaVA-NeXT: the
-            first tokens are a square grid over the image squashed to a square).
+            grid over the processor's centre crop), ``"base_tile"`` (LLaVA-NeXT: the
+            first tokens are a square grid over the image squashed to a square) or
+            ``"tiles"`` (InternVL: a square grid per tile, the last one a thumbnail of
+            the image squashed to a square).
         nested_images: the processor takes images nested per prompt (LLaVA-OneVision:
             the images of a multi-image prompt are encoded untiled, as the model does).
         token_types: the model reads ``token_type_ids`` (1 on image tokens; Gemma 3's
@@ -57,7 +59,7 @@ class FamilySpec:
     image_newline: bool
     processor_class: str
     image_processor_class: str
-    layout: Literal["merged_grid", "square_crop", "base_tile"]
+    layout: Literal["merged_grid", "square_crop", "base_tile", "tiles"]
     nested_images: bool = False
     token_types: bool = False
     recurrent: bool = False

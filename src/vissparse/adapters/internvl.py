@@ -30,7 +30,7 @@ INTERNVL = FamilySpec(
     image_newline=False,
     processor_class="InternVLProcessor",
     image_processor_class="GotOcr2ImageProcessorPil",
-    layout="base_tile",
+    layout="tiles",
 )
 
 
