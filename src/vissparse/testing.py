@@ -472,8 +472,9 @@ def tiny_model(
         if text_layers is not None:
             text = config.text_config
             text.num_hidden_layers = text_layers
-            if getattr(text, "layer_types", None) is not None:
-                text.layer_types = [text.layer_types[0]] * text_layers
+            types = getattr(text, "layer_types", None)
+            if types is not None:  # the family's pattern, repeated (Qwen3.5: linear, full)
+                text.layer_types = [types[i % len(types)] for i in range(text_layers)]
         model = model_cls(config)
         if family == "gemma3":  # its projection starts at zero: image features would be 0
             torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight,

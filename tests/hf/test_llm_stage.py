@@ -48,7 +48,8 @@ def _tokens(pipe: HFPipeline, image: Any, prompt: Any) -> torch.Tensor:
 
 
 # Gemma 3 refuses stage="llm" (bidirectional image attention, sliding windows): tested below
-# Qwen3.5 refuses it too (recurrent layers): tests/hf/test_qwen3_5.py
+# Qwen3.5 has no mask-mode reference (recurrent layers): its in-LLM tests are in
+# tests/hf/test_qwen3_5.py
 LLM_FAMILIES = [f for f in FAMILY_NAMES if f not in ("gemma3", "qwen3_5")]
 
 

@@ -7,10 +7,15 @@ pieces (text embeddings, ``get_image_features``, ``get_rope_index``) with the pr
 image tokens removed.
 """
 
+import copy
+
 import pytest
 import torch
 
 from tests.hf.family_contract import GEN, PROMPTS, SCORERS, FamilyContract, pipeline, tiny  # noqa: F401
+from tests.hf.test_llm_stage import prefill
+from vissparse import PruningConfig
+from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import random_image, tiny_model
 
 MERGING = ("pool", "visionzip", "prumerge+")  # their kept tokens carry merged values
@@ -95,17 +100,117 @@ def test_masking_is_not_dropping_in_its_linear_attention_layers():
 
 @pytest.mark.parametrize(("config", "reason"), [
     ({"mode": "mask"}, "mode='mask' is not supported on qwen3_5: its linear-attention"),
-    ({"stage": "llm", "scorer": "fastv"}, "stage='llm' is not supported on qwen3_5"),
+    ({"mode": "mask", "stage": "llm", "layer": 2}, "mode='mask' is not supported on qwen3_5"),
+    ({"stage": "llm", "layer": 1, "scorer": "fastv"},
+     r"layer\(s\) \[0\] are linear-attention layers, .* choose `layer` among \[2\]"),
 ])  # fmt: skip
-def test_refusals_name_the_reason(tiny_35, config, reason):
-    from vissparse import PruningConfig
-    from vissparse.hf.pipeline import HFPipeline
-
-    model, processor = tiny_35
+def test_refusals_name_the_reason(deep, config, reason):
+    model, processor = deep
     with pytest.raises(ValueError, match=reason):
         HFPipeline(model, processor, PruningConfig(0.25, **config))
 
 
+# --- pruning inside the language model (stage="llm") ---------------------------------
+# Mask mode is no reference here either; drop mode is checked against HF's own text model
+# run in two parts: its first K layers on every token, then its layers K.. on the kept ones.
+
+
 @pytest.fixture(scope="module")
-def tiny_35():
-    return tiny_model("qwen3_5")
+def deep():
+    """Four LM layers: linear, full, linear, full attention."""
+    return tiny_model("qwen3_5", text_layers=4)
+
+
+def _llm(model, processor, **config):
+    return HFPipeline(model, processor, PruningConfig(**{"keep_ratio": 0.25, **config}))
+
+
+@torch.no_grad()
+def two_part_logits(model, emb, keep, k):
+    """HF's text model on every token up to layer ``k``, then its layers ``k..`` on the
+    kept tokens at their original positions (a shallow copy holding those layers)."""
+    lm = model.model.language_model
+    out = lm(inputs_embeds=emb.inputs_embeds, position_ids=emb.position_ids,
+             attention_mask=emb.attention_mask, output_hidden_states=True,
+             use_cache=False)  # fmt: skip
+    rest = copy.copy(lm)
+    rest._modules = dict(lm._modules)  # its own module table: lm keeps all its layers
+    rest.config = copy.deepcopy(lm.config)
+    rest.config.layer_types = lm.config.layer_types[k:]
+    rest.config.num_hidden_layers = len(lm.layers) - k
+    rest.layers = lm.layers[k:]
+    cols = keep[0].nonzero().flatten()
+    ones = torch.ones(1, cols.numel(), dtype=torch.long)
+    tail = rest(inputs_embeds=out.hidden_states[k][:, cols],
+                position_ids=emb.position_ids[:, :, cols], attention_mask=ones,
+                use_cache=False)  # fmt: skip
+    return model.lm_head(tail.last_hidden_state[:, -1])
+
+
+@pytest.mark.parametrize(("layer", "scorer"), [(1, "cosine"), (2, "fastv"), (2, "text-attn"),
+                                               (3, "cosine")])  # fmt: skip
+def test_llm_stage_equals_hf_run_in_two_parts(deep, layer, scorer):
+    model, processor = deep
+    pipe = _llm(model, processor, scorer=scorer, stage="llm", layer=layer)
+    image = random_image(128, 96, seed=1)
+    logits, _, pruner = prefill(pipe, image, PROMPTS[0])
+    emb = pipe.adapter.embed(pipe.prepare_inputs(image, PROMPTS[0]))
+    pipe.adapter.reset_state()
+    reference = two_part_logits(model, emb, pruner.keep[-1], layer)
+    torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+    full = _llm(model, processor, keep_ratio=1.0)
+    assert (logits - prefill(full, image, PROMPTS[0])[0]).abs().max() > 1e-2  # not vacuous
+
+
+def test_llm_stage_layer_zero_equals_input_stage_and_keep_all_equals_hf(deep):
+    model, processor = deep
+    image = random_image(128, 96, seed=1)
+    llm = _llm(model, processor, stage="llm", layer=0)
+    flat = _llm(model, processor)
+    prompt = PROMPTS[0]
+    torch.testing.assert_close(prefill(llm, image, prompt)[0], prefill(flat, image, prompt)[0],
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    tokens = [p.generate(image, prompt, return_details=True, **GEN).sequences for p in (llm, flat)]
+    assert torch.equal(*tokens)
+    keep_all = _llm(model, processor, keep_ratio=1.0, scorer="fastv", stage="llm", layer=2)
+    inputs = keep_all.prepare_inputs(image, PROMPTS[0])
+    model.model.rope_deltas = None
+    expected = model.generate(**inputs, **GEN)[:, inputs["input_ids"].shape[1] :]
+    model.model.rope_deltas = None
+    got = keep_all.generate(image, PROMPTS[0], return_details=True, **GEN).sequences
+    assert torch.equal(got, expected)
+
+
+def test_llm_stage_batch_cache_and_hooks(deep):
+    """A left-padded batch equals each prompt alone (padding zeroed before the linear
+    layers' state); the attention layers' caches hold every token below the stage and the
+    kept ones from it on; no hook is left behind."""
+    model, processor = deep
+    pipe = _llm(model, processor, scorer="fastv", stage="llm", layer=2)
+    before = hook_counts(model)
+    images = [random_image(128, 96, seed=1), random_image(64, 128, seed=2),
+              random_image(96, 96, seed=3)]  # fmt: skip
+    batch = pipe.generate(images, PROMPTS, return_details=True, **GEN)
+    for i, (image, prompt) in enumerate(zip(images, PROMPTS, strict=True)):
+        alone = pipe.generate(image, prompt, return_details=True, **GEN)
+        assert torch.equal(batch.sequences[i], alone.sequences[0])
+    # the longest prompt (no padding) keeps fewer tokens than the other: after the drop its
+    # padding columns hold copies of real tokens, which the linear layers must not read
+    pair_images, pair_prompts = [random_image(128, 128, seed=1), random_image(64, 64)], [
+        "Hi?", "What is it?"]  # fmt: skip
+    logits, _, pruner = prefill(pipe, pair_images, pair_prompts)
+    assert int(pruner.attention_mask[0].sum()) > int(pruner.attention_mask[1].sum())
+    assert int(pruner.keep[-1][0].sum()) < int(pruner.keep[-1][1].sum())
+    for i in range(2):
+        alone = prefill(pipe, pair_images[i], pair_prompts[i])[0][0]
+        torch.testing.assert_close(logits[i], alone, atol=1e-4, rtol=1e-4)
+    _, cache, pruner = prefill(pipe, images[0], PROMPTS[0])
+    full, kept = int(pruner.attention_mask.shape[1]), int(pruner.keep[-1].sum())
+    attention = [layer.keys.shape[-2] for i, layer in enumerate(cache.layers) if i in (1, 3)]
+    assert attention == [full, kept] and pruner.kv_lengths() == [full, full, kept, kept]
+    assert hook_counts(model) == before  # (transformers' own output-capturing hooks stay)
+
+
+def hook_counts(model):
+    return {name: (len(m._forward_pre_hooks), len(m._forward_hooks))
+            for name, m in model.named_modules()}  # fmt: skip

@@ -191,6 +191,11 @@ class VLMAdapter:
         """
         yield
 
+    def recurrent_layers(self) -> frozenset[int]:
+        """Indices of the language model's linear-attention layers (Qwen3.5), else none."""
+        types = getattr(self.model.config.get_text_config(), "layer_types", None) or []
+        return frozenset(i for i, kind in enumerate(types) if kind == "linear_attention")
+
     def decoder_layers(self) -> Any:
         """The language model's decoder layers (where ``stage="llm"`` prunes)."""
         return self.model.model.language_model.layers

@@ -16,7 +16,7 @@ from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
 from vissparse.llm.additions import added_to_layers
-from vissparse.llm.pruner import LayerPruner, StageView
+from vissparse.llm.pruner import LayerPruner, StageView, check_attention_readable
 from vissparse.llm.schedule import average_tokens
 from vissparse.pruning import (
     drop_tokens,
@@ -150,8 +150,11 @@ class HFPipeline:
                     "masks per layer type, which the in-LLM hooks do not build; use "
                     "stage='input'"
                 )
-            self.schedule.check_depth(len(self.adapter.decoder_layers()))
+            n_layers = len(self.adapter.decoder_layers())
+            self.schedule.check_depth(n_layers)
             self.adapter.llm_attention_kind()  # refuses implementations it cannot mask
+            if "text_attention" in self.signals:
+                check_attention_readable(self.schedule, self.adapter.recurrent_layers(), n_layers)
         self._warm = False
         self._baseline_first = False
 
@@ -348,6 +351,7 @@ class HFPipeline:
             attention_mask=emb.attention_mask, prompt_mask=prompt_mask, mode=self.config.mode,
             rows=rows if "text_attention" in self.signals else None,
             eager=self.adapter.llm_attention_kind() == "eager",
+            recurrent=self.adapter.recurrent_layers(),
         )  # fmt: skip
 
     def _select_stage(
@@ -626,19 +630,16 @@ class HFPipeline:
 
 
 def _refuse_on_recurrent(family: str, config: PruningConfig) -> None:
-    """What a language model with recurrent (linear-attention) layers cannot do."""
+    """What a language model with recurrent (linear-attention) layers cannot do.
+
+    (``stage="llm"`` works: the hooks give those layers their own masks.)
+    """
     if config.mode == "mask":
         raise ValueError(
             f"mode='mask' is not supported on {family}: its linear-attention layers pass "
             "every token through a recurrent state, so a token masked out of attention "
             "still changes what the kept tokens see; mask mode is no reference there. Use "
             "mode='drop'"
-        )
-    if config.stage == "llm":
-        raise ValueError(
-            f"stage='llm' is not supported on {family}: dropping tokens inside its "
-            "linear-attention layers needs per-layer-type masks and recurrent-state "
-            "handling that the in-LLM hooks do not build; use stage='input'"
         )
 
 

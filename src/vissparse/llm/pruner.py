@@ -38,6 +38,27 @@ Rows = Literal["last", "instruction", "prompt"]
 ROWS = ("last", "instruction", "prompt")
 
 
+def check_attention_readable(
+    schedule: LayerSchedule, recurrent: frozenset[int], n_layers: int
+) -> None:
+    """Text attention is read from the layer before each stage: it must have attention.
+
+    Example:
+        >>> check_attention_readable(LayerSchedule.build(2, 0.5), frozenset({1}), 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: text attention is read from the layer before each stage, but layer(s) [1] are linear-attention layers, which have no attention weights; choose `layer` among [1, 3]
+    """  # noqa: E501
+    read_from = [k - 1 for k in schedule.layers if k - 1 in recurrent]
+    if read_from:
+        choices = [i + 1 for i in range(n_layers - 1) if i not in recurrent]
+        raise ValueError(
+            f"text attention is read from the layer before each stage, but layer(s) "
+            f"{read_from} are linear-attention layers, which have no attention weights; "
+            f"choose `layer` among {choices}"
+        )
+
+
 @dataclass
 class StageView:
     """What one stage's selection sees, at the input of its layer, in prefill.
@@ -79,6 +100,11 @@ class LayerPruner:
         mode: ``"drop"`` or ``"mask"`` (the reference).
         rows: whose attention the method reads (``None``: none).
         eager: the model uses eager attention (additive float masks) rather than SDPA.
+        recurrent: indices of linear-attention layers (Qwen3.5's Gated DeltaNet). From
+            a stage on they get the 2-D mask of the real columns in prefill (their
+            padding is zeroed before it enters the state) and none when decoding; no
+            text attention is read from them, and mask mode is refused (a masked token
+            would still enter their state).
 
     After the call, ``keep`` holds the ``[B, L]`` keep mask after each stage,
     ``kv_lengths`` the KV-cache length of each layer after prefill and ``ms`` the
@@ -93,6 +119,7 @@ class LayerPruner:
     mode: Literal["drop", "mask"] = "drop"
     rows: Rows | None = None
     eager: bool = False
+    recurrent: frozenset[int] = frozenset()
     keep: list[Tensor] = field(default_factory=list)
     ms: float = 0.0
 
@@ -104,6 +131,13 @@ class LayerPruner:
             raise ValueError(
                 "`layer` 0 has no layer before it to read text attention from; use layer >= 1"
             )
+        if self.recurrent and self.mode == "mask":
+            raise ValueError(
+                "mode='mask' is no reference with linear-attention layers: a masked token "
+                "still enters their recurrent state; use mode='drop'"
+            )
+        if self.rows is not None:
+            check_attention_readable(self.schedule, self.recurrent, len(self.layers))
         self.length = int(self.attention_mask.shape[1])
         self._real = self.attention_mask.bool()
         self._stage_at = {layer: s for s, layer in enumerate(self.schedule.layers)}
@@ -214,8 +248,11 @@ class LayerPruner:
                     self._arm(self._capture_at[layer], hidden)
                 if grouped:
                     kwargs.update(self._prefill_kwargs)
+                    if layer in self.recurrent:  # a 2-D mask: zero the padding columns
+                        kwargs["attention_mask"] = self._valid
             elif grouped:
-                kwargs["attention_mask"] = self._step_mask(layer, hidden)
+                recurrent = layer in self.recurrent  # one new token: nothing to mask
+                kwargs["attention_mask"] = None if recurrent else self._step_mask(layer, hidden)
             if args:
                 args = (hidden, *args[1:])
             else:
