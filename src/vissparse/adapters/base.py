@@ -46,9 +46,6 @@ class FamilySpec:
             the images of a multi-image prompt are encoded untiled, as the model does).
         token_types: the model reads ``token_type_ids`` (1 on image tokens; Gemma 3's
             bidirectional attention among them), which the pruned batch carries too.
-        recurrent: the language model has recurrent (linear-attention) layers, in which
-            a token masked out of attention still changes the state later tokens read
-            (Qwen3.5's Gated DeltaNet): ``mode="mask"`` is no reference there.
     """
 
     name: str
@@ -62,7 +59,6 @@ class FamilySpec:
     layout: Literal["merged_grid", "square_crop", "base_tile", "tiles"]
     nested_images: bool = False
     token_types: bool = False
-    recurrent: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +188,11 @@ class VLMAdapter:
         yield
 
     def recurrent_layers(self) -> frozenset[int]:
-        """Indices of the language model's linear-attention layers (Qwen3.5), else none."""
+        """Indices of the language model's linear-attention layers (Qwen3.5), else none.
+
+        In them a token masked out of attention still changes the recurrent state later
+        tokens read, so ``mode="mask"`` is no reference where there are any.
+        """
         types = getattr(self.model.config.get_text_config(), "layer_types", None) or []
         return frozenset(i for i, kind in enumerate(types) if kind == "linear_attention")
 

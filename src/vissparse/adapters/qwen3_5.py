@@ -19,5 +19,4 @@ QWEN3_5 = replace(
     name="qwen3_5",
     model_types=("qwen3_5", "qwen3_5_moe"),
     processor_class="Qwen3VLProcessor",
-    recurrent=True,
 )

@@ -140,8 +140,13 @@ class HFPipeline:
         self.strategy = build_strategy(config.strategy)
         self.signals = required_signals(self.scorer)
         self.schedule = config.layer_schedule() if config.stage == "llm" else None
-        if self.adapter.spec.recurrent:
-            _refuse_on_recurrent(self.adapter.spec.name, config)
+        if config.mode == "mask" and self.adapter.recurrent_layers():
+            raise ValueError(
+                f"mode='mask' is not supported on {self.adapter.spec.name}: its linear-"
+                "attention layers pass every token through a recurrent state, so a token "
+                "masked out of attention still changes what the kept tokens see; mask mode "
+                "is no reference there. Use mode='drop'"
+            )
         if self.schedule is not None:
             if self.adapter.spec.token_types:
                 raise ValueError(
@@ -626,20 +631,6 @@ class HFPipeline:
             n_kept=[int(sum(m.sum() for m in row)) for row in details.keep_mask],
             latency_ms=metrics["latency_ms"],
             baseline_latency_ms=metrics.get("baseline_latency_ms"),
-        )
-
-
-def _refuse_on_recurrent(family: str, config: PruningConfig) -> None:
-    """What a language model with recurrent (linear-attention) layers cannot do.
-
-    (``stage="llm"`` works: the hooks give those layers their own masks.)
-    """
-    if config.mode == "mask":
-        raise ValueError(
-            f"mode='mask' is not supported on {family}: its linear-attention layers pass "
-            "every token through a recurrent state, so a token masked out of attention "
-            "still changes what the kept tokens see; mask mode is no reference there. Use "
-            "mode='drop'"
         )
 
 
