@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mock_benchmark import replace_between_markers
+from mock_benchmark import publish
 
 from vissparse.bench.model_bench import run_model_bench
 from vissparse.bench.model_configs import MODEL_CONFIGS
@@ -131,10 +131,7 @@ def main() -> None:
         result = measure(args)
         path.write_text(json.dumps(result, indent=2) + "\n")
     text = render(result)
-    (args.out / "llm.md").write_text(text + "\n")
-    print(text)
-    if args.readme:
-        replace_between_markers(args.readme, "llm-results", text.strip())
+    publish(text, args.out / "llm.md", args.readme, "llm-results")
 
 
 if __name__ == "__main__":

@@ -55,10 +55,15 @@ def main() -> None:
         f"Wall time of one `benchmark(n_samples={args.n_samples})` call: "
         f"{min(walls):.1f} s to {max(walls):.1f} s.",
     ]
-    (args.out / "mock_cpu.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
-    if args.readme:
-        replace_between_markers(args.readme, "mock-results", "\n".join(md))
+    publish("\n".join(md), args.out / "mock_cpu.md", args.readme, "mock-results")
+
+
+def publish(text: str, md_path: Path, readme: Path | None, marker: str) -> None:
+    """Write a results table to ``md_path``, print it, and quote it in ``readme``."""
+    md_path.write_text(text.rstrip("\n") + "\n")
+    print(text)
+    if readme:
+        replace_between_markers(readme, marker, text.strip())
 
 
 def replace_between_markers(path: Path, name: str, text: str) -> None:

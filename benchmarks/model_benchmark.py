@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mock_benchmark import replace_between_markers
+from mock_benchmark import publish
 
 from vissparse.bench.model_configs import MODEL_CONFIGS
 from vissparse.bench.report import markdown_table
@@ -78,10 +78,8 @@ def main() -> None:
         f"Produced by `{command}` (each config's table from its JSON in `{args.out}`; "
         "`--configs NAME ...` re-measures only those).\n\n" + "\n".join(sections)
     )
-    (args.out / f"model_{args.device}.md").write_text(text)
-    print(text)
-    if args.readme:
-        replace_between_markers(args.readme, f"model-results-{args.device}", text.strip())
+    publish(text, args.out / f"model_{args.device}.md", args.readme,
+            f"model-results-{args.device}")  # fmt: skip
 
 
 def _without_configs(argv: list[str]) -> list[str]:

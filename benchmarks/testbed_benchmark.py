@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mock_benchmark import replace_between_markers
+from mock_benchmark import publish
 
 from vissparse.cli import main as cli
 from vissparse.testbed.checkpoints import shipped_families
@@ -56,10 +56,7 @@ def main() -> None:
         rows = json.loads((args.out / "testbed_eval.json").read_text())["results"]
         plot_accuracy(rows, args.out / "testbed_accuracy.png")
     text = render(args.out)
-    (args.out / "testbed.md").write_text(text + "\n")
-    print(text)
-    if args.readme:
-        replace_between_markers(args.readme, "testbed-results", text.strip())
+    publish(text, args.out / "testbed.md", args.readme, "testbed-results")
 
 
 def render(out: Path) -> str:
