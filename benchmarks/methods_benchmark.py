@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mock_benchmark import replace_between_markers
+from mock_benchmark import publish
 
 from vissparse.bench.model_bench import run_model_bench
 from vissparse.bench.report import machine_description
@@ -91,7 +91,9 @@ def render(speed: dict[str, Any], testbed: dict[str, Any], keep: float) -> str:
            if r["family"] == "all"}  # fmt: skip
     fast = {(r["config"], r["scorer"]): r for r in speed["runs"]}
     for model, config in CONFIG_FOR.items():
-        scorers = sorted({s for (m, s, _) in acc if m == model},
+        # the methods measured at `keep` (the in-LLM ones have rows at keep 0.5 only,
+        # tabulated in their own README section)
+        scorers = sorted({s for (m, s, k) in acc if m == model and k == keep},
                          key=lambda s: -acc[(model, s, keep)]["accuracy"])  # fmt: skip
         if not scorers:
             continue
@@ -142,10 +144,7 @@ def main() -> None:
         speed = measure(args)
         path.write_text(json.dumps(speed, indent=2) + "\n")
     text = render(speed, json.loads(args.testbed.read_text()), args.keep)
-    (args.out / "methods.md").write_text(text + "\n")
-    print(text)
-    if args.readme:
-        replace_between_markers(args.readme, "methods-results", text.strip())
+    publish(text, args.out / "methods.md", args.readme, "methods-results")
 
 
 if __name__ == "__main__":
