@@ -218,19 +218,18 @@ def llava_processor(
 def _qwen(family: str) -> tuple[Any, Any]:
     import transformers as tf
 
-    tok = qwen_tokenizer()
+    tok = qwen3_5_tokenizer() if family == "qwen3_5" else qwen_tokenizer()
+    text = _text_config(tok, mrope=True)
+    if family.startswith("qwen3_vl"):
+        return _qwen3_vl(tok, text, moe=family == "qwen3_vl_moe")
+    if family == "qwen3_5":
+        return _qwen3_5(tok, text)
     vision: dict[str, Any] = dict(num_heads=2, patch_size=14, spatial_merge_size=2,
                                   temporal_patch_size=2, in_channels=3,
                                   initializer_range=INIT_STD)  # fmt: skip
     config_cls: Any
     model_cls: Any
     processor_cls: Any
-    text = _text_config(tok, mrope=True)
-    if family.startswith("qwen3_vl"):
-        return _qwen3_vl(tok, text, moe=family == "qwen3_vl_moe")
-    if family == "qwen3_5":
-        tok = qwen3_5_tokenizer()
-        return _qwen3_5(tok, _text_config(tok, mrope=True))
     if family == "qwen2_vl":
         vision.update(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
