@@ -8,6 +8,7 @@ import pytest
 from vissparse.testbed import ANSWERS, FAMILIES, export_questions, make_question, make_questions
 from vissparse.testbed.questions import MIDDLE, ROW
 from vissparse.testbed.scenes import (
+    CELL,
     COLORS,
     IMAGE_SIZE,
     LARGE,
@@ -98,6 +99,15 @@ def test_scene_constraints():
         assert all(not a.clashes(b) for b in objs[i + 1 :])
     image = draw_scene(objs, rng)
     assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+
+    # on the token grid: each object's box lies in its own block of cells
+    def span(c: float, size: int) -> range:
+        return range(int(c - size / 2) // CELL, int(c + size / 2 - 1) // CELL + 1)
+
+    cells = [{(cx, cy) for cx in span(o.x, o.size) for cy in span(o.y, o.size)} for o in objs]
+    for o, block in zip(objs, cells, strict=True):
+        assert len(block) == (-(-o.size // CELL)) ** 2
+    assert sum(map(len, cells)) == len(set().union(*cells))
     background = np.asarray(draw_scene([], rng), dtype=float)
     assert background.std() > 5  # textured and noisy, not a flat colour
 

@@ -51,10 +51,35 @@ def test_clutter_ramp_starts_plain_and_ends_at_the_held_out_level():
                           np.asarray(make_question(5, 0, "train")["image"]))  # fmt: skip
 
 
+def test_curricula_grow_objects_and_families_then_ask_everything():
+    from vissparse.testbed import FAMILIES, make_question
+    from vissparse.testbed.derived import scene_questions
+    from vissparse.testbed.train import FAMILY_STAGES, QuestionStream
+
+    stream = QuestionStream(seed=0, extra_turns=20, objects_ramp=40, family_ramp=40)
+    items = [item for _, item in zip(range(80), iter(stream), strict=False)]
+    early = [it for i, it in enumerate(items) if i < 20]
+    assert all(len(it["objects"]) <= 5 for it in items[:10])
+    assert max(len(it["objects"]) for it in items[40:]) > 5
+    for i, item in enumerate(items):
+        allowed = set(stream.families(i))
+        kinds = {f for q, a, f in scene_questions(item["objects"]) if (q, a) in item["turns"]}
+        assert item["family"] in allowed and kinds <= allowed
+    assert {it["family"] for it in early} == set(FAMILY_STAGES[0])
+    assert stream.families(40) == FAMILIES and {it["family"] for it in items[40:]} == set(FAMILIES)
+    # each family draws its own questions in order: no scene is asked twice
+    seen = [(it["family"], it["question"], len(it["objects"])) for it in items]
+    assert len(set(seen)) > 75
+    with pytest.raises(ValueError, match="`max_objects`"):
+        make_question(0, max_objects=1)
+    wrapped = [make_question(i, max_objects=3) for i in range(2, 200, 5)]  # counting
+    assert all(int(q["answer"]) <= 3 and len(q["objects"]) <= 3 for q in wrapped)
+
+
 def test_training_is_reproducible_from_the_seed(tmp_path):
     def weights(out):
-        train("llava", out, seed=3, steps=2, batch_size=2, warmup=1, workers=0,
-              precision="32-true", progress=False, val_questions=0)  # fmt: skip
+        train("llava", out, seed=3, steps=3, vision_steps=1, batch_size=2, warmup=1,
+              workers=0, precision="32-true", progress=False, val_questions=0)  # fmt: skip
         from transformers import AutoModelForImageTextToText
 
         return AutoModelForImageTextToText.from_pretrained(out).state_dict()
@@ -65,7 +90,12 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], untrained[k]) for k in a)
     info = json.loads((tmp_path / "a" / "training.json").read_text())
-    assert info["steps"] == 2 and info["seed"] == 3
+    assert info["steps"] == 3 and info["seed"] == 3 and info["vision_steps"] == 1
+    for bad in (3, -1, True):
+        with pytest.raises(ValueError, match="`vision_steps`"):
+            train("llava", tmp_path / "c", steps=3, vision_steps=bad, progress=False)
+    with pytest.raises(ValueError, match="`aux_weight`"):
+        train("llava", tmp_path / "c", steps=3, vision_steps=1, aux_weight=0, progress=False)
 
 
 def test_stats():
@@ -135,3 +165,17 @@ def test_eval_cli_writes_tables_and_plot(saved_untrained, tmp_path, capsys):
     payload = json.loads((tmp_path / "testbed_eval.json").read_text())
     assert payload["n_questions"] == 10 and payload["machine"]["cpu_count"]
     assert "keep 0.25" in capsys.readouterr().out
+
+
+def test_language_model_waits_for_the_vision_stage():
+    from vissparse.testbed.train import _is_lm, _schedule
+
+    lm = _schedule(start=5, steps=20, warmup=2)
+    assert [lm(s) for s in (0, 4, 5, 6)] == [0.0, 0.0, 0.5, 1.0]
+    assert lm(19) > lm(20) == pytest.approx(0.05)
+    assert _schedule(0, 20, 2)(0) == 0.5
+    model, _ = build_model("llava")
+    names = [f"model.{n}" for n, _ in model.named_parameters()]
+    lm_names = [n for n in names if _is_lm(n)]
+    assert lm_names and all("vision_tower" not in n and "projector" not in n for n in lm_names)
+    assert any("embed_tokens" in n for n in lm_names) and len(lm_names) < len(names)

@@ -20,6 +20,7 @@ from vissparse.testbed.evaluate import (
 )
 from vissparse.testbed.questions import FAMILIES, make_questions
 from vissparse.testbed.stats import bootstrap_ci
+from vissparse.testbed.train import AUX_OBJECT_WEIGHT, AUX_PLACE_WEIGHT
 
 CLASSES = {
     "llava": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
@@ -74,10 +75,18 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         f"{training['extra_turns']} questions derived from the same scene; loss on the "
         "answer words and their end-of-turn tokens",
         f"- Curriculum: background clutter grows from plain to the held-out level over the "
-        f"first {100 * training['clutter_ramp']:.0f}% of the training items",
+        f"first {100 * training['clutter_ramp']:.0f}% of the training items; the most objects "
+        f"per scene grows from 2 to 9 over the first "
+        f"{100 * training.get('objects_ramp', 0):.0f}%; the question families come in three "
+        "stages (attribute, then existence and counting, then relation and position) over "
+        f"the first {100 * training.get('family_ramp', 0):.0f}% (of the language-model steps)",
+        f"- Vision stage: the first {training.get('vision_steps', 0)} steps train the vision "
+        "side alone on the auxiliary loss",
         f"- Auxiliary loss (weight {training['aux_weight']}): a linear head, not saved, "
-        "predicts each image token's colour and shape class (or background) from the tokens "
-        "the language model receives",
+        "predicts each image token's colour and shape class (or background; object classes "
+        f"weighted {AUX_OBJECT_WEIGHT:g}x) and each object token's place (x, y in [-1, 1], "
+        f"squared error, weight {training.get('aux_place_weight', AUX_PLACE_WEIGHT):g}) from "
+        "the tokens the language model receives",
         f"- Parameters: {training['n_parameters']:,}",
         f"- Architecture: `{json.dumps(arch)}`",
         f"- Trained on: {training['accelerator']} ({machine.get('processor')}, "

@@ -40,6 +40,12 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
                        help="weight of the image-token class loss (0: none)")  # fmt: skip
     train.add_argument("--clutter-ramp", type=float, default=0.3,
                        help="share of items over which clutter grows (0: none)")  # fmt: skip
+    train.add_argument("--objects-ramp", type=float, default=0.3,
+                       help="share of items over which the most objects grows to 9")  # fmt: skip
+    train.add_argument("--family-ramp", type=float, default=0.45,
+                       help="share of items over which question families come in")  # fmt: skip
+    train.add_argument("--vision-steps", type=int, default=None,
+                       help="first steps on the vision side alone (default: family's)")  # fmt: skip
     train.add_argument("--extra-turns", type=int, default=20,
                        help="derived questions per scene after its own (0: one)")  # fmt: skip
     train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from vissparse.testbed.card import card_eval, plot_loss, write_card
     from vissparse.testbed.evaluate import load_testbed_model
-    from vissparse.testbed.train import DEFAULT_STEPS, train
+    from vissparse.testbed.train import DEFAULT_STEPS, DEFAULT_VISION_STEPS, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +114,10 @@ def _train(args: argparse.Namespace) -> int:
           workers=args.workers,
           precision=args.precision, accelerator=args.accelerator,
           extra_turns=args.extra_turns, aux_weight=args.aux_weight,
-          clutter_ramp=args.clutter_ramp)  # fmt: skip
+          clutter_ramp=args.clutter_ramp, objects_ramp=args.objects_ramp,
+          family_ramp=args.family_ramp,
+          vision_steps=DEFAULT_VISION_STEPS[args.family] if args.vision_steps is None
+          else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")
     if not args.no_card:
         model, processor = load_testbed_model(out)

@@ -72,9 +72,14 @@ def scene_questions(objects: Sequence[Obj]) -> list[tuple[str, str, str]]:
 
 
 def conversation(
-    question: dict[str, object], rng: np.random.Generator, extra_turns: int
+    question: dict[str, object],
+    rng: np.random.Generator,
+    extra_turns: int,
+    families: Sequence[str] | None = None,
 ) -> list[tuple[str, str]]:
     """The question's own turn, then up to ``extra_turns`` distinct derived ones.
+
+    ``families``, when given, limits the derived turns to those question families.
 
     Each extra turn draws a family uniformly, then (for existence) yes or no evenly,
     then a question of that kind, so no family or answer floods the conversation.
@@ -82,7 +87,7 @@ def conversation(
     turns = [(str(question["question"]), str(question["answer"]))]
     pool: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for q, a, family in scene_questions(question["objects"]):  # type: ignore[arg-type]
-        if q != turns[0][0]:
+        if q != turns[0][0] and (families is None or family in families):
             key = (family, a if family == "existence" else "")
             pool.setdefault(key, []).append((q, a))
     for _ in range(extra_turns):

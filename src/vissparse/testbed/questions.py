@@ -87,8 +87,8 @@ def _random_specs(
     return [(*pairs[int(p)], _size(rng)) for p in picks]
 
 
-def _n_objects(rng: np.random.Generator, at_least: int = 2) -> int:
-    return int(rng.integers(max(2, at_least), MAX_OBJECTS + 1))
+def _n_objects(rng: np.random.Generator, top: int, at_least: int = 2) -> int:
+    return int(rng.integers(max(2, at_least), max(top, at_least) + 1))
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...], avoid: str | None = None) -> str:
@@ -96,8 +96,8 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...], avoid: str | None 
     return choices[int(rng.integers(len(choices)))]
 
 
-def _attribute(rng: np.random.Generator, answer: str) -> Scene:
-    n = _n_objects(rng)
+def _attribute(rng: np.random.Generator, answer: str, top: int) -> Scene:
+    n = _n_objects(rng, top)
     if answer in COLORS:  # the colour of the only object of some shape
         shape = _pick(rng, SHAPES)
         others = _random_specs(rng, n - 1, lambda s, c: s != shape)
@@ -107,9 +107,9 @@ def _attribute(rng: np.random.Generator, answer: str) -> Scene:
     return [(answer, color, _size(rng)), *others], [], f"What shape is the {color} object?"
 
 
-def _existence(rng: np.random.Generator, answer: str) -> Scene:
+def _existence(rng: np.random.Generator, answer: str, top: int) -> Scene:
     shape, color = _pick(rng, SHAPES), _pick(rng, COLOR_NAMES)
-    n = _n_objects(rng)
+    n = _n_objects(rng, top)
     absent = lambda s, c: (s, c) != (shape, color)  # noqa: E731
     if answer == "yes":
         specs = [(shape, color, _size(rng)), *_random_specs(rng, n - 1, absent)]
@@ -122,9 +122,9 @@ def _existence(rng: np.random.Generator, answer: str) -> Scene:
     return [specs[i] for i in order], [], f"Is there a {color} {shape}?"
 
 
-def _counting(rng: np.random.Generator, answer: str) -> Scene:
+def _counting(rng: np.random.Generator, answer: str, top: int) -> Scene:
     count = int(answer)
-    n = _n_objects(rng, at_least=count)
+    n = _n_objects(rng, top, at_least=count)
     if rng.random() < 0.5:
         color = _pick(rng, COLOR_NAMES)
         hits = _random_specs(rng, count, lambda s, c: c == color)
@@ -138,7 +138,7 @@ def _counting(rng: np.random.Generator, answer: str) -> Scene:
     return hits + rest, [], question
 
 
-def _relation(rng: np.random.Generator, answer: str) -> Scene:
+def _relation(rng: np.random.Generator, answer: str, top: int) -> Scene:
     shape, color = _pick(rng, SHAPES), _pick(rng, COLOR_NAMES)
     left = rng.random() < 0.5
     a = 0 if left else 1  # the axis along which the target lies before the anchor
@@ -155,7 +155,7 @@ def _relation(rng: np.random.Generator, answer: str) -> Scene:
         at = (placed[0].x, placed[0].y)
         return (x, y)[a] > at[a] or abs((x, y)[b] - at[b]) >= 3 * ROW
 
-    n = _n_objects(rng)
+    n = _n_objects(rng, top)
     unique = lambda s, c: (s, c) != (shape, color)  # noqa: E731
     target_shape = _pick(rng, SHAPES, shape if answer == color else None)
     specs = [(shape, color, _size(rng)), (target_shape, answer, _size(rng))]
@@ -165,7 +165,7 @@ def _relation(rng: np.random.Generator, answer: str) -> Scene:
     return specs, where, f"What color is the object {word} the {color} {shape}?"
 
 
-def _position(rng: np.random.Generator, answer: str) -> Scene:
+def _position(rng: np.random.Generator, answer: str, top: int) -> Scene:
     shape = _pick(rng, SHAPES)
     mid = IMAGE_SIZE / 2
     side: Where = (
@@ -173,7 +173,7 @@ def _position(rng: np.random.Generator, answer: str) -> Scene:
         if answer == "left"
         else (lambda x, y, _: x >= mid + MIDDLE)
     )
-    others = _random_specs(rng, _n_objects(rng) - 1, lambda s, c: s != shape)
+    others = _random_specs(rng, _n_objects(rng, top) - 1, lambda s, c: s != shape)
     specs = [(shape, _pick(rng, COLOR_NAMES), _size(rng)), *others]
     return specs, [side], f"Is the {shape} on the left or the right?"
 
@@ -189,11 +189,18 @@ def _check_split(split: str) -> int:
 
 
 def make_question(
-    index: int, seed: int = 0, split: str = "test", clutter: float = 1.0
+    index: int,
+    seed: int = 0,
+    split: str = "test",
+    clutter: float = 1.0,
+    max_objects: int = MAX_OBJECTS,
 ) -> dict[str, Any]:
     """Question ``index`` of the list ``make_questions(n, seed, split)`` (any ``n``).
 
-    ``clutter`` below 1.0 draws the same scene on a calmer background (training only).
+    ``clutter`` below 1.0 draws the same scene on a calmer background, and
+    ``max_objects`` below ``MAX_OBJECTS`` caps the number of objects (a counting answer
+    above the cap wraps round to ``answer % (max_objects + 1)``): both for training
+    curricula only; held-out questions use the defaults.
 
     Example:
         >>> make_question(7, seed=3)["question"] == make_questions(8, seed=3)[7]["question"]
@@ -209,9 +216,13 @@ def make_question(
     offset = int(np.random.default_rng([split_id, seed, 2**31]).integers(0, 10_000))
     offset += FAMILIES.index(family)
     answer = answers[(index // len(FAMILIES) + offset) % len(answers)]
+    if not 2 <= max_objects <= MAX_OBJECTS:
+        raise ValueError(f"`max_objects` must be in [2, {MAX_OBJECTS}], got {max_objects!r}")
+    if family == "counting" and int(answer) > max_objects:
+        answer = str(int(answer) % (max_objects + 1))
     rng = np.random.default_rng([split_id, seed, index])
     for _ in range(1000):
-        specs, where, question = _BUILDERS[family](rng, answer)
+        specs, where, question = _BUILDERS[family](rng, answer, max_objects)
         objects = place_objects(rng, specs, (where + [None] * len(specs))[: len(specs)])
         if objects is not None:
             order = rng.permutation(len(objects))  # the drawing order reveals nothing

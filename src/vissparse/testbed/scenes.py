@@ -5,6 +5,13 @@ square. Each object's bounding box covers at most ``LARGE**2 / IMAGE_SIZE**2`` (
 2.4%) of the image, so most image tokens show background, as in real photos where the
 question concerns a small region. Objects never overlap (a gap of ``GAP`` pixels).
 
+Objects sit on the ``CELL``-pixel grid that both testbed models cut their image tokens
+on (LLaVA's 8-pixel patches, Qwen2-VL's 2x2-merged 4-pixel patches): a small object
+fills the middle of a 2x2 block of cells, a large one of a 3x3 block, so every image
+token shows part of at most one object. Objects placed anywhere straddle cells at
+random offsets, and the from-scratch vision towers then stayed near chance at telling
+the shapes apart within the CPU training budget (see the testbed section of the README).
+
 Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -28,6 +35,7 @@ PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles",
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230),
           "yellow": (235, 215, 40), "purple": (150, 60, 200), "cyan": (40, 205, 215)}  # fmt: skip
 SMALL, LARGE = 14, 20  # side of an object's bounding box in pixels
+CELL = 8  # side of one image token's cell in pixels
 GAP = 3  # minimum free pixels between two objects' boxes
 MAX_OBJECTS = 9
 
@@ -57,7 +65,10 @@ def place_objects(
     where: Sequence[Where | None] | None = None,
     tries: int = 400,
 ) -> list[Obj] | None:
-    """Place ``(shape, colour, size)`` specs without overlap, or None if it fails.
+    """Place ``(shape, colour, size)`` specs on the cell grid without overlap, or None.
+
+    An object of side ``size`` takes a block of ``ceil(size / CELL)`` cells and is
+    centred in it; the block's corner is drawn uniformly among the grid's positions.
 
     ``where[i]``, when given, is a predicate ``(x, y, placed)`` on the centre of object
     ``i`` and the objects placed before it (in order), which the object must satisfy.
@@ -65,10 +76,11 @@ def place_objects(
     placed: list[Obj] = []
     for i, (shape, color, size) in enumerate(specs):
         ok = where[i] if where is not None else None
-        lo, hi = size / 2 + 1, IMAGE_SIZE - size / 2 - 1
+        cells = -(-size // CELL)
         for _ in range(tries):
-            x, y = (float(v) for v in rng.uniform(lo, hi, size=2))
-            obj = Obj(shape, color, size, round(x), round(y))
+            corner = rng.integers(0, IMAGE_SIZE // CELL - cells + 1, size=2)
+            x, y = (float(c * CELL + cells * CELL / 2) for c in corner)
+            obj = Obj(shape, color, size, x, y)
             if (ok is None or ok(obj.x, obj.y, placed)) and not any(obj.clashes(p) for p in placed):
                 placed.append(obj)
                 break

@@ -34,11 +34,21 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from vissparse.testbed.derived import conversation
-from vissparse.testbed.questions import make_question, make_questions
-from vissparse.testbed.scenes import COLORS, SHAPES, token_labels
+from vissparse.testbed.questions import FAMILIES, make_question, make_questions
+from vissparse.testbed.scenes import COLORS, MAX_OBJECTS, SHAPES, token_labels
 
 IGNORE = -100
-DEFAULT_STEPS = {"llava": 1300, "qwen2_vl": 600}  # the shipped checkpoints' settings
+DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 600}  # the shipped checkpoints' settings
+DEFAULT_VISION_STEPS = {"llava": 400, "qwen2_vl": 200}  # of those, on the vision side alone
+# Object cells are a few percent of the image tokens: the auxiliary loss weighs their
+# classes this much more than the background class so that they are not drowned out.
+AUX_OBJECT_WEIGHT = 5.0
+# The question families in the order training introduces them (``family_ramp``): the
+# language model first learns to find an object named in the question, then to count
+# them, then where they are. Asking everything from the start stalled near the text-only
+# level in our development runs (see the README).
+FAMILY_STAGES = (("attribute",), ("existence", "counting"), ("relation", "position"))
+AUX_PLACE_WEIGHT = 1.0  # of the object tokens' place (x, y in [-1, 1]) in the aux loss
 
 
 def training_text(processor: Any, question: str, answer: str | None = None) -> str:
@@ -109,6 +119,12 @@ class QuestionStream(IterableDataset):
     With ``clutter_ramp = R`` the background clutter of item ``i`` is ``min(1, i / R)``:
     the first scenes are drawn on a plain background and the texture and noise grow to
     the held-out level by item ``R`` (a curriculum; held-out scenes are always at 1).
+    With ``objects_ramp = R`` the most objects a scene may hold grows likewise from 2 to
+    ``MAX_OBJECTS`` by item ``R``. With ``family_ramp = R`` the question families come in
+    the stages of ``FAMILY_STAGES``, evenly spaced over the first ``R`` items (first
+    attribute and existence only, every family from item ``R`` on), for the balanced
+    question and the derived turns alike; each family then draws its questions in order.
+    The ramps start after ``warm_items`` items at full difficulty (the vision stage).
     With ``extra_turns > 0`` each item also carries ``turns``: its own question then up
     to that many derived questions about the same scene (see
     :func:`vissparse.testbed.derived.conversation`), drawn from a stream seeded by
@@ -116,25 +132,80 @@ class QuestionStream(IterableDataset):
     """
 
     def __init__(
-        self, seed: int, start: int = 0, extra_turns: int = 0, clutter_ramp: int = 0
+        self,
+        seed: int,
+        start: int = 0,
+        extra_turns: int = 0,
+        clutter_ramp: int = 0,
+        objects_ramp: int = 0,
+        family_ramp: int = 0,
+        warm_items: int = 0,
     ) -> None:
         self.seed, self.start, self.extra_turns = seed, start, extra_turns
-        self.clutter_ramp = clutter_ramp
+        self.clutter_ramp, self.objects_ramp = clutter_ramp, objects_ramp
+        self.family_ramp, self.warm_items = family_ramp, warm_items
+
+    def families(self, i: int) -> tuple[str, ...]:
+        """The question families item ``i`` may ask (all of them once the ramp is over)."""
+        i -= self.warm_items
+        if not self.family_ramp or not 0 <= i < self.family_ramp:
+            return FAMILIES
+        last = len(FAMILY_STAGES) - 1
+        stage = min(last, int(i * last / self.family_ramp))
+        return tuple(f for group in FAMILY_STAGES[: stage + 1] for f in group)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         i = self.start
+        drawn: dict[str, int] = {}  # next question per family, once the family ramp starts
         while True:
-            clutter = min(1.0, i / self.clutter_ramp) if self.clutter_ramp else 1.0
-            item = make_question(i, self.seed, "train", clutter)
+            families = self.families(i)
+            if families != FAMILIES and not drawn:  # past every index used so far
+                drawn = dict.fromkeys(FAMILIES, -(-i // len(FAMILIES)))
+            if drawn:
+                family = families[i % len(families)]
+                index = drawn[family] * len(FAMILIES) + FAMILIES.index(family)
+                drawn[family] += 1
+            else:
+                index = i
+            at = i - self.warm_items  # the first ``warm_items`` are at full difficulty
+            clutter = min(1.0, at / self.clutter_ramp) if self.clutter_ramp and at >= 0 else 1.0
+            grown = min(1.0, at / self.objects_ramp) if self.objects_ramp and at >= 0 else 1.0
+            top = 2 + int(grown * (MAX_OBJECTS - 2) + 0.5)
+            item = make_question(index, self.seed, "train", clutter, top)
             if self.extra_turns:
                 rng = np.random.default_rng([self.seed, i, 7])
-                item["turns"] = conversation(item, rng, self.extra_turns)
+                item["turns"] = conversation(item, rng, self.extra_turns, families)
             yield item
             i += 1
 
 
+def _is_lm(name: str) -> bool:
+    """Whether a parameter (named from the Lightning module) is the language model's."""
+    return ".language_model." in name or ".lm_head." in name
+
+
+def _schedule(start: int, steps: int, warmup: int) -> Any:
+    """Linear warm-up from step ``start``, then cosine decay to 5% at ``steps``."""
+
+    def factor(step: int) -> float:
+        if step < start:
+            return 0.0
+        if step - start < warmup:
+            return (step - start + 1) / warmup
+        progress = (step - start - warmup) / max(1, steps - start - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
 def _lightning_module(
-    model: Any, image_module: str, lr: float, steps: int, warmup: int, aux_weight: float
+    model: Any,
+    image_module: str,
+    lr: float,
+    steps: int,
+    warmup: int,
+    aux_weight: float,
+    vision_steps: int = 0,
 ) -> Any:
     import lightning as L
 
@@ -151,7 +222,9 @@ def _lightning_module(
             super().__init__()
             self.model = model
             width = model.config.text_config.hidden_size
-            self.aux_head = torch.nn.Linear(width, 1 + len(COLORS) + 1 + len(SHAPES))
+            self.classes = [1 + len(COLORS), 1 + len(SHAPES), 2]
+            self.grid = 16
+            self.aux_head = torch.nn.Linear(width, sum(self.classes))
             self._tokens: list[torch.Tensor] = []
             model.get_submodule(image_module).register_forward_hook(
                 lambda mod, args, out: self._tokens.append(out)
@@ -160,14 +233,23 @@ def _lightning_module(
         def _aux_loss(self, labels: torch.Tensor) -> torch.Tensor:
             tokens = self._tokens[-1].reshape(labels.shape[0], labels.shape[1], -1)
             logits = self.aux_head(tokens.float())
-            n_color = 1 + len(COLORS)
-            loss_c = torch.nn.functional.cross_entropy(
-                logits[..., :n_color].flatten(0, 1), labels[..., 0].flatten()
-            )
-            loss_s = torch.nn.functional.cross_entropy(
-                logits[..., n_color:].flatten(0, 1), labels[..., 1].flatten()
-            )
-            return loss_c + loss_s
+            colour, shape, place = logits.split(self.classes, dim=-1)
+            loss = logits.new_zeros(())
+            for k, part in enumerate((colour, shape)):
+                weight = torch.full((part.shape[-1],), AUX_OBJECT_WEIGHT, device=part.device)
+                weight[0] = 1.0  # background
+                loss = loss + torch.nn.functional.cross_entropy(
+                    part.flatten(0, 1), labels[..., k].flatten(), weight=weight
+                )
+            on_object = labels[..., 0] > 0
+            if bool(on_object.any()):
+                cell = torch.arange(labels.shape[1], device=labels.device)
+                xy = torch.stack([cell % self.grid, cell // self.grid], dim=-1).float()
+                target = ((xy + 0.5) / self.grid * 2 - 1).expand(*labels.shape[:2], 2)
+                loss = loss + AUX_PLACE_WEIGHT * torch.nn.functional.mse_loss(
+                    place[on_object], target[on_object]
+                )
+            return loss
 
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             # teacher-forced: is the most likely token after the prompt the answer word?
@@ -181,8 +263,15 @@ def _lightning_module(
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             token_labels = batch.pop("token_labels", None)
             self._tokens.clear()
-            loss = self.model(**batch).loss
             n = len(batch["labels"])
+            if self.global_step < vision_steps:  # the vision side alone, on the aux loss
+                images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
+                self.model.model.get_image_features(**images)
+                aux = self._aux_loss(token_labels)
+                self.log("train/aux_loss", aux, on_step=True, batch_size=n)
+                self._tokens.clear()
+                return aux
+            loss = self.model(**batch).loss
             self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=n)
             if aux_weight and token_labels is not None:
                 aux = self._aux_loss(token_labels)
@@ -192,20 +281,16 @@ def _lightning_module(
             return loss
 
         def configure_optimizers(self) -> Any:
-            params = list(self.named_parameters())
-            decay = [p for n, p in params if p.ndim >= 2]
-            rest = [p for n, p in params if p.ndim < 2]
-            opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
-                                     {"params": rest, "weight_decay": 0.0}],
-                                    lr=lr, betas=(0.9, 0.98))  # fmt: skip
-
-            def factor(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                progress = (step - warmup) / max(1, steps - warmup)
-                return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            # the language model's schedule starts when it does, after the vision stage
+            groups, factors = [], []
+            for lm in (False, True):
+                named = [(n, p) for n, p in self.named_parameters() if _is_lm(n) == lm]
+                for decay in (True, False):
+                    groups.append({"params": [p for _, p in named if (p.ndim >= 2) == decay],
+                                   "weight_decay": 0.05 if decay else 0.0})  # fmt: skip
+                    factors.append(_schedule(vision_steps if lm else 0, steps, warmup))
+            opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factors)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return TestbedTraining()
@@ -225,6 +310,9 @@ def train(
     progress: bool = True,
     extra_turns: int = 20,
     clutter_ramp: float = 0.3,
+    objects_ramp: float = 0.3,
+    family_ramp: float = 0.45,
+    vision_steps: int = 0,
     val_questions: int = 200,
     val_every: int = 100,
     aux_weight: float = 0.5,
@@ -250,12 +338,23 @@ def train(
             raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if (
+        isinstance(vision_steps, bool)
+        or not isinstance(vision_steps, int)
+        or not (0 <= vision_steps < steps)
+    ):
+        raise ValueError(f"`vision_steps` must be an int in [0, steps), got {vision_steps!r}")
+    if vision_steps and not aux_weight:
+        raise ValueError("`vision_steps` trains on the auxiliary loss: give `aux_weight` > 0")
+    lm_items = (steps - vision_steps) * batch_size
     L.seed_everything(seed, workers=True, verbose=False)
     model, processor = build_model(family, seed)
     model.train()
     loader = DataLoader(
-        QuestionStream(seed, extra_turns=extra_turns,
-                       clutter_ramp=int(clutter_ramp * steps * batch_size)),
+        QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
+                       clutter_ramp=int(clutter_ramp * lm_items),
+                       objects_ramp=int(objects_ramp * lm_items),
+                       family_ramp=int(family_ramp * lm_items)),
         batch_size=batch_size, num_workers=workers,
         collate_fn=lambda qs: encode_training_batch(processor, qs),
         persistent_workers=workers > 0,
@@ -272,7 +371,8 @@ def train(
         enable_model_summary=False,
     )  # fmt: skip
     start = time.perf_counter()
-    module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight)
+    module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
+                               vision_steps)  # fmt: skip
     trainer.fit(module, loader,
                 val_dataloaders=val_loader if val_items else None)  # fmt: skip
     seconds = time.perf_counter() - start
@@ -282,7 +382,9 @@ def train(
     info = {
         "family": family, "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
         "warmup": warmup, "extra_turns": extra_turns, "clutter_ramp": clutter_ramp,
-        "aux_weight": aux_weight,
+        "objects_ramp": objects_ramp, "family_ramp": family_ramp,
+        "vision_steps": vision_steps,
+        "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT,
         "precision": precision,
         "accelerator": accelerator,
         "train_seconds": round(seconds, 1), "machine": machine_description(),
