@@ -38,7 +38,7 @@ from vissparse.testbed.questions import FAMILIES, make_question, make_questions
 from vissparse.testbed.scenes import COLORS, MAX_OBJECTS, SHAPES, token_labels
 
 IGNORE = -100
-DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 600}  # the shipped checkpoints' settings
+DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 1000}  # the shipped checkpoints' settings
 DEFAULT_VISION_STEPS = {"llava": 400, "qwen2_vl": 200}  # of those, on the vision side alone
 # Object cells are a few percent of the image tokens: the auxiliary loss weighs their
 # classes this much more than the background class so that they are not drowned out.
