@@ -113,6 +113,17 @@ def encode_training_batch(processor: Any, items: list[dict[str, Any]]) -> Any:
     return batch
 
 
+def _ramp(at: int, span: int) -> float:
+    """How far a curriculum of ``span`` items has grown at item ``at`` (0 to 1).
+
+    Items before the ramp (``at < 0``) and every item when ``span`` is 0 are at 1.
+
+    >>> _ramp(50, 200), _ramp(400, 200), _ramp(-3, 200), _ramp(7, 0)
+    (0.25, 1.0, 1.0, 1.0)
+    """
+    return min(1.0, at / span) if span and at >= 0 else 1.0
+
+
 class QuestionStream(IterableDataset):
     """Training items: ``make_question(i, seed, "train")`` for ``i = start, start+1, ...``.
 
@@ -168,9 +179,8 @@ class QuestionStream(IterableDataset):
             else:
                 index = i
             at = i - self.warm_items  # the first ``warm_items`` are at full difficulty
-            clutter = min(1.0, at / self.clutter_ramp) if self.clutter_ramp and at >= 0 else 1.0
-            grown = min(1.0, at / self.objects_ramp) if self.objects_ramp and at >= 0 else 1.0
-            top = 2 + int(grown * (MAX_OBJECTS - 2) + 0.5)
+            clutter = _ramp(at, self.clutter_ramp)
+            top = 2 + int(_ramp(at, self.objects_ramp) * (MAX_OBJECTS - 2) + 0.5)
             item = make_question(index, self.seed, "train", clutter, top)
             if self.extra_turns:
                 rng = np.random.default_rng([self.seed, i, 7])
