@@ -1,13 +1,20 @@
 """The shipped checkpoints: they load like downloaded ones, answer from the image, and
 equal HF ``generate`` at keep 1.0."""
 
+import numpy as np
 import pytest
 import torch
 
 from vissparse import VisSparse
 from vissparse.testbed import checkpoint_dir, make_questions
 from vissparse.testbed.checkpoints import shipped_families
-from vissparse.testbed.evaluate import answer_all, blank_ablation, chance_accuracy, correctness
+from vissparse.testbed.evaluate import (
+    answer_all,
+    blank_ablation,
+    chance_accuracy,
+    correctness,
+    forced_choice,
+)
 from vissparse.testbed.train import training_text
 
 N_QUESTIONS = 100
@@ -48,8 +55,17 @@ def test_answers_come_from_the_image(loaded, questions, unpruned):
     assert (kept == total).all() and (total >= 256).all()
     chance = _chance(questions)
     assert scores.mean() >= chance + 0.05, (scores.mean(), chance)
-    blank = blank_ablation(loaded[1].model, loaded[1].pipeline.processor, questions)
-    assert abs(blank.mean() - chance) <= 0.10, (blank.mean(), chance)
+    model, processor = loaded[1].model, loaded[1].pipeline.processor
+    for forced in (False, True):  # greedy answers, then the choice among valid answers
+        blank = blank_ablation(model, processor, questions, forced=forced)
+        assert abs(blank.mean() - chance) <= 0.10, (forced, blank.mean(), chance)
+
+
+def test_forced_choice_is_right_wherever_greedy_is(loaded, questions, unpruned):
+    forced = forced_choice(loaded[1].model, loaded[1].pipeline.processor, questions)
+    assert set(np.unique(forced)) <= {0.0, 1.0}
+    greedy = unpruned[0]
+    assert (forced >= greedy).all(), np.flatnonzero(forced < greedy)
 
 
 @pytest.mark.xfail(

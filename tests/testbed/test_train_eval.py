@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from vissparse.cli import main as cli
-from vissparse.testbed import make_questions
-from vissparse.testbed.evaluate import chance_accuracy, run_scorers, summarize
+from vissparse.testbed import FAMILIES, make_questions
+from vissparse.testbed.evaluate import answer_token_ids, chance_accuracy, run_scorers, summarize
 from vissparse.testbed.models import build_model
 from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
 from vissparse.testbed.train import encode_training_batch, train
@@ -97,6 +97,28 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
         train("llava", tmp_path / "c", steps=3, vision_steps=1, aux_weight=0, progress=False)
 
 
+def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys):
+    train("llava", tmp_path, seed=1, steps=2, vision_steps=1, batch_size=2, warmup=1,
+          workers=0, precision="32-true", progress=False, val_questions=0)  # fmt: skip
+    assert cli(["testbed", "card", "--model", str(tmp_path), "--n", "10"]) == 0
+    evaluation = json.loads((tmp_path / "card_eval.json").read_text())
+    assert evaluation["n"] == 10 and evaluation["unpruned"][0]["n"] == 10
+    assert {r["family"] for r in evaluation["blank"]} == set(FAMILIES)
+    assert all(0 <= r["blank_forced"] <= 1 for r in evaluation["blank"])
+    card = (tmp_path / "README.md").read_text()
+    assert "forced choice" in card and card in capsys.readouterr().out
+    assert cli(["testbed", "card", "--model", str(tmp_path / "missing")]) == 2
+    assert "no training.json" in capsys.readouterr().err
+
+
+def test_answer_words_must_be_one_token():
+    def split_in_two(word, add_special_tokens=False):
+        return {"input_ids": [1, 2]}
+
+    with pytest.raises(ValueError, match="one token"):
+        answer_token_ids(split_in_two)
+
+
 def test_stats():
     lo, hi = bootstrap_ci(np.array([1.0] * 90 + [0.0] * 10))
     assert lo < 0.9 < hi and hi - lo < 0.15
@@ -163,6 +185,8 @@ def test_eval_cli_writes_tables_and_plot(saved_untrained, tmp_path, capsys):
         assert (tmp_path / name).is_file(), name
     payload = json.loads((tmp_path / "testbed_eval.json").read_text())
     assert payload["n_questions"] == 10 and payload["machine"]["cpu_count"]
+    blank = json.loads((tmp_path / "testbed_blank.json").read_text())["results"]
+    assert all("blank_forced" in r and r["forced_ci_low"] <= r["blank_forced"] for r in blank)
     assert "keep 0.25" in capsys.readouterr().out
 
 

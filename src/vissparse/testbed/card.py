@@ -12,8 +12,7 @@ from typing import Any
 
 from vissparse.testbed.evaluate import (
     answer_all,
-    blank_ablation,
-    blank_rows,
+    blank_check,
     chance_accuracy,
     correctness,
     pipeline_for,
@@ -44,7 +43,7 @@ def card_eval(
         lo, hi = bootstrap_ci(picked)
         rows.append({"family": family, "n": int(sum(sel)), "accuracy": float(picked.mean()),
                      "ci_low": lo, "ci_high": hi})  # fmt: skip
-    blank = blank_rows("", blank_ablation(model, processor, questions), questions)
+    blank = blank_check("", model, processor, questions)
     return {"n": n, "seed": seed, "split": "test", "unpruned": rows, "blank": blank}
 
 
@@ -97,21 +96,22 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         f"## Held-out accuracy (unpruned, {evaluation['n']} test questions, seed "
         f"{evaluation['seed']}; 95% bootstrap CI)",
         "",
-        "| family | accuracy | blank image | chance |",
-        "|---|---|---|---|",
+        "| family | accuracy | blank image | blank image, forced choice | chance |",
+        "|---|---|---|---|---|",
     ]
     blank = {r["family"]: r for r in evaluation["blank"]}
     for row in evaluation["unpruned"]:
-        b = blank.get(row["family"])
-        blank_cell = f"{100 * b['blank_accuracy']:.1f}" if b else ""
+        b = blank.get(row["family"]) or {}
+        cells = [f"{100 * b[k]:.1f}" if k in b else "" for k in ("blank_accuracy", "blank_forced")]
         chance = f"{100 * chance_accuracy(row['family']):.1f}" if row["family"] != "all" else ""
         lines.append(
             f"| {row['family']} | {100 * row['accuracy']:.1f} [{100 * row['ci_low']:.1f}, "
-            f"{100 * row['ci_high']:.1f}] | {blank_cell} "
-            f"| {chance} |"
+            f"{100 * row['ci_high']:.1f}] | {' | '.join(cells)} | {chance} |"
         )
     lines += ["", "Blank image: the same questions with a plain grey image; it should stay near "
-              "chance, which shows the answers come from the image.", ""]  # fmt: skip
+              "chance, which shows the answers come from the image. Forced choice: the "
+              "model's likeliest answer among its question family's answer words (greedy "
+              "answers on a grey image may be words that answer nothing).", ""]  # fmt: skip
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path

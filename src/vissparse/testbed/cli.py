@@ -4,6 +4,7 @@ Examples::
 
     vissparse testbed train --family llava --out ckpt/llava --seed 0
     vissparse testbed eval --out results/testbed          # every shipped checkpoint
+    vissparse testbed card --model ckpt/llava            # re-evaluate, rewrite its card
     vissparse testbed export --n 200 --split test --out data/testbed
 """
 
@@ -63,6 +64,11 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     ev.add_argument("--random-seeds", type=positive_int, default=3)
     ev.add_argument("--batch-size", type=positive_int, default=50)
 
+    card = tsub.add_parser("card", help="re-evaluate a trained checkpoint, rewrite its card")
+    card.add_argument("--model", required=True, help="folder written by `testbed train`")
+    card.add_argument("--n", type=positive_int, default=None,
+                      help="held-out questions (default: as training writes it)")  # fmt: skip
+
     export = tsub.add_parser("export", help="write questions as PNG + JSONL")
     export.add_argument("--n", type=positive_int, required=True)
     export.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -95,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         return _train(args)
     if command == "eval":
         return _eval(args)
+    if command == "card":
+        return _card(Path(args.model), args.n)
     from vissparse.testbed.questions import export_questions, make_questions
 
     path = export_questions(make_questions(args.n, args.seed, args.split), args.out)
@@ -102,9 +110,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from vissparse.testbed.card import card_eval, plot_loss, write_card
+def _card(out: Path, n: int | None = None) -> int:
+    """Evaluate the checkpoint in ``out`` and write ``card_eval.json`` and ``README.md``."""
+    from vissparse.testbed.card import card_eval, write_card
     from vissparse.testbed.evaluate import load_testbed_model
+
+    if not (out / "training.json").is_file():
+        raise ValueError(f"`--model` {str(out)!r} has no training.json (from `testbed train`)")
+    model, processor = load_testbed_model(out)
+    evaluation = card_eval(model, processor) if n is None else card_eval(model, processor, n)
+    (out / "card_eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    training = json.loads((out / "training.json").read_text())
+    print(write_card(out, training, evaluation).read_text())
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vissparse.testbed.card import plot_loss
     from vissparse.testbed.train import DEFAULT_STEPS, DEFAULT_VISION_STEPS, train
 
     out = Path(args.out)
@@ -120,12 +142,7 @@ def _train(args: argparse.Namespace) -> int:
           else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")
     if not args.no_card:
-        model, processor = load_testbed_model(out)
-        evaluation = card_eval(model, processor)
-        (out / "card_eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-        training = json.loads((out / "training.json").read_text())
-        write_card(out, training, evaluation)
-        print((out / "README.md").read_text())
+        _card(out)
     print(f"wrote {out}")
     return 0
 
@@ -135,8 +152,7 @@ def _eval(args: argparse.Namespace) -> int:
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.evaluate import (
         KEEP_RATIOS,
-        blank_ablation,
-        blank_rows,
+        blank_check,
         load_testbed_model,
         run_scorers,
         summarize,
@@ -169,7 +185,7 @@ def _eval(args: argparse.Namespace) -> int:
         seeds = range(args.random_seeds)
         runs = run_scorers(model, processor, questions, scorers, keeps, seeds, args.batch_size)
         rows += summarize(name, runs, questions)
-        blank += blank_rows(name, blank_ablation(model, processor, questions), questions)
+        blank += blank_check(name, model, processor, questions, args.batch_size)
         print(f"\n{name} ({path}): accuracy % [95% CI], * = differs from random (p < 0.05)")
         print(accuracy_table([r for r in rows if r["model"] == name]))
     models = {n: _shown(p) for n, p in zip(args.model, paths, strict=True)}

@@ -173,12 +173,65 @@ def run_scorers(
     return runs
 
 
-def blank_ablation(
+def answer_token_ids(tokenizer: Any) -> dict[str, list[int]]:
+    """Per question family, the token id of each of its answers (one token per answer)."""
+    ids: dict[str, list[int]] = {}
+    for family, answers in ANSWERS.items():
+        ids[family] = []
+        for word in answers:
+            tokens = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if len(tokens) != 1:
+                raise ValueError(f"answer {word!r} must be one token of `tokenizer`, "
+                                 f"got {len(tokens)} tokens")  # fmt: skip
+            ids[family].append(int(tokens[0]))
+    return ids
+
+
+def forced_choice(
     model: Any, processor: Any, questions: Sequence[dict[str, Any]], batch_size: int = 50
 ) -> np.ndarray:
-    """Per-question correctness of the unpruned model when every image is plain grey."""
+    """Per-question correctness when the model must pick one of its family's answers.
+
+    The unpruned model reads the prompt once; of the question family's answer words
+    (``ANSWERS``) the one with the highest next-token logit is its answer. This shows the
+    model's preference among valid answers, which free generation hides whenever the
+    first generated word answers nothing (as on a blank image). Where greedy generation
+    is right, so is the forced choice.
+    """
+    import torch
+
+    pipe = pipeline_for(model, processor, "cosine", 1.0)
+    ids = answer_token_ids(processor.tokenizer)
+    scores: list[float] = []
+    for start in range(0, len(questions), batch_size):
+        chunk = questions[start : start + batch_size]
+        inputs = pipe.prepare_inputs([q["image"] for q in chunk], [q["question"] for q in chunk])
+        pipe.adapter.reset_state()
+        with torch.inference_mode():
+            logits = model(**inputs).logits[:, -1].float()  # left-padded: the last is real
+        pipe.adapter.reset_state()
+        for row, q in zip(logits, chunk, strict=True):
+            pick = int(row[ids[q["family"]]].argmax())
+            scores.append(float(ANSWERS[q["family"]][pick] == q["answer"]))
+    return np.array(scores, dtype=np.float64)
+
+
+def blank_ablation(
+    model: Any,
+    processor: Any,
+    questions: Sequence[dict[str, Any]],
+    batch_size: int = 50,
+    forced: bool = False,
+) -> np.ndarray:
+    """Per-question correctness of the unpruned model when every image is plain grey.
+
+    ``forced=True`` scores the :func:`forced_choice` among the family's answers instead
+    of the greedy answer.
+    """
     grey = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BLANK_GREY)
     blank = [{**q, "image": grey} for q in questions]
+    if forced:
+        return forced_choice(model, processor, blank, batch_size)
     texts, _, _ = answer_all(pipeline_for(model, processor, "cosine", 1.0), blank, batch_size)
     return correctness(texts, questions)
 
@@ -218,19 +271,44 @@ def summarize(
 
 
 def blank_rows(
-    model_name: str, scores: np.ndarray, questions: Sequence[dict[str, Any]]
+    model_name: str,
+    scores: np.ndarray,
+    questions: Sequence[dict[str, Any]],
+    forced: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Blank-image accuracy per family with its CI, beside the chance level."""
+    """Blank-image accuracy per family with its CI, beside the chance level.
+
+    ``forced`` (per-question forced-choice correctness on the blank image) adds
+    ``blank_forced`` with its CI, ``forced_ci_low`` and ``forced_ci_high``.
+    """
     families = np.array([q["family"] for q in questions])
     rows = []
     for family in FAMILIES:
         sel = families == family
         if sel.any():
             lo, hi = bootstrap_ci(scores[sel])
-            rows.append({"model": model_name, "family": family, "n": int(sel.sum()),
-                         "blank_accuracy": float(scores[sel].mean()), "ci_low": lo, "ci_high": hi,
-                         "chance": chance_accuracy(family)})  # fmt: skip
+            row = {"model": model_name, "family": family, "n": int(sel.sum()),
+                   "blank_accuracy": float(scores[sel].mean()), "ci_low": lo, "ci_high": hi,
+                   "chance": chance_accuracy(family)}  # fmt: skip
+            if forced is not None:
+                f_lo, f_hi = bootstrap_ci(forced[sel])
+                row.update(blank_forced=float(forced[sel].mean()), forced_ci_low=f_lo,
+                           forced_ci_high=f_hi)  # fmt: skip
+            rows.append(row)
     return rows
+
+
+def blank_check(
+    model_name: str,
+    model: Any,
+    processor: Any,
+    questions: Sequence[dict[str, Any]],
+    batch_size: int = 50,
+) -> list[dict[str, Any]]:
+    """:func:`blank_rows` of both blank-image ablations: greedy answers and forced choice."""
+    greedy = blank_ablation(model, processor, questions, batch_size)
+    forced = blank_ablation(model, processor, questions, batch_size, forced=True)
+    return blank_rows(model_name, greedy, questions, forced)
 
 
 def load_testbed_model(path: str | os.PathLike[str]) -> tuple[Any, Any]:

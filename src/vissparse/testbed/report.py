@@ -92,14 +92,17 @@ def family_table(rows: Sequence[dict[str, Any]], keep_ratio: float, families: Se
 
 
 def blank_table(blank: Sequence[dict[str, Any]], full: Sequence[dict[str, Any]]) -> str:
-    """Markdown: unpruned accuracy, blank-image accuracy and chance per family."""
+    """Markdown: unpruned, blank-image (greedy and forced choice) accuracy and chance."""
     acc = {r["family"]: r for r in full if r["keep_ratio"] == 1.0}
-    lines = ["| family | unpruned | blank image | chance |", "|---|---|---|---|"]
+    lines = ["| family | unpruned | blank image | blank image, forced choice | chance |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for r in blank:
         a = acc.get(r["family"])
+        forced = (f"{_pct(r['blank_forced'])} [{_pct(r['forced_ci_low'])}, "
+                  f"{_pct(r['forced_ci_high'])}]" if "blank_forced" in r else "")  # fmt: skip
         lines.append(f"| {r['family']} | {_pct(a['accuracy']) if a else ''} | "
                      f"{_pct(r['blank_accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | "
-                     f"{_pct(r['chance'])} |")  # fmt: skip
+                     f"{forced} | {_pct(r['chance'])} |")  # fmt: skip
     return "\n".join(lines)
 
 
