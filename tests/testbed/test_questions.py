@@ -151,7 +151,7 @@ def reference_answer(question, objects):
         if color:
             return str(sum(o.color == color for o in objects))
         return str(sum(PLURALS[o.shape] == plural for o in objects))
-    if q.startswith("is the"):
+    if q.startswith("on which side is the"):
         (hit,) = [o for o in objects if o.shape == shape]
         assert abs(hit.x - IMAGE_SIZE / 2) >= MIDDLE
         return "left" if hit.x < IMAGE_SIZE / 2 else "right"

@@ -53,7 +53,7 @@ def scene_questions(objects: Sequence[Obj]) -> list[tuple[str, str, str]]:
             out.append((f"What color is the {o.shape}?", o.color, "attribute"))
             if abs(o.x - mid) >= MIDDLE:
                 side = "left" if o.x < mid else "right"
-                out.append((f"Is the {o.shape} on the left or the right?", side, "position"))
+                out.append((f"On which side is the {o.shape}?", side, "position"))
         if colors[o.color] == 1:
             out.append((f"What shape is the {o.color} object?", o.shape, "attribute"))
         if pairs[(o.color, o.shape)] == 1:

@@ -46,7 +46,7 @@ WORDS = sorted(
     | set(PLURALS.values())
     | set(
         "what color colour shape is the object objects there a an how many are left of above "
-        "below right on or in user assistant system image picture this it".split()
+        "below right on or in user assistant system image picture this it which side".split()
     )
     | set("?:.,!'\"-")
 )

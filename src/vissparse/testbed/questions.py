@@ -12,7 +12,7 @@ counting    ``How many {c} objects are there?``                     0 to 9
             ``How many {s}s are there?``
 relation    ``What color is the object left of the {c} {s}?``       a colour
             ``What color is the object above the {c} {s}?``
-position    ``Is the {s} on the left or the right?``                left / right
+position    ``On which side is the {s}?``                           left / right
 ==========  =====================================================  ======================
 
 "Left of X" means the one object in X's row (centres at most ``ROW`` pixels apart
@@ -175,7 +175,7 @@ def _position(rng: np.random.Generator, answer: str, top: int) -> Scene:
     )
     others = _random_specs(rng, _n_objects(rng, top) - 1, lambda s, c: s != shape)
     specs = [(shape, _pick(rng, COLOR_NAMES), _size(rng)), *others]
-    return specs, [side], f"Is the {shape} on the left or the right?"
+    return specs, [side], f"On which side is the {shape}?"
 
 
 _BUILDERS = {"attribute": _attribute, "existence": _existence, "counting": _counting,
