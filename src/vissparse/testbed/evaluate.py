@@ -11,7 +11,9 @@ Methods that prune inside the language model (fastv, pdrop, text-attn) run with
 ``r`` of the image tokens per layer on average, like the input-stage rows (a keep the
 unpruned first layers already exceed has no row).
 A blank-image ablation (a plain grey image, same questions) shows the answers come
-from the image.
+from the image; it is scored twice, on the greedy answer and as a forced choice among
+the family's answer words (:func:`forced_choice`), since greedy answers on a grey image
+are often words that answer nothing.
 
 Example:
     >>> chance_accuracy("position"), round(chance_accuracy("attribute"), 3)
