@@ -187,3 +187,22 @@ def test_derived_questions_follow_from_the_scene():
         turns = conversation(q, rng, extra_turns=4)
         assert turns[0] == (q["question"], q["answer"]) and len(turns) == 5
         assert len({t[0] for t in turns}) == 5
+
+
+def test_derived_existence_turns_are_balanced():
+    """Most derived existence questions answer "no"; the conversation draws yes or no
+    first, so the extra turns are near even."""
+    from collections import Counter
+
+    from vissparse.testbed.derived import conversation, scene_questions
+
+    rng = np.random.default_rng(0)
+    pooled: Counter[str] = Counter()
+    drawn: Counter[str] = Counter()
+    for q in make_questions(60, seed=9, split="train"):
+        family = {question: f for question, _, f in scene_questions(q["objects"])}
+        pooled.update(a for _, a, f in scene_questions(q["objects"]) if f == "existence")
+        drawn.update(a for question, a in conversation(q, rng, extra_turns=20)[1:]
+                     if family[question] == "existence")  # fmt: skip
+    assert pooled["no"] / sum(pooled.values()) > 0.7
+    assert 0.4 < drawn["no"] / sum(drawn.values()) < 0.65
