@@ -25,6 +25,21 @@ def test_labels_cover_answer_and_end_of_turn_only():
             assert tok.convert_ids_to_tokens(labelled) == [q["answer"], tok.eos_token]
 
 
+def test_place_features_match_a_row_by_dot_product():
+    """The sinusoidal part of the place target: among the 16 rows of cell centres, the
+    one whose features best match (by dot product) a token's own is its own row."""
+    from vissparse.testbed.train import AUX_PLACE_FREQUENCIES, place_features
+
+    centres = (torch.arange(16) + 0.5) / 16 * 2 - 1
+    xy = torch.stack([torch.zeros(16), centres], dim=-1)
+    feats = place_features(xy)
+    assert feats.shape == (16, 2 + 4 * len(AUX_PLACE_FREQUENCIES))
+    assert torch.equal(feats[:, :2], xy)
+    match = feats[:, 2:] @ feats[:, 2:].T  # x is the same for all: a constant
+    assert torch.equal(match.argmax(dim=1), torch.arange(16))
+    assert (match.diagonal() - match.topk(2, dim=1).values[:, 1]).min() > 0.05
+
+
 def test_conversation_labels_every_answer():
     from vissparse.testbed.train import QuestionStream
 

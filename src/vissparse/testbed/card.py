@@ -47,6 +47,15 @@ def card_eval(
     return {"n": n, "seed": seed, "split": "test", "unpruned": rows, "blank": blank}
 
 
+def _sinusoids(training: dict[str, Any]) -> str:
+    """The card's words for the sinusoidal place features, where training used them."""
+    freqs = training.get("aux_place_frequencies") or []
+    if not freqs:
+        return ""
+    listed = ", ".join(map(str, freqs))
+    return f", with sin and cos of pi * f * x and of pi * f * y for f in {listed}"
+
+
 def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) -> Path:
     """Write ``out/README.md`` from the training settings and :func:`card_eval`'s result."""
     family = training["family"]
@@ -83,9 +92,10 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         "side alone on the auxiliary loss",
         f"- Auxiliary loss (weight {training['aux_weight']}): a linear head, not saved, "
         "predicts each image token's colour and shape class (or background; object classes "
-        f"weighted {AUX_OBJECT_WEIGHT:g}x) and each object token's place (x, y in [-1, 1], "
-        f"squared error, weight {training.get('aux_place_weight', AUX_PLACE_WEIGHT):g}) from "
-        "the tokens the language model receives",
+        f"weighted {AUX_OBJECT_WEIGHT:g}x) and each object token's place (x, y in [-1, 1]"
+        f"{_sinusoids(training)}, squared error, weight "
+        f"{training.get('aux_place_weight', AUX_PLACE_WEIGHT):g}) from the tokens the "
+        "language model receives",
         f"- Parameters: {training['n_parameters']:,}",
         f"- Architecture: `{json.dumps(arch)}`",
         f"- Trained on: {training['accelerator']} ({machine.get('processor')}, "

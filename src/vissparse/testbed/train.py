@@ -49,6 +49,10 @@ AUX_OBJECT_WEIGHT = 5.0
 # level in our development runs (see the README).
 FAMILY_STAGES = (("attribute",), ("existence", "counting"), ("relation", "position"))
 AUX_PLACE_WEIGHT = 1.0  # of the object tokens' place (x, y in [-1, 1]) in the aux loss
+# The place target also holds sin and cos of pi * f * x (and y) for these f: a dot
+# product of two tokens' features then peaks where they share a row or a column, which
+# is what relation questions ask the language model to find (see ``place_features``).
+AUX_PLACE_FREQUENCIES = (0.5, 1, 2, 4)
 
 
 def training_text(processor: Any, question: str, answer: str | None = None) -> str:
@@ -194,6 +198,22 @@ def _is_lm(name: str) -> bool:
     return ".language_model." in name or ".lm_head." in name
 
 
+def place_features(xy: torch.Tensor) -> torch.Tensor:
+    """``[..., 2]`` places in [-1, 1] -> x, y, then sin and cos of pi * f * (x, y).
+
+    The auxiliary loss regresses these from each object token. With the sinusoids, the
+    dot product of two tokens' features holds ``cos(pi * f * (y - y'))``, which peaks
+    where the two share a row: one attention step can then find "the object left of"
+    another, as rotary embeddings let attention find a relative position.
+
+    Example:
+        >>> place_features(torch.zeros(2)).tolist()[:4]
+        [0.0, 0.0, 0.0, 0.0]
+    """
+    angles = torch.cat([math.pi * f * xy for f in AUX_PLACE_FREQUENCIES], dim=-1)
+    return torch.cat([xy, angles.sin(), angles.cos()], dim=-1)
+
+
 def _schedule(start: int, steps: int, warmup: int) -> Any:
     """Linear warm-up from step ``start``, then cosine decay to 5% at ``steps``."""
 
@@ -232,7 +252,7 @@ def _lightning_module(
             super().__init__()
             self.model = model
             width = model.config.text_config.hidden_size
-            self.classes = [1 + len(COLORS), 1 + len(SHAPES), 2]
+            self.classes = [1 + len(COLORS), 1 + len(SHAPES), 2 + 4 * len(AUX_PLACE_FREQUENCIES)]
             self.grid = 16
             self.aux_head = torch.nn.Linear(width, sum(self.classes))
             self._tokens: list[torch.Tensor] = []
@@ -255,7 +275,8 @@ def _lightning_module(
             if bool(on_object.any()):
                 cell = torch.arange(labels.shape[1], device=labels.device)
                 xy = torch.stack([cell % self.grid, cell // self.grid], dim=-1).float()
-                target = ((xy + 0.5) / self.grid * 2 - 1).expand(*labels.shape[:2], 2)
+                target = place_features((xy + 0.5) / self.grid * 2 - 1)
+                target = target.expand(*labels.shape[:2], target.shape[-1])
                 loss = loss + AUX_PLACE_WEIGHT * torch.nn.functional.mse_loss(
                     place[on_object], target[on_object]
                 )
@@ -395,6 +416,7 @@ def train(
         "objects_ramp": objects_ramp, "family_ramp": family_ramp,
         "vision_steps": vision_steps,
         "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT,
+        "aux_place_frequencies": list(AUX_PLACE_FREQUENCIES),
         "precision": precision,
         "accelerator": accelerator,
         "train_seconds": round(seconds, 1), "machine": machine_description(),
