@@ -56,9 +56,13 @@ def test_answers_come_from_the_image(loaded, questions, unpruned):
     chance = _chance(questions)
     assert scores.mean() >= chance + 0.05, (scores.mean(), chance)
     model, processor = loaded[1].model, loaded[1].pipeline.processor
-    for forced in (False, True):  # greedy answers, then the choice among valid answers
-        blank = blank_ablation(model, processor, questions, forced=forced)
-        assert abs(blank.mean() - chance) <= 0.10, (forced, blank.mean(), chance)
+    # On a grey image the greedy answer is often a word of another family (README), so
+    # it may fall far below chance; it must not rise above it. Forced to choose among the
+    # family's answers, the model must stay near chance: the text alone gives nothing away.
+    greedy = blank_ablation(model, processor, questions)
+    assert greedy.mean() <= chance + 0.10, (greedy.mean(), chance)
+    forced = blank_ablation(model, processor, questions, forced=True)
+    assert abs(forced.mean() - chance) <= 0.10, (forced.mean(), chance)
 
 
 def test_forced_choice_is_right_wherever_greedy_is(loaded, questions, unpruned):
