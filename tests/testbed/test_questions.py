@@ -200,8 +200,9 @@ def test_derived_existence_turns_are_balanced():
     pooled: Counter[str] = Counter()
     drawn: Counter[str] = Counter()
     for q in make_questions(60, seed=9, split="train"):
-        family = {question: f for question, _, f in scene_questions(q["objects"])}
-        pooled.update(a for _, a, f in scene_questions(q["objects"]) if f == "existence")
+        derived = scene_questions(q["objects"])
+        family = {question: f for question, _, f in derived}
+        pooled.update(a for _, a, f in derived if f == "existence")
         drawn.update(a for question, a in conversation(q, rng, extra_turns=20)[1:]
                      if family[question] == "existence")  # fmt: skip
     assert pooled["no"] / sum(pooled.values()) > 0.7

@@ -248,12 +248,19 @@ def _lightning_module(
         is separate from the word embeddings and is not saved with the checkpoint.
         """
 
+        place_target: torch.Tensor  # [cells, place features], a buffer
+
         def __init__(self) -> None:
             super().__init__()
             self.model = model
             width = model.config.text_config.hidden_size
-            self.classes = [1 + len(COLORS), 1 + len(SHAPES), 2 + 4 * len(AUX_PLACE_FREQUENCIES)]
-            self.grid = 16
+            grid = 16
+            cell = torch.arange(grid * grid)
+            xy = torch.stack([cell % grid, cell // grid], dim=-1).float()
+            # each cell's place target, computed once
+            target = place_features((xy + 0.5) / grid * 2 - 1)
+            self.register_buffer("place_target", target, persistent=False)
+            self.classes = [1 + len(COLORS), 1 + len(SHAPES), target.shape[-1]]
             self.aux_head = torch.nn.Linear(width, sum(self.classes))
             self._tokens: list[torch.Tensor] = []
             model.get_submodule(image_module).register_forward_hook(
@@ -273,10 +280,7 @@ def _lightning_module(
                 )
             on_object = labels[..., 0] > 0
             if bool(on_object.any()):
-                cell = torch.arange(labels.shape[1], device=labels.device)
-                xy = torch.stack([cell % self.grid, cell // self.grid], dim=-1).float()
-                target = place_features((xy + 0.5) / self.grid * 2 - 1)
-                target = target.expand(*labels.shape[:2], target.shape[-1])
+                target = self.place_target.expand(*labels.shape[:2], -1)
                 loss = loss + AUX_PLACE_WEIGHT * torch.nn.functional.mse_loss(
                     place[on_object], target[on_object]
                 )
