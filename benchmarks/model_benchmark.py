@@ -7,13 +7,15 @@ Writes ``{config}_{device}_{dtype}_d{depth}.json`` per config and ``model_{devic
 (the tables quoted in the README, between the ``model-results-{device}`` markers). The
 configs in ``--configs`` are measured; the tables of the others are rebuilt from their
 JSON of an earlier run where it exists (``--configs llava-onevision-7b`` adds one config
-without re-measuring the rest).
+without re-measuring the rest). ``--render-only`` measures nothing and rebuilds every
+table from its JSON (results brought back from a GPU machine, say).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -39,12 +41,14 @@ def main() -> None:
     parser.add_argument("--repeats", default="3")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--readme", type=Path)
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rebuild every table from its JSON")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sections = []
     for name in CONFIGS:
         path = args.out / f"{name}_{args.device}_{args.dtype}_d{args.depth_scale}.json"
-        if name in args.configs:
+        if name in args.configs and not args.render_only:
             argv = ["bench", "--model-config", name, "--device", args.device, "--dtype",
                     args.dtype, "--depth-scale", args.depth_scale, "--new-tokens",
                     args.new_tokens, "--repeats", args.repeats, "--out", str(path)]  # fmt: skip
@@ -70,16 +74,31 @@ def main() -> None:
             f"{cfg['n_image_tokens']} image tokens of {cfg['sequence_length']}; {cfg['dtype']}, "
             f"{cfg['attn_implementation']}; {cfg['new_tokens']} new tokens; median of "
             f"{cfg['repeats']} paired runs) on {where}, torch {machine['torch']}, "
-            f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}:\n\n"
+            f"transformers {machine.get('transformers', '?')}, "
+            f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}; "
+            f"{_baseline_times(report['results'])}:\n\n"
             f"{markdown_table(report['results'])}\n{targets}\n"
         )
-    command = " ".join(["python benchmarks/model_benchmark.py", *_without_configs(sys.argv[1:])])
+    argv = [a for a in _without_configs(sys.argv[1:]) if a != "--render-only"]
+    command = " ".join(["python benchmarks/model_benchmark.py", *argv])
     text = (
         f"Produced by `{command}` (each config's table from its JSON in `{args.out}`; "
         "`--configs NAME ...` re-measures only those).\n\n" + "\n".join(sections)
     )
     publish(text, args.out / f"model_{args.device}.md", args.readme,
             f"model-results-{args.device}")  # fmt: skip
+
+
+def _baseline_times(rows: list[dict]) -> str:
+    """The unpruned model's times in milliseconds, the median over every row's baseline."""
+
+    def ms(key: str) -> float:
+        return statistics.median(r["baseline"][key]["median"] for r in rows)
+
+    return (
+        f"unpruned: prefill {ms('prefill_ms'):.1f} ms (vision {ms('vision_ms'):.1f}, LM "
+        f"{ms('lm_prefill_ms'):.1f}), decode {ms('decode_ms_per_token'):.1f} ms per token"
+    )
 
 
 def _without_configs(argv: list[str]) -> list[str]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vissparse import PruningConfig
-from vissparse.bench.flops import analytic_prefill_flops, count_flops, lm_flops
+from vissparse.bench.flops import analytic_prefill_flops, count_flops, lm_flops, sdpa_flops
 from vissparse.bench.measure import cache_bytes, prefill_flops, timed_call
 from vissparse.bench.model_bench import check_targets, run_model_bench
 from vissparse.bench.model_configs import (
@@ -133,6 +133,16 @@ def test_phase_timing_follows_generate(family):
     assert base.e2e_ms == pytest.approx(base.ttft_ms + sum(base.decode_ms))
     ratio = pruned.kv_cache_bytes / base.kv_cache_bytes
     assert ratio == pytest.approx(pruned.sequence_length / base.sequence_length)
+
+
+def test_grouped_query_attention_is_counted_as_with_repeated_keys():
+    # transformers passes enable_gqa on CUDA; torch's own formula rejects those shapes
+    q, k, v = torch.randn(1, 4, 6, 8), torch.randn(1, 2, 9, 8), torch.randn(1, 2, 9, 8)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    grouped = count_flops(lambda: sdpa(q, k, v, enable_gqa=True))
+    repeated = count_flops(lambda: sdpa(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)))
+    assert grouped == repeated == 4 * 4 * 6 * 9 * 8
+    assert sdpa_flops(q.shape, k.shape, v.shape) == grouped
 
 
 def test_flop_count_and_formula():

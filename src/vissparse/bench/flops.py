@@ -20,39 +20,49 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+# every fused SDPA kernel torch may pick (CPU flash, CUDA flash, memory-efficient, cuDNN)
+_SDPA_OPS = (
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+)
 
 
-def _register_cpu_sdpa() -> None:
-    """Count the CPU flash-attention kernel, which FlopCounterMode otherwise counts as 0."""
-    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+def sdpa_flops(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any
+) -> int:
+    """FLOPs of one SDPA call, grouped-query attention included.
 
-    def formula(
-        query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any
-    ) -> int:
-        return int(sdpa_flop_count(query_shape, key_shape, value_shape))
+    With ``enable_gqa`` (transformers passes it on CUDA) keys and values hold fewer heads
+    than the queries; each key head serves a group of query heads, so the product costs
+    what it would with the keys repeated. torch's own formula rejects those shapes.
 
-    try:
-        register_flop_formula(op)(formula)
-    except RuntimeError:  # already registered (by torch or an earlier import)
-        pass
-
-
-_register_cpu_sdpa()
+    Example:
+        >>> sdpa_flops((1, 4, 3, 8), (1, 2, 3, 8), (1, 2, 3, 8))
+        1152
+    """
+    heads = query_shape[1]
+    key = (*key_shape[:1], heads, *key_shape[2:])
+    value = (*value_shape[:1], heads, *value_shape[2:])
+    return int(sdpa_flop_count(query_shape, key, value))
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of ``fn()`` as torch's ``FlopCounterMode`` counts them.
 
-    SDPA's CPU flash kernel is counted too (torch leaves it at 0), so CPU and GPU counts
-    agree.
+    Every SDPA kernel is counted by :func:`sdpa_flops`: torch leaves the CPU flash kernel
+    at 0 and rejects grouped-query shapes, so CPU and GPU counts agree.
 
     Example:
         >>> import torch
         >>> count_flops(lambda: torch.ones(2, 3) @ torch.ones(3, 4))
         48
     """
-    counter = FlopCounterMode(display=False)
+    ops = [getattr(torch.ops.aten, name) for name in _SDPA_OPS if hasattr(torch.ops.aten, name)]
+    counter = FlopCounterMode(display=False, custom_mapping=dict.fromkeys(ops, sdpa_flops))
     with counter:
         fn()
     return int(counter.get_total_flops())
