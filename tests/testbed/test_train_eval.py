@@ -10,6 +10,7 @@ from vissparse.cli import main as cli
 from vissparse.testbed import FAMILIES, make_questions
 from vissparse.testbed.evaluate import answer_token_ids, chance_accuracy, run_scorers, summarize
 from vissparse.testbed.models import build_model
+from vissparse.testbed.report import runs_table
 from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
 from vissparse.testbed.train import encode_training_batch, train
 
@@ -124,6 +125,12 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     assert "forced choice" in card and card in capsys.readouterr().out
     assert cli(["testbed", "card", "--model", str(tmp_path / "missing")]) == 2
     assert "no training.json" in capsys.readouterr().err
+    training = json.loads((tmp_path / "training.json").read_text())
+    head, _, row = runs_table([("tiny", training, evaluation)]).splitlines()
+    assert head.split(" | ")[-len(FAMILIES) :] == [*FAMILIES[:-1], FAMILIES[-1] + " |"]
+    assert row.startswith("| tiny | llava | 2 | ") and "CPU" in row
+    training |= {"accelerator": "gpu", "machine": {"gpu": "Some GPU"}}
+    assert "| Some GPU |" in runs_table([("tiny", training, evaluation)])
 
 
 def test_answer_words_must_be_one_token():

@@ -158,3 +158,39 @@ def write_results(
     paths["blank_csv"], paths["blank_json"] = blank_paths["csv"], blank_paths["json"]
     paths["png"] = plot_accuracy(rows, Path(out) / "testbed_accuracy.png")
     return paths
+
+
+def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
+    """Markdown: one row per training run, its settings and held-out accuracy per family.
+
+    ``runs`` holds ``(name, training, evaluation)``: a run's name, its ``training.json``
+    and its ``card_eval.json`` (as ``vissparse testbed train`` and ``card`` write them).
+
+    Example:
+        >>> training = {"family": "llava", "steps": 10, "lr": 0.001, "seed": 0,
+        ...             "accelerator": "cpu", "train_seconds": 60.0, "machine": {"cpu_count": 2}}
+        >>> evaluation = {"unpruned": [{"family": "all", "accuracy": 0.5, "ci_low": 0.4,
+        ...                             "ci_high": 0.6}]}
+        >>> print(runs_table([("r", training, evaluation)]).splitlines()[2])
+        | r | llava | 10 | 0.001 | 0 | CPU, 2 cores | 1.0 | 50.0 [40.0, 60.0] |
+    """
+    families = list(
+        dict.fromkeys(
+            r["family"] for _, _, e in runs for r in e["unpruned"] if r["family"] != "all"
+        )
+    )
+    head = ["run", "model", "steps", "lr", "seed", "trained on", "minutes", "held out", *families]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, training, evaluation in runs:
+        acc = {r["family"]: r for r in evaluation["unpruned"]}
+        machine = training.get("machine", {})
+        where = machine.get("gpu") if training.get("accelerator") == "gpu" else None
+        where = where or f"CPU, {machine.get('cpu_count', '?')} cores"
+        total = acc["all"]
+        cells = [name, training["family"], str(training["steps"]), f"{training['lr']:g}",
+                 str(training["seed"]), where,
+                 f"{training['train_seconds'] / 60:.1f}",
+                 f"{_pct(total['accuracy'])} [{_pct(total['ci_low'])}, {_pct(total['ci_high'])}]",
+                 *(_pct(acc[f]["accuracy"]) if f in acc else "" for f in families)]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
