@@ -50,6 +50,12 @@ def sdpa_flops(
     return int(sdpa_flop_count(query_shape, key, value))
 
 
+# every SDPA kernel this torch build has, counted by sdpa_flops
+_SDPA_FORMULAS = {
+    getattr(torch.ops.aten, name): sdpa_flops for name in _SDPA_OPS if hasattr(torch.ops.aten, name)
+}
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of ``fn()`` as torch's ``FlopCounterMode`` counts them.
 
@@ -61,8 +67,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
         >>> count_flops(lambda: torch.ones(2, 3) @ torch.ones(3, 4))
         48
     """
-    ops = [getattr(torch.ops.aten, name) for name in _SDPA_OPS if hasattr(torch.ops.aten, name)]
-    counter = FlopCounterMode(display=False, custom_mapping=dict.fromkeys(ops, sdpa_flops))
+    counter = FlopCounterMode(display=False, custom_mapping=_SDPA_FORMULAS)
     with counter:
         fn()
     return int(counter.get_total_flops())

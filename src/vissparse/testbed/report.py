@@ -46,6 +46,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _ci(row: dict[str, Any]) -> str:
+    """`` [low, high]`` of a row's 95% interval, in percent."""
+    return f" [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
+
+
 def _keeps(rows: Sequence[dict[str, Any]]) -> list[float]:
     return sorted({r["keep_ratio"] for r in rows})
 
@@ -69,7 +74,7 @@ def accuracy_table(rows: Sequence[dict[str, Any]], family: str = "all") -> str:
                 cells.append("")
                 continue
             star = "*" if r.get("vs_random_p_value", 1.0) < 0.05 else ""
-            cells.append(f"{_pct(r['accuracy'])}{star} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+            cells.append(f"{_pct(r['accuracy'])}{star}{_ci(r)}")
         lines.append(f"| {_name(rows, scorer)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -101,7 +106,7 @@ def blank_table(blank: Sequence[dict[str, Any]], full: Sequence[dict[str, Any]])
         forced = (f"{_pct(r['blank_forced'])} [{_pct(r['forced_ci_low'])}, "
                   f"{_pct(r['forced_ci_high'])}]" if "blank_forced" in r else "")  # fmt: skip
         lines.append(f"| {r['family']} | {_pct(a['accuracy']) if a else ''} | "
-                     f"{_pct(r['blank_accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | "
+                     f"{_pct(r['blank_accuracy'])}{_ci(r)} | "
                      f"{forced} | {_pct(r['chance'])} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -184,13 +189,13 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
     for name, training, evaluation in runs:
         acc = {r["family"]: r for r in evaluation["unpruned"]}
         machine = training.get("machine", {})
-        where = machine.get("gpu") if training.get("accelerator") == "gpu" else None
-        where = where or f"CPU, {machine.get('cpu_count', '?')} cores"
+        gpu = machine.get("gpu") if training.get("accelerator") == "gpu" else None
+        where = gpu or f"CPU, {machine.get('cpu_count', '?')} cores"
         total = acc["all"]
         cells = [name, training["family"], str(training["steps"]), f"{training['lr']:g}",
                  str(training["seed"]), where,
                  f"{training['train_seconds'] / 60:.1f}",
-                 f"{_pct(total['accuracy'])} [{_pct(total['ci_low'])}, {_pct(total['ci_high'])}]",
+                 f"{_pct(total['accuracy'])}{_ci(total)}",
                  *(_pct(acc[f]["accuracy"]) if f in acc else "" for f in families)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
