@@ -19,6 +19,7 @@ from vissparse.testbed.scenes import (
     Obj,
     draw_scene,
     place_objects,
+    token_labels,
 )
 
 
@@ -118,6 +119,18 @@ def test_drawn_object_has_its_colour():
         img = draw_scene([Obj("square", name, LARGE, 64, 64)], rng)
         centre = np.asarray(img, dtype=float)[60:68, 60:68].mean(axis=(0, 1))
         assert np.abs(centre - rgb).max() < 30, name
+
+
+def test_key_cells_count_the_objects():
+    """One key cell per object, labelled with that object's colour and shape, so the key
+    cells of a colour count its objects (whatever their size), which counting asks."""
+    for q in make_questions(200, seed=3, split="train"):
+        labels = token_labels(q["objects"])
+        keys = labels[labels[:, 2] == 1]
+        colours = list(COLORS)
+        got = sorted((int(c), int(s)) for c, s, _ in keys)
+        want = sorted((colours.index(o.color) + 1, SHAPES.index(o.shape) + 1) for o in q["objects"])
+        assert got == want
 
 
 def reference_answer(question, objects):

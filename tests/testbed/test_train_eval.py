@@ -1,6 +1,7 @@
 """Training is reproducible from its seed; the eval produces its tables, stats and plot."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -91,6 +92,30 @@ def test_curricula_grow_objects_and_families_then_ask_everything():
     assert all(int(q["answer"]) <= 3 and len(q["objects"]) <= 3 for q in wrapped)
 
 
+def test_family_weights_ask_a_family_more_often(capsys):
+    from vissparse.testbed.train import QuestionStream, check_family_weights
+
+    plain = QuestionStream(seed=0)
+    weighted = QuestionStream(seed=0, family_weights={"counting": 3, "relation": 2})
+    assert plain.families(0) == FAMILIES
+    assert Counter(weighted.families(0)) == Counter({**dict.fromkeys(FAMILIES, 1),
+                                                      "counting": 3, "relation": 2})  # fmt: skip
+    items = [item for _, item in zip(range(80), iter(weighted), strict=False)]
+    asked = Counter(it["family"] for it in items)
+    assert asked["counting"] == 30 and asked["relation"] == 20 and asked["attribute"] == 10
+    # each family still draws its own questions in order: no scene twice
+    assert len({tuple(it["objects"]) for it in items}) == len(items)
+    ramped = QuestionStream(seed=0, family_ramp=40, family_weights={"counting": 2})
+    assert ramped.families(0) == ("attribute",)  # the first stage has no counting
+    assert ramped.families(20).count("counting") == 2
+    for bad, match in (({"colour": 2}, "names 'colour'"), ({"counting": 0}, "int >= 1"),
+                       ({"counting": True}, "int >= 1")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            check_family_weights(bad)
+    args = ["testbed", "train", "--family", "llava", "--out", "x", "--family-weight", "counting"]
+    assert cli(args) == 2 and "`--family-weight` expects FAMILY=N" in capsys.readouterr().err
+
+
 def test_training_is_reproducible_from_the_seed(tmp_path):
     def weights(out):
         train("llava", out, seed=3, steps=3, vision_steps=1, batch_size=2, warmup=1,
@@ -128,7 +153,13 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     training = json.loads((tmp_path / "training.json").read_text())
     head, _, row = runs_table([("tiny", training, evaluation)]).splitlines()
     assert head.split(" | ")[-len(FAMILIES) :] == [*FAMILIES[:-1], FAMILIES[-1] + " |"]
-    assert row.startswith("| tiny | llava | 2 | ") and "CPU" in row
+    where = f"{training['machine']['cpu_model'] or 'CPU'}, {training['machine']['cpu_count']} cores"
+    options = "--batch-size 2 --vision-steps 1"  # steps and lr have their own columns
+    assert row.startswith(f"| tiny | llava | 2 | 0.0015 | 1 | {options} | {where} | ")
+    assert "--batch-size 2 --vision-steps 1`" in card  # the card's command
+    training |= {"aux_key": True, "family_weights": {"counting": 3}}
+    options += " --aux-key --family-weight counting=3"
+    assert f" | {options} | " in runs_table([("tiny", training, evaluation)])
     training |= {"accelerator": "gpu", "machine": {"gpu": "Some GPU"}}
     assert "| Some GPU |" in runs_table([("tiny", training, evaluation)])
 

@@ -19,7 +19,7 @@ from vissparse.testbed.evaluate import (
 )
 from vissparse.testbed.questions import FAMILIES, make_questions
 from vissparse.testbed.stats import bootstrap_ci
-from vissparse.testbed.train import AUX_OBJECT_WEIGHT, AUX_PLACE_WEIGHT
+from vissparse.testbed.train import AUX_OBJECT_WEIGHT, AUX_PLACE_WEIGHT, train_options
 
 CLASSES = {
     "llava": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
@@ -56,6 +56,26 @@ def _sinusoids(training: dict[str, Any]) -> str:
     return f", with sin and cos of pi * f * x and of pi * f * y for f in {listed}"
 
 
+def _key(training: dict[str, Any]) -> str:
+    """The card's words for the key-cell target, where training used it."""
+    if not training.get("aux_key"):
+        return ""
+    return (", whether it is its object's key cell (one per object, so that counting key "
+            "cells counts objects)")  # fmt: skip
+
+
+def train_command(training: dict[str, Any]) -> str:
+    """The ``vissparse testbed train`` command line that ``training.json`` records.
+
+    Example:
+        >>> train_command({"family": "llava", "seed": 0, "steps": 1500, "lr": 0.0015})
+        'vissparse testbed train --family llava --out DIR --seed 0'
+    """
+    words = ["vissparse testbed train", f"--family {training['family']}", "--out DIR",
+             f"--seed {training['seed']}", *train_options(training)]  # fmt: skip
+    return " ".join(words)
+
+
 def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) -> Path:
     """Write ``out/README.md`` from the training settings and :func:`card_eval`'s result."""
     family = training["family"]
@@ -71,8 +91,7 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         "It is not a general-purpose model: it knows only the testbed's words and scenes.",
         "",
         "## Training",
-        f"- Command: `vissparse testbed train --family {family} --out DIR "
-        f"--seed {training['seed']}`",
+        f"- Command: `{train_command(training)}`",
         f"- Data: `make_question(i, seed={training['seed']}, split='train')` for i = 0 .. "
         f"{training['questions_seen'] - 1} (128x128 scenes, five question families, "
         "one-word answers)",
@@ -92,7 +111,8 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         "side alone on the auxiliary loss",
         f"- Auxiliary loss (weight {training['aux_weight']}): a linear head, not saved, "
         "predicts each image token's colour and shape class (or background; object classes "
-        f"weighted {AUX_OBJECT_WEIGHT:g}x) and each object token's place (x, y in [-1, 1]"
+        f"weighted {AUX_OBJECT_WEIGHT:g}x){_key(training)} and each object token's place "
+        "(x, y in [-1, 1]"
         f"{_sinusoids(training)}, squared error, weight "
         f"{training.get('aux_place_weight', AUX_PLACE_WEIGHT):g}) from the tokens the "
         "language model receives",

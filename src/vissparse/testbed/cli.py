@@ -49,6 +49,10 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
                        help="first steps on the vision side alone (default: family's)")  # fmt: skip
     train.add_argument("--extra-turns", type=int, default=20,
                        help="derived questions per scene after its own (0: one)")  # fmt: skip
+    train.add_argument("--aux-key", action="store_true",
+                       help="key-cell target (one cell per object) in the aux loss")  # fmt: skip
+    train.add_argument("--family-weight", action="append", default=[], metavar="FAMILY=N",
+                       help="FAMILY's balanced question N times per cycle")  # fmt: skip
     train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
 
     ev = tsub.add_parser("eval", help="accuracy of every scorer at every keep ratio")
@@ -129,6 +133,12 @@ def _train(args: argparse.Namespace) -> int:
     from vissparse.testbed.card import plot_loss
     from vissparse.testbed.train import DEFAULT_STEPS, DEFAULT_VISION_STEPS, train
 
+    weights: dict[str, int] = {}
+    for spec in args.family_weight:
+        family, _, n = spec.partition("=")
+        if not n.isdigit():
+            raise ValueError(f"`--family-weight` expects FAMILY=N, got {spec!r}")
+        weights[family] = int(n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or DEFAULT_STEPS[args.family]
@@ -137,7 +147,7 @@ def _train(args: argparse.Namespace) -> int:
           precision=args.precision, accelerator=args.accelerator,
           extra_turns=args.extra_turns, aux_weight=args.aux_weight,
           clutter_ramp=args.clutter_ramp, objects_ramp=args.objects_ramp,
-          family_ramp=args.family_ramp,
+          family_ramp=args.family_ramp, aux_key=args.aux_key, family_weights=weights,
           vision_steps=DEFAULT_VISION_STEPS[args.family] if args.vision_steps is None
           else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")

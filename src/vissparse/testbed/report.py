@@ -15,6 +15,7 @@ from typing import Any
 
 from vissparse.bench.plots import _pyplot, save_figure
 from vissparse.bench.report import write_rows
+from vissparse.testbed.train import train_options
 
 # one colour per built-in method (the default cycle repeats after ten); dashed = reference
 SCORER_STYLE = {
@@ -170,6 +171,8 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
 
     ``runs`` holds ``(name, training, evaluation)``: a run's name, its ``training.json``
     and its ``card_eval.json`` (as ``vissparse testbed train`` and ``card`` write them).
+    The ``options`` column lists the run's other training options that differ from the
+    default command (see :func:`~vissparse.testbed.train.train_options`).
 
     Example:
         >>> training = {"family": "llava", "steps": 10, "lr": 0.001, "seed": 0,
@@ -177,23 +180,36 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
         >>> evaluation = {"unpruned": [{"family": "all", "accuracy": 0.5, "ci_low": 0.4,
         ...                             "ci_high": 0.6}]}
         >>> print(runs_table([("r", training, evaluation)]).splitlines()[2])
-        | r | llava | 10 | 0.001 | 0 | CPU, 2 cores | 1.0 | 50.0 [40.0, 60.0] |
+        | r | llava | 10 | 0.001 | 0 |  | CPU, 2 cores | 1.0 | 50.0 [40.0, 60.0] |
     """
     families = list(
         dict.fromkeys(
             r["family"] for _, _, e in runs for r in e["unpruned"] if r["family"] != "all"
         )
     )
-    head = ["run", "model", "steps", "lr", "seed", "trained on", "minutes", "held out", *families]
+    head = [
+        "run",
+        "model",
+        "steps",
+        "lr",
+        "seed",
+        "options",
+        "trained on",
+        "minutes",
+        "held out",
+        *families,
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, training, evaluation in runs:
         acc = {r["family"]: r for r in evaluation["unpruned"]}
         machine = training.get("machine", {})
         gpu = machine.get("gpu") if training.get("accelerator") == "gpu" else None
-        where = gpu or f"CPU, {machine.get('cpu_count', '?')} cores"
+        cpu = machine.get("cpu_model") or "CPU"
+        where = gpu or f"{cpu}, {machine.get('cpu_count', '?')} cores"
         total = acc["all"]
+        options = " ".join(train_options(training, skip=("--steps", "--lr", "--accelerator")))
         cells = [name, training["family"], str(training["steps"]), f"{training['lr']:g}",
-                 str(training["seed"]), where,
+                 str(training["seed"]), options, where,
                  f"{training['train_seconds'] / 60:.1f}",
                  f"{_pct(total['accuracy'])}{_ci(total)}",
                  *(_pct(acc[f]["accuracy"]) if f in acc else "" for f in families)]  # fmt: skip

@@ -167,16 +167,19 @@ def draw_scene(
 
 
 def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> np.ndarray:
-    """``[grid * grid, 2]`` (colour, shape) class of each image cell, in raster order.
+    """``[grid * grid, 3]`` (colour, shape, key) labels of each image cell, in raster order.
 
     Class 0 is background; colour ``k`` is ``list(COLORS)[k - 1]``, shape ``k`` is
     ``SHAPES[k - 1]``. A cell takes the object covering most of it if that covers at
-    least ``cover`` of the cell. Training uses these as dense auxiliary targets.
+    least ``cover`` of the cell. ``key`` is 1 on one cell per object, the first (in raster
+    order) of the cells it covers most: an object covers 4 or up to 9 cells, so counting
+    cells does not count objects, and counting key cells does. Training uses these as
+    dense auxiliary targets.
 
     Example:
         >>> labels = token_labels([Obj("circle", "blue", LARGE, 64, 64)])
         >>> sorted({tuple(x) for x in labels.tolist()})
-        [(0, 0), (3, 1)]
+        [(0, 0, 0), (3, 1, 0), (3, 1, 1)]
     """
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     draw = ImageDraw.Draw(canvas)
@@ -185,12 +188,15 @@ def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> 
     ids = np.asarray(canvas)
     cell = IMAGE_SIZE // grid
     blocks = ids.reshape(grid, cell, grid, cell).transpose(0, 2, 1, 3).reshape(grid * grid, -1)
-    colors, out = list(COLORS), np.zeros((grid * grid, 2), dtype=np.int64)
+    colors, out = list(COLORS), np.zeros((grid * grid, 3), dtype=np.int64)
     for t, block in enumerate(blocks):
         counts = np.bincount(block, minlength=len(objects) + 1)
         counts[0] = 0
         best = int(counts.argmax())
         if best and counts[best] >= cover * block.size:
             obj = objects[best - 1]
-            out[t] = (colors.index(obj.color) + 1, SHAPES.index(obj.shape) + 1)
+            out[t, :2] = (colors.index(obj.color) + 1, SHAPES.index(obj.shape) + 1)
+    if objects:  # the first of each object's most covered cells
+        covered = np.stack([(blocks == i).sum(axis=1) for i in range(1, len(objects) + 1)])
+        out[covered.argmax(axis=1), 2] = 1
     return out

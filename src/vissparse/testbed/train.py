@@ -140,6 +140,9 @@ class QuestionStream(IterableDataset):
     attribute and existence only, every family from item ``R`` on), for the balanced
     question and the derived turns alike; each family then draws its questions in order.
     The ramps start after ``warm_items`` items at full difficulty (the vision stage).
+    ``family_weights`` (family -> n) asks the balanced question of a family ``n`` times
+    per cycle instead of once (the derived turns are unchanged); families not named
+    keep 1.
     With ``extra_turns > 0`` each item also carries ``turns``: its own question then up
     to that many derived questions about the same scene (see
     :func:`vissparse.testbed.derived.conversation`), drawn from a stream seeded by
@@ -155,19 +158,26 @@ class QuestionStream(IterableDataset):
         objects_ramp: int = 0,
         family_ramp: int = 0,
         warm_items: int = 0,
+        family_weights: dict[str, int] | None = None,
     ) -> None:
         self.seed, self.start, self.extra_turns = seed, start, extra_turns
+        self.family_weights = check_family_weights(family_weights)
         self.clutter_ramp, self.objects_ramp = clutter_ramp, objects_ramp
         self.family_ramp, self.warm_items = family_ramp, warm_items
 
     def families(self, i: int) -> tuple[str, ...]:
-        """The question families item ``i`` may ask (all of them once the ramp is over)."""
+        """The question families item ``i`` may ask (all of them once the ramp is over).
+
+        A family of weight ``n`` (``family_weights``) is listed ``n`` times in a row.
+        """
         i -= self.warm_items
-        if not self.family_ramp or not 0 <= i < self.family_ramp:
-            return FAMILIES
-        last = len(FAMILY_STAGES) - 1
-        stage = min(last, int(i * last / self.family_ramp))
-        return tuple(f for group in FAMILY_STAGES[: stage + 1] for f in group)
+        allowed: tuple[str, ...] = FAMILIES
+        if self.family_ramp and 0 <= i < self.family_ramp:
+            last = len(FAMILY_STAGES) - 1
+            stage = min(last, int(i * last / self.family_ramp))
+            allowed = tuple(f for group in FAMILY_STAGES[: stage + 1] for f in group)
+        weights = self.family_weights
+        return tuple(f for f in allowed for _ in range(weights.get(f, 1)))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         i = self.start
@@ -191,6 +201,49 @@ class QuestionStream(IterableDataset):
                 item["turns"] = conversation(item, rng, self.extra_turns, families)
             yield item
             i += 1
+
+
+def check_family_weights(weights: dict[str, int] | None) -> dict[str, int]:
+    """``weights`` checked: question families mapped to ints >= 1 (None: no weights).
+
+    >>> check_family_weights({"counting": 3})
+    {'counting': 3}
+    """
+    weights = dict(weights or {})
+    for family, n in weights.items():
+        if family not in FAMILIES:
+            raise ValueError(f"`family_weights` names {family!r}; expected one of {FAMILIES}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"`family_weights[{family!r}]` must be an int >= 1, got {n!r}")
+    return weights
+
+
+def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """The ``vissparse testbed train`` options a ``training.json`` records, bar defaults.
+
+    ``--family``, ``--out`` and ``--seed`` are left out, and so are the options named in
+    ``skip`` (as ``"--steps"``).
+
+    Example:
+        >>> train_options({"family": "llava", "steps": 900, "lr": 0.0015, "aux_key": True,
+        ...                "family_weights": {"counting": 3}})
+        ['--steps 900', '--aux-key', '--family-weight counting=3']
+    """
+    family = training["family"]
+    defaults = {"steps": DEFAULT_STEPS[family], "lr": 1.5e-3, "batch_size": 32,
+                "vision_steps": DEFAULT_VISION_STEPS[family], "aux_weight": 0.5,
+                "extra_turns": 20, "clutter_ramp": 0.3, "objects_ramp": 0.3,
+                "family_ramp": 0.45, "accelerator": "cpu"}  # fmt: skip
+    words = []
+    for key, default in defaults.items():
+        value = training.get(key, default)
+        if value != default:
+            words.append(f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float)
+                         else f"--{key.replace('_', '-')} {value}")  # fmt: skip
+    if training.get("aux_key"):
+        words.append("--aux-key")
+    words += [f"--family-weight {f}={n}" for f, n in (training.get("family_weights") or {}).items()]
+    return [w for w in words if w.split()[0] not in skip]
 
 
 def _is_lm(name: str) -> bool:
@@ -236,13 +289,15 @@ def _lightning_module(
     warmup: int,
     aux_weight: float,
     vision_steps: int = 0,
+    aux_key: bool = False,
 ) -> Any:
     import lightning as L
 
     class TestbedTraining(L.LightningModule):
         """The HF model plus a throw-away head that reads each image token's class.
 
-        The auxiliary head predicts the (colour, shape) class of every image token from
+        The auxiliary head predicts the (colour, shape, key) labels of every image token
+        (and each object token's place) from
         the tokens the language model receives (see ``token_labels``): dense supervision
         for the vision side, in place of the pretrained encoder real VLMs start from. It
         is separate from the word embeddings and is not saved with the checkpoint.
@@ -260,7 +315,9 @@ def _lightning_module(
             # each cell's place target, computed once
             target = place_features((xy + 0.5) / grid * 2 - 1)
             self.register_buffer("place_target", target, persistent=False)
-            self.classes = [1 + len(COLORS), 1 + len(SHAPES), target.shape[-1]]
+            # the key-cell target only where asked for: the head's shape (and so its
+            # random initial weights) is otherwise that of the shipped checkpoints' runs
+            self.classes = [1 + len(COLORS), 1 + len(SHAPES), *([2] * aux_key), target.shape[-1]]
             self.aux_head = torch.nn.Linear(width, sum(self.classes))
             self._tokens: list[torch.Tensor] = []
             model.get_submodule(image_module).register_forward_hook(
@@ -270,11 +327,11 @@ def _lightning_module(
         def _aux_loss(self, labels: torch.Tensor) -> torch.Tensor:
             tokens = self._tokens[-1].reshape(labels.shape[0], labels.shape[1], -1)
             logits = self.aux_head(tokens.float())
-            colour, shape, place = logits.split(self.classes, dim=-1)
+            *classes, place = logits.split(self.classes, dim=-1)
             loss = logits.new_zeros(())
-            for k, part in enumerate((colour, shape)):
+            for k, part in enumerate(classes):  # colour, shape, then key (with ``aux_key``)
                 weight = torch.full((part.shape[-1],), AUX_OBJECT_WEIGHT, device=part.device)
-                weight[0] = 1.0  # background
+                weight[0] = 1.0  # background (for the key: every cell but the key)
                 loss = loss + torch.nn.functional.cross_entropy(
                     part.flatten(0, 1), labels[..., k].flatten(), weight=weight
                 )
@@ -351,12 +408,17 @@ def train(
     val_questions: int = 200,
     val_every: int = 100,
     aux_weight: float = 0.5,
+    aux_key: bool = False,
+    family_weights: dict[str, int] | None = None,
 ) -> Path:
     """Train a testbed model of ``family`` and save it (model, processor, training log).
 
     Every ``val_every`` steps, ``val_questions`` single-turn questions of the ``val``
     split are scored teacher-forced (is the most likely next token the answer?) and
     logged as ``val/accuracy``; this reads the model only and changes no weight.
+    ``aux_key`` adds the key-cell target (one cell per object, see ``token_labels``) to
+    the auxiliary loss; ``family_weights`` asks some families' balanced questions more
+    often (see :class:`QuestionStream`). Both are off in the shipped checkpoints' runs.
 
     Writes ``out/`` with the safetensors checkpoint and processor files (loadable by
     ``VisSparse(base_model=out)``), ``out/training.json`` (settings, seconds, machine)
@@ -381,6 +443,7 @@ def train(
         raise ValueError(f"`vision_steps` must be an int in [0, steps), got {vision_steps!r}")
     if vision_steps and not aux_weight:
         raise ValueError("`vision_steps` trains on the auxiliary loss: give `aux_weight` > 0")
+    family_weights = check_family_weights(family_weights)
     lm_items = (steps - vision_steps) * batch_size
     L.seed_everything(seed, workers=True, verbose=False)
     model, processor = build_model(family, seed)
@@ -389,7 +452,8 @@ def train(
         QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
                        clutter_ramp=int(clutter_ramp * lm_items),
                        objects_ramp=int(objects_ramp * lm_items),
-                       family_ramp=int(family_ramp * lm_items)),
+                       family_ramp=int(family_ramp * lm_items),
+                       family_weights=family_weights),
         batch_size=batch_size, num_workers=workers,
         collate_fn=lambda qs: encode_training_batch(processor, qs),
         persistent_workers=workers > 0,
@@ -407,7 +471,7 @@ def train(
     )  # fmt: skip
     start = time.perf_counter()
     module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
-                               vision_steps)  # fmt: skip
+                               vision_steps, aux_key)  # fmt: skip
     trainer.fit(module, loader,
                 val_dataloaders=val_loader if val_items else None)  # fmt: skip
     seconds = time.perf_counter() - start
@@ -419,7 +483,8 @@ def train(
         "warmup": warmup, "extra_turns": extra_turns, "clutter_ramp": clutter_ramp,
         "objects_ramp": objects_ramp, "family_ramp": family_ramp,
         "vision_steps": vision_steps,
-        "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT,
+        "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT, "aux_key": aux_key,
+        "family_weights": family_weights,
         "aux_place_frequencies": list(AUX_PLACE_FREQUENCIES),
         "precision": precision,
         "accelerator": accelerator,
