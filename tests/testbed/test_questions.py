@@ -130,7 +130,11 @@ def test_key_cells_count_the_objects():
         colours = list(COLORS)
         got = sorted((int(c), int(s)) for c, s, _ in keys)
         want = sorted((colours.index(o.color) + 1, SHAPES.index(o.shape) + 1) for o in q["objects"])
-        assert got == want
+        assert got == want and labels[:, 2].sum() == len(q["objects"])
+        for t in np.flatnonzero(labels[:, 2]):  # the key cell lies inside its object's box
+            centre = ((t % 16 + 0.5) * CELL, (t // 16 + 0.5) * CELL)
+            assert any(abs(centre[0] - o.x) < o.size / 2 and abs(centre[1] - o.y) < o.size / 2
+                       for o in q["objects"])  # fmt: skip
 
 
 def reference_answer(question, objects):

@@ -92,7 +92,7 @@ def test_curricula_grow_objects_and_families_then_ask_everything():
     assert all(int(q["answer"]) <= 3 and len(q["objects"]) <= 3 for q in wrapped)
 
 
-def test_family_weights_ask_a_family_more_often(capsys):
+def test_family_weights_ask_a_family_more_often(tmp_path, capsys):
     from vissparse.testbed.train import QuestionStream, check_family_weights
 
     plain = QuestionStream(seed=0)
@@ -112,8 +112,12 @@ def test_family_weights_ask_a_family_more_often(capsys):
                        ({"counting": True}, "int >= 1")):  # fmt: skip
         with pytest.raises(ValueError, match=match):
             check_family_weights(bad)
-    args = ["testbed", "train", "--family", "llava", "--out", "x", "--family-weight", "counting"]
-    assert cli(args) == 2 and "`--family-weight` expects FAMILY=N" in capsys.readouterr().err
+    out = tmp_path / "never-made"
+    args = ["testbed", "train", "--family", "llava", "--out", str(out), "--family-weight"]
+    for given, error in ((["counting"], "expects FAMILY=N"), (["colour=2"], "names 'colour'"),
+                         (["counting=2", "--family-weight", "counting=3"], "twice")):  # fmt: skip
+        assert cli(args + given) == 2 and error in capsys.readouterr().err
+    assert not out.exists()  # rejected before the output folder is made
 
 
 def test_training_is_reproducible_from_the_seed(tmp_path):
@@ -154,9 +158,10 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     head, _, row = runs_table([("tiny", training, evaluation)]).splitlines()
     assert head.split(" | ")[-len(FAMILIES) :] == [*FAMILIES[:-1], FAMILIES[-1] + " |"]
     where = f"{training['machine']['cpu_model'] or 'CPU'}, {training['machine']['cpu_count']} cores"
-    options = "--batch-size 2 --vision-steps 1"  # steps and lr have their own columns
+    options = "--batch-size 2 --warmup 1 --vision-steps 1 --precision 32-true"
     assert row.startswith(f"| tiny | llava | 2 | 0.0015 | 1 | {options} | {where} | ")
-    assert "--batch-size 2 --vision-steps 1`" in card  # the card's command
+    command = f"vissparse testbed train --family llava --out DIR --seed 1 --steps 2 {options}"
+    assert f"- Command: `{command}`\n" in card  # the command that repeats this run
     training |= {"aux_key": True, "family_weights": {"counting": 3}}
     options += " --aux-key --family-weight counting=3"
     assert f" | {options} | " in runs_table([("tiny", training, evaluation)])

@@ -61,7 +61,7 @@ def _key(training: dict[str, Any]) -> str:
     if not training.get("aux_key"):
         return ""
     return (", whether it is its object's key cell (one per object, so that counting key "
-            "cells counts objects)")  # fmt: skip
+            f"cells counts objects; key cells weighted {AUX_OBJECT_WEIGHT:g}x)")  # fmt: skip
 
 
 def train_command(training: dict[str, Any]) -> str:
@@ -92,9 +92,10 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         "",
         "## Training",
         f"- Command: `{train_command(training)}`",
-        f"- Data: `make_question(i, seed={training['seed']}, split='train')` for i = 0 .. "
-        f"{training['questions_seen'] - 1} (128x128 scenes, five question families, "
-        "one-word answers)",
+        f"- Data: {training['questions_seen']} training items, each from "
+        f"`make_question(i, seed={training['seed']}, split='train')` (128x128 scenes, five "
+        "question families, one-word answers; during the family curriculum each family "
+        "draws its own indices i in order)",
         f"- Steps: {training['steps']} at batch size {training['batch_size']}, AdamW, peak lr "
         f"{training['lr']}, {training['warmup']} warm-up steps then cosine decay, precision "
         f"`{training['precision']}`",

@@ -37,6 +37,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     train.add_argument("--workers", type=int, default=1, help="data-generating processes")
     train.add_argument("--accelerator", default="cpu", help="cpu or gpu")
     train.add_argument("--precision", default="bf16-mixed")
+    train.add_argument("--warmup", type=positive_int, default=100, help="warm-up steps")
     train.add_argument("--aux-weight", type=float, default=0.5,
                        help="weight of the image-token class loss (0: none)")  # fmt: skip
     train.add_argument("--clutter-ramp", type=float, default=0.3,
@@ -131,20 +132,28 @@ def _card(out: Path, n: int | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from vissparse.testbed.card import plot_loss
-    from vissparse.testbed.train import DEFAULT_STEPS, DEFAULT_VISION_STEPS, train
+    from vissparse.testbed.train import (
+        DEFAULT_STEPS,
+        DEFAULT_VISION_STEPS,
+        check_family_weights,
+        train,
+    )
 
     weights: dict[str, int] = {}
     for spec in args.family_weight:
         family, _, n = spec.partition("=")
         if not n.isdigit():
             raise ValueError(f"`--family-weight` expects FAMILY=N, got {spec!r}")
+        if family in weights:
+            raise ValueError(f"`--family-weight` gives {family!r} twice")
         weights[family] = int(n)
+    check_family_weights(weights)  # before the output folder is made
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or DEFAULT_STEPS[args.family]
     train(args.family, out, seed=args.seed, steps=steps, batch_size=args.batch_size, lr=args.lr,
           workers=args.workers,
-          precision=args.precision, accelerator=args.accelerator,
+          precision=args.precision, accelerator=args.accelerator, warmup=args.warmup,
           extra_turns=args.extra_turns, aux_weight=args.aux_weight,
           clutter_ramp=args.clutter_ramp, objects_ramp=args.objects_ramp,
           family_ramp=args.family_ramp, aux_key=args.aux_key, family_weights=weights,

@@ -137,7 +137,7 @@ class QuestionStream(IterableDataset):
     With ``objects_ramp = R`` the most objects a scene may hold grows likewise from 2 to
     ``MAX_OBJECTS`` by item ``R``. With ``family_ramp = R`` the question families come in
     the stages of ``FAMILY_STAGES``, evenly spaced over the first ``R`` items (first
-    attribute and existence only, every family from item ``R`` on), for the balanced
+    attribute only, every family from item ``R`` on), for the balanced
     question and the derived turns alike; each family then draws its questions in order.
     The ramps start after ``warm_items`` items at full difficulty (the vision stage).
     ``family_weights`` (family -> n) asks the balanced question of a family ``n`` times
@@ -231,14 +231,14 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
     """
     family = training["family"]
     defaults = {"steps": DEFAULT_STEPS[family], "lr": 1.5e-3, "batch_size": 32,
-                "vision_steps": DEFAULT_VISION_STEPS[family], "aux_weight": 0.5,
-                "extra_turns": 20, "clutter_ramp": 0.3, "objects_ramp": 0.3,
-                "family_ramp": 0.45, "accelerator": "cpu"}  # fmt: skip
+                "warmup": 100, "vision_steps": DEFAULT_VISION_STEPS[family],
+                "aux_weight": 0.5, "extra_turns": 20, "clutter_ramp": 0.3, "objects_ramp": 0.3,
+                "family_ramp": 0.45, "precision": "bf16-mixed", "accelerator": "cpu"}  # fmt: skip
     words = []
     for key, default in defaults.items():
         value = training.get(key, default)
         if value != default:
-            words.append(f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float)
+            words.append(f"--{key.replace('_', '-')} {value:.12g}" if isinstance(value, float)
                          else f"--{key.replace('_', '-')} {value}")  # fmt: skip
     if training.get("aux_key"):
         words.append("--aux-key")
