@@ -150,8 +150,15 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     assert evaluation["n"] == 10 and evaluation["unpruned"][0]["n"] == 10
     assert {r["family"] for r in evaluation["blank"]} == set(FAMILIES)
     assert all(0 <= r["blank_forced"] <= 1 for r in evaluation["blank"])
+    by_count = evaluation["counting_by_answer"]
+    counting = next(r for r in evaluation["unpruned"] if r["family"] == "counting")
+    assert sum(r["n"] for r in by_count) == counting["n"] > 0
+    assert sum(r["n"] * r["accuracy"] for r in by_count) == pytest.approx(
+        counting["n"] * counting["accuracy"]
+    )
     card = (tmp_path / "README.md").read_text()
     assert "forced choice" in card and card in capsys.readouterr().out
+    assert "Counting accuracy (%) by the true count: " in card
     assert cli(["testbed", "card", "--model", str(tmp_path / "missing")]) == 2
     assert "no training.json" in capsys.readouterr().err
     training = json.loads((tmp_path / "training.json").read_text())

@@ -32,7 +32,11 @@ CARD_SEED = 0
 def card_eval(
     model: Any, processor: Any, n: int = CARD_QUESTIONS, seed: int = CARD_SEED
 ) -> dict[str, Any]:
-    """Unpruned and blank-image accuracy per family on ``n`` held-out test questions."""
+    """Unpruned and blank-image accuracy per family on ``n`` held-out test questions.
+
+    ``counting_by_answer`` splits the counting questions by their true count: where a
+    model's counting fails (few objects or many) says what to change in training.
+    """
     questions = make_questions(n, seed=seed, split="test")
     texts, _, _ = answer_all(pipeline_for(model, processor, "cosine", 1.0), questions)
     scores = correctness(texts, questions)
@@ -43,8 +47,15 @@ def card_eval(
         lo, hi = bootstrap_ci(picked)
         rows.append({"family": family, "n": int(sum(sel)), "accuracy": float(picked.mean()),
                      "ci_low": lo, "ci_high": hi})  # fmt: skip
+    counts: dict[str, list[float]] = {}
+    for q, right in zip(questions, scores, strict=True):
+        if q["family"] == "counting":
+            counts.setdefault(str(q["answer"]), []).append(float(right))
+    by_count = [{"answer": a, "n": len(v), "accuracy": sum(v) / len(v)}
+                for a, v in sorted(counts.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
     blank = blank_check("", model, processor, questions)
-    return {"n": n, "seed": seed, "split": "test", "unpruned": rows, "blank": blank}
+    return {"n": n, "seed": seed, "split": "test", "unpruned": rows, "blank": blank,
+            "counting_by_answer": by_count}  # fmt: skip
 
 
 def _sinusoids(training: dict[str, Any]) -> str:
@@ -143,6 +154,10 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
               "chance, which shows the answers come from the image. Forced choice: the "
               "model's likeliest answer among its question family's answer words (greedy "
               "answers on a grey image may be words that answer nothing).", ""]  # fmt: skip
+    if evaluation.get("counting_by_answer"):
+        listed = ", ".join(f"{r['answer']}: {100 * r['accuracy']:.0f} (n={r['n']})"
+                           for r in evaluation["counting_by_answer"])  # fmt: skip
+        lines += [f"Counting accuracy (%) by the true count: {listed}.", ""]
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path
