@@ -165,7 +165,7 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     head, _, row = runs_table([("tiny", training, evaluation)]).splitlines()
     assert head.split(" | ")[-len(FAMILIES) :] == [*FAMILIES[:-1], FAMILIES[-1] + " |"]
     where = f"{training['machine']['cpu_model'] or 'CPU'}, {training['machine']['cpu_count']} cores"
-    options = "--batch-size 2 --warmup 1 --vision-steps 1 --precision 32-true"
+    options = "--vision-steps 1 --batch-size 2 --warmup 1 --precision 32-true"
     assert row.startswith(f"| tiny | llava | 2 | 0.0015 | 1 | {options} | {where} | ")
     command = f"vissparse testbed train --family llava --out DIR --seed 1 --steps 2 {options}"
     assert f"- Command: `{command}`\n" in card  # the command that repeats this run

@@ -23,6 +23,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     """Add the ``testbed`` sub-command (with its own sub-commands) to ``sub``."""
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.models import TESTBED_FAMILIES
+    from vissparse.testbed.train import TRAIN_DEFAULTS as D
 
     testbed = sub.add_parser("testbed", help="generated questions and the trained miniature VLMs")
     tsub = testbed.add_subparsers(dest="testbed_command", required=True)
@@ -32,23 +33,23 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     train.add_argument("--out", required=True, help="folder for the checkpoint")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=positive_int, default=None, help="default: the family's")
-    train.add_argument("--batch-size", type=positive_int, default=32)
-    train.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
+    train.add_argument("--batch-size", type=positive_int, default=D["batch_size"])
+    train.add_argument("--lr", type=float, default=D["lr"], help="peak learning rate")
     train.add_argument("--workers", type=int, default=1, help="data-generating processes")
-    train.add_argument("--accelerator", default="cpu", help="cpu or gpu")
-    train.add_argument("--precision", default="bf16-mixed")
-    train.add_argument("--warmup", type=positive_int, default=100, help="warm-up steps")
-    train.add_argument("--aux-weight", type=float, default=0.5,
+    train.add_argument("--accelerator", default=D["accelerator"], help="cpu or gpu")
+    train.add_argument("--precision", default=D["precision"])
+    train.add_argument("--warmup", type=positive_int, default=D["warmup"], help="warm-up steps")
+    train.add_argument("--aux-weight", type=float, default=D["aux_weight"],
                        help="weight of the image-token class loss (0: none)")  # fmt: skip
-    train.add_argument("--clutter-ramp", type=float, default=0.3,
+    train.add_argument("--clutter-ramp", type=float, default=D["clutter_ramp"],
                        help="share of items over which clutter grows (0: none)")  # fmt: skip
-    train.add_argument("--objects-ramp", type=float, default=0.3,
+    train.add_argument("--objects-ramp", type=float, default=D["objects_ramp"],
                        help="share of items over which the most objects grows to 9")  # fmt: skip
-    train.add_argument("--family-ramp", type=float, default=0.45,
+    train.add_argument("--family-ramp", type=float, default=D["family_ramp"],
                        help="share of items over which question families come in")  # fmt: skip
     train.add_argument("--vision-steps", type=int, default=None,
                        help="first steps on the vision side alone (default: family's)")  # fmt: skip
-    train.add_argument("--extra-turns", type=int, default=20,
+    train.add_argument("--extra-turns", type=int, default=D["extra_turns"],
                        help="derived questions per scene after its own (0: one)")  # fmt: skip
     train.add_argument("--aux-key", action="store_true",
                        help="key-cell target (one cell per object) in the aux loss")  # fmt: skip

@@ -187,18 +187,8 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
             r["family"] for _, _, e in runs for r in e["unpruned"] if r["family"] != "all"
         )
     )
-    head = [
-        "run",
-        "model",
-        "steps",
-        "lr",
-        "seed",
-        "options",
-        "trained on",
-        "minutes",
-        "held out",
-        *families,
-    ]
+    head = ["run", "model", "steps", "lr", "seed", "options", "trained on", "minutes",
+            "held out", *families]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, training, evaluation in runs:
         acc = {r["family"]: r for r in evaluation["unpruned"]}

@@ -40,6 +40,13 @@ from vissparse.testbed.scenes import COLORS, MAX_OBJECTS, SHAPES, token_labels
 IGNORE = -100
 DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 1000}  # the shipped checkpoints' settings
 DEFAULT_VISION_STEPS = {"llava": 400, "qwen2_vl": 200}  # of those, on the vision side alone
+# The other defaults of ``vissparse testbed train`` (its flags read them, and
+# ``train_options`` leaves out what equals them)
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "lr": 1.5e-3, "batch_size": 32, "warmup": 100, "aux_weight": 0.5, "extra_turns": 20,
+    "clutter_ramp": 0.3, "objects_ramp": 0.3, "family_ramp": 0.45,
+    "precision": "bf16-mixed", "accelerator": "cpu",
+}  # fmt: skip
 # Object cells are a few percent of the image tokens: the auxiliary loss weighs their
 # classes this much more than the background class so that they are not drowned out.
 AUX_OBJECT_WEIGHT = 5.0
@@ -230,10 +237,8 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         ['--steps 900', '--aux-key', '--family-weight counting=3']
     """
     family = training["family"]
-    defaults = {"steps": DEFAULT_STEPS[family], "lr": 1.5e-3, "batch_size": 32,
-                "warmup": 100, "vision_steps": DEFAULT_VISION_STEPS[family],
-                "aux_weight": 0.5, "extra_turns": 20, "clutter_ramp": 0.3, "objects_ramp": 0.3,
-                "family_ramp": 0.45, "precision": "bf16-mixed", "accelerator": "cpu"}  # fmt: skip
+    defaults = {"steps": DEFAULT_STEPS[family], "vision_steps": DEFAULT_VISION_STEPS[family],
+                **TRAIN_DEFAULTS}  # fmt: skip
     words = []
     for key, default in defaults.items():
         value = training.get(key, default)
