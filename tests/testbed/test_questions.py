@@ -137,6 +137,38 @@ def test_key_cells_count_the_objects():
                        for o in q["objects"])  # fmt: skip
 
 
+def test_relation_labels_answer_the_derived_relation_questions():
+    """Each object's left / above label is the answer to the relation question about it,
+    and 0 exactly where no such question is defined; ``per_object`` writes an object's
+    labels into the cells it takes, and nothing into the background."""
+    from vissparse.testbed.derived import relation_labels, scene_questions
+
+    colours, defined = list(COLORS), Counter()
+    for q in make_questions(150, seed=4, split="train"):
+        objects = q["objects"]
+        asked = {question: a for question, a, f in scene_questions(objects) if f == "relation"}
+        labels = relation_labels(objects)
+        assert labels.shape == (len(objects), 2)
+        defined.update({"left": int(labels[:, 0].astype(bool).sum()),
+                        "above": int(labels[:, 1].astype(bool).sum())})  # fmt: skip
+        for o, row in zip(objects, labels, strict=True):
+            for word, got in zip(("left of", "above"), row, strict=True):
+                answer = asked.get(f"What color is the object {word} the {o.color} {o.shape}?")
+                unique = sum((p.color, p.shape) == (o.color, o.shape) for p in objects) == 1
+                if unique:
+                    assert got == (0 if answer is None else colours.index(answer) + 1)
+        cells = token_labels(objects, per_object=labels)
+        assert np.array_equal(cells[:, :3], token_labels(objects))
+        assert not cells[cells[:, 0] == 0, 3:].any()
+        classes = [(colours.index(p.color) + 1, SHAPES.index(p.shape) + 1) for p in objects]
+        for t in np.flatnonzero(cells[:, 2]):  # a key cell carries its object's labels
+            same = [i for i, c in enumerate(classes) if c == tuple(cells[t, :2])]
+            assert any(np.array_equal(cells[t, 3:], labels[i]) for i in same)
+    assert defined["left"] > 20 and defined["above"] > 20  # not all "none"
+    with pytest.raises(ValueError, match="per_object"):
+        token_labels(q["objects"], per_object=np.zeros((len(q["objects"]) + 1, 2), dtype=int))
+
+
 def reference_answer(question, objects):
     """Each template's answer, recomputed from the scene (independent of the generator)."""
     q = question.lower().rstrip("?")

@@ -9,8 +9,9 @@ import torch
 
 from vissparse.cli import main as cli
 from vissparse.testbed import FAMILIES, make_questions
+from vissparse.testbed.card import write_card
 from vissparse.testbed.evaluate import answer_token_ids, chance_accuracy, run_scorers, summarize
-from vissparse.testbed.models import build_model
+from vissparse.testbed.models import IMAGE_TOKEN_MODULE, build_model
 from vissparse.testbed.report import runs_table
 from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
 from vissparse.testbed.train import encode_training_batch, train
@@ -142,9 +143,47 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
         train("llava", tmp_path / "c", steps=3, vision_steps=1, aux_weight=0, progress=False)
 
 
+def test_relation_target_scores_object_tokens_only_when_asked_for():
+    """With ``aux_relation`` the aux loss reads the left / above columns on object cells
+    (and only there); without it those columns change nothing."""
+    from vissparse.testbed.train import _lightning_module
+
+    model, _ = build_model("llava")
+    labels = torch.zeros(2, 256, 5, dtype=torch.long)
+    labels[:, :9, :2] = 1  # an object on the first cells
+    tokens = torch.randn(2 * 256, model.config.text_config.hidden_size)
+    losses = {}
+    for on in (False, True):
+        module = _lightning_module(model, IMAGE_TOKEN_MODULE["llava"], 1e-3, 10, 1, 0.5,
+                                   aux_relation=on)  # fmt: skip
+        for name, left, background in (("none", 0, 0), ("left", 3, 0), ("bg", 0, 4)):
+            changed = labels.clone()
+            changed[:, :9, 3], changed[:, 100:, 4] = left, background
+            module._tokens[:] = [tokens]
+            losses[on, name] = float(module._aux_loss(changed))
+    assert losses[False, "none"] == losses[False, "left"] == losses[False, "bg"]
+    assert losses[True, "none"] != losses[True, "left"]
+    assert losses[True, "none"] == losses[True, "bg"]  # background cells are not scored
+
+
 def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys):
-    train("llava", tmp_path, seed=1, steps=2, vision_steps=1, batch_size=2, warmup=1,
-          workers=0, precision="32-true", progress=False, val_questions=0)  # fmt: skip
+    import csv
+
+    from vissparse.testbed.card import plot_loss
+
+    train("llava", tmp_path, seed=1, steps=2, vision_steps=1, batch_size=2, warmup=1, workers=0,
+          precision="32-true", progress=False, val_questions=10, val_every=1)  # fmt: skip
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        logged = [r for r in csv.DictReader(f) if r.get("val/accuracy")]
+    assert len(logged) == 2  # after each step; overall = the families' mean (2 each)
+    for row in logged:
+        shares = [float(row[f"val/accuracy/{f}"]) for f in FAMILIES]
+        assert float(row["val/accuracy"]) == pytest.approx(sum(shares) / len(FAMILIES))
+    assert plot_loss(tmp_path / "logs", tmp_path / "loss.png") is None  # no train/loss yet
+    header = ["step", "train/loss", "val/accuracy", *(f"val/accuracy/{f}" for f in FAMILIES)]
+    lines = [",".join(header), "9,2.0,,,,,,", "99,0.5,,,,,,", "99,,0.4,0.9,0.5,0.2,0.1,0.3"]
+    (tmp_path / "logs" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    assert plot_loss(tmp_path / "logs", tmp_path / "loss.png").stat().st_size > 0
     assert cli(["testbed", "card", "--model", str(tmp_path), "--n", "10"]) == 0
     evaluation = json.loads((tmp_path / "card_eval.json").read_text())
     assert evaluation["n"] == 10 and evaluation["unpruned"][0]["n"] == 10
@@ -169,9 +208,13 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     assert row.startswith(f"| tiny | llava | 2 | 0.0015 | 1 | {options} | {where} | ")
     command = f"vissparse testbed train --family llava --out DIR --seed 1 --steps 2 {options}"
     assert f"- Command: `{command}`\n" in card  # the command that repeats this run
-    training |= {"aux_key": True, "family_weights": {"counting": 3}}
-    options += " --aux-key --family-weight counting=3"
+    training |= {"aux_key": True, "aux_relation": True, "family_weights": {"counting": 3}}
+    options += " --aux-key --aux-relation --family-weight counting=3"
     assert f" | {options} | " in runs_table([("tiny", training, evaluation)])
+    assert (
+        "the colour of the object left of and above"
+        in write_card(tmp_path, training, evaluation).read_text()
+    )
     training |= {"accelerator": "gpu", "machine": {"gpu": "Some GPU"}}
     assert "| Some GPU |" in runs_table([("tiny", training, evaluation)])
 

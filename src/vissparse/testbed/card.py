@@ -75,6 +75,14 @@ def _key(training: dict[str, Any]) -> str:
             f"cells counts objects; key cells weighted {AUX_OBJECT_WEIGHT:g}x)")  # fmt: skip
 
 
+def _relation(training: dict[str, Any]) -> str:
+    """The card's words for the relation target, where training used it."""
+    if not training.get("aux_relation"):
+        return ""
+    return (", the colour of the object left of and above each object token (or none; "
+            f"scored on object tokens, colours weighted {AUX_OBJECT_WEIGHT:g}x)")  # fmt: skip
+
+
 def train_command(training: dict[str, Any]) -> str:
     """The ``vissparse testbed train`` command line that ``training.json`` records.
 
@@ -123,8 +131,8 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         "side alone on the auxiliary loss",
         f"- Auxiliary loss (weight {training['aux_weight']}): a linear head, not saved, "
         "predicts each image token's colour and shape class (or background; object classes "
-        f"weighted {AUX_OBJECT_WEIGHT:g}x){_key(training)} and each object token's place "
-        "(x, y in [-1, 1]"
+        f"weighted {AUX_OBJECT_WEIGHT:g}x){_key(training)}{_relation(training)} and each "
+        "object token's place (x, y in [-1, 1]"
         f"{_sinusoids(training)}, squared error, weight "
         f"{training.get('aux_place_weight', AUX_PLACE_WEIGHT):g}) from the tokens the "
         "language model receives",
@@ -133,7 +141,8 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         f"- Trained on: {training['accelerator']} ({machine.get('processor')}, "
         f"{machine.get('torch_threads')} torch threads, torch {machine.get('torch')}), "
         f"{seconds / 60:.1f} minutes",
-        "- Loss curve: `logs/metrics.csv` (`train/loss` per 10 steps), `loss.png`",
+        "- Loss curve: `logs/metrics.csv` (`train/loss` per 10 steps; teacher-forced "
+        "`val/accuracy`, per question family where logged), `loss.png`",
         "",
         f"## Held-out accuracy (unpruned, {evaluation['n']} test questions, seed "
         f"{evaluation['seed']}; 95% bootstrap CI)",
@@ -164,7 +173,11 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
 
 
 def plot_loss(log_dir: Path, path: Path) -> Path | None:
-    """``loss.png`` from the CSV logger's ``metrics.csv`` (None if there is no log)."""
+    """``loss.png`` from the CSV logger's ``metrics.csv`` (None if there is no log).
+
+    The training loss, and beside it the validation accuracy over the steps, per
+    question family where the log has it (``val/accuracy/FAMILY``).
+    """
     import csv
 
     from vissparse.bench.plots import _pyplot, save_figure
@@ -173,14 +186,32 @@ def plot_loss(log_dir: Path, path: Path) -> Path | None:
     if not metrics.is_file():
         return None
     with open(metrics) as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+        every = list(csv.DictReader(f))
+    rows = [r for r in every if r.get("train/loss")]
     if not rows:
         return None
+    curves = {name.removeprefix("val/accuracy/"): [(int(r["step"]), 100 * float(r[name]))
+                                                   for r in every if r.get(name)]
+              for name in every[0] if name.startswith("val/accuracy/")}  # fmt: skip
+    if not curves and any(r.get("val/accuracy") for r in every):
+        curves = {"all": [(int(r["step"]), 100 * float(r["val/accuracy"]))
+                          for r in every if r.get("val/accuracy")]}  # fmt: skip
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=110)
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(10 if curves else 5.5, 3.4),
+                             dpi=110, squeeze=False)  # fmt: skip
+    ax = axes[0, 0]
     ax.plot([int(r["step"]) for r in rows], [float(r["train/loss"]) for r in rows], lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (answer + end-of-turn tokens)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    if curves:
+        ax = axes[0, 1]
+        for name, points in curves.items():
+            ax.plot(*zip(*points, strict=True), marker=".", lw=1, label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation accuracy % (teacher-forced)")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return save_figure(fig, path)

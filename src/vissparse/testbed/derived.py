@@ -41,6 +41,26 @@ def _in_row(objects: Sequence[Obj], anchor: Obj, axis: int) -> str | None:
     return hits[0].color if len(hits) == 1 and not near else None
 
 
+def relation_labels(objects: Sequence[Obj]) -> np.ndarray:
+    """``[len(objects), 2]``: the colour class of the object left of, then above, each one.
+
+    Class ``k`` is ``COLOR_NAMES[k - 1]``; 0 where the relation question about that object
+    has no answer (no object, or no clear one, before it in its row or column). These are
+    what "What color is the object left of / above ..." asks about each object.
+
+    Example:
+        >>> objs = [Obj("circle", "red", 20, 30, 60), Obj("square", "blue", 14, 90, 62)]
+        >>> relation_labels(objs).tolist()
+        [[0, 0], [1, 0]]
+    """
+    out = np.zeros((len(objects), 2), dtype=np.int64)
+    for i, anchor in enumerate(objects):
+        for axis in (0, 1):
+            color = _in_row(objects, anchor, axis)
+            out[i, axis] = 0 if color is None else COLOR_NAMES.index(color) + 1
+    return out
+
+
 def scene_questions(objects: Sequence[Obj]) -> list[tuple[str, str, str]]:
     """``(question, answer, family)`` for every template instance defined on ``objects``."""
     shapes = Counter(o.shape for o in objects)

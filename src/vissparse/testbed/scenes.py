@@ -166,15 +166,21 @@ def draw_scene(
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
-def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> np.ndarray:
+def token_labels(
+    objects: Sequence[Obj],
+    grid: int = 16,
+    cover: float = 0.2,
+    per_object: np.ndarray | None = None,
+) -> np.ndarray:
     """``[grid * grid, 3]`` (colour, shape, key) labels of each image cell, in raster order.
 
     Class 0 is background; colour ``k`` is ``list(COLORS)[k - 1]``, shape ``k`` is
     ``SHAPES[k - 1]``. A cell takes the object covering most of it if that covers at
     least ``cover`` of the cell. ``key`` is 1 on one cell per object, the first (in raster
     order) of the cells it covers most: an object covers 4 or up to 9 cells, so counting
-    cells does not count objects, and counting key cells does. Training uses these as
-    dense auxiliary targets.
+    cells does not count objects, and counting key cells does. ``per_object`` (``[len(
+    objects), k]`` ints) appends ``k`` columns: each cell an object takes gets that
+    object's row, background cells 0. Training uses these as dense auxiliary targets.
 
     Example:
         >>> labels = token_labels([Obj("circle", "blue", LARGE, 64, 64)])
@@ -188,7 +194,12 @@ def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> 
     ids = np.asarray(canvas)
     cell = IMAGE_SIZE // grid
     blocks = ids.reshape(grid, cell, grid, cell).transpose(0, 2, 1, 3).reshape(grid * grid, -1)
-    colors, out = list(COLORS), np.zeros((grid * grid, 3), dtype=np.int64)
+    extra = np.zeros((len(objects), 0), dtype=np.int64) if per_object is None else per_object
+    if extra.shape[0] != len(objects):
+        raise ValueError(f"`per_object` needs one row per object ({len(objects)}), "
+                         f"got shape {tuple(extra.shape)}")  # fmt: skip
+    colors = list(COLORS)
+    out = np.zeros((grid * grid, 3 + extra.shape[1]), dtype=np.int64)
     for t, block in enumerate(blocks):
         counts = np.bincount(block, minlength=len(objects) + 1)
         counts[0] = 0
@@ -196,6 +207,7 @@ def token_labels(objects: Sequence[Obj], grid: int = 16, cover: float = 0.2) -> 
         if best and counts[best] >= cover * block.size:
             obj = objects[best - 1]
             out[t, :2] = (colors.index(obj.color) + 1, SHAPES.index(obj.shape) + 1)
+            out[t, 3:] = extra[best - 1]
     if objects:  # the first of each object's most covered cells
         covered = np.stack([(blocks == i).sum(axis=1) for i in range(1, len(objects) + 1)])
         out[covered.argmax(axis=1), 2] = 1

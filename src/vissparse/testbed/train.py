@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from vissparse.testbed.derived import conversation
+from vissparse.testbed.derived import conversation, relation_labels
 from vissparse.testbed.questions import FAMILIES, make_question, make_questions
 from vissparse.testbed.scenes import COLORS, MAX_OBJECTS, SHAPES, token_labels
 
@@ -60,6 +60,10 @@ AUX_PLACE_WEIGHT = 1.0  # of the object tokens' place (x, y in [-1, 1]) in the a
 # product of two tokens' features then peaks where they share a row or a column, which
 # is what relation questions ask the language model to find (see ``place_features``).
 AUX_PLACE_FREQUENCIES = (0.5, 1, 2, 4)
+# The columns of ``encode_training_batch``'s ``token_labels``: colour, shape, key (see
+# ``token_labels``), then the colour of the object left of and above the cell's object
+# (``relation_labels``); the last two are aux targets with ``aux_relation`` only.
+LABEL_COLUMNS = ("color", "shape", "key", "left", "above")
 
 
 def training_text(processor: Any, question: str, answer: str | None = None) -> str:
@@ -119,8 +123,16 @@ def encode_training_batch(processor: Any, items: list[dict[str, Any]]) -> Any:
     batch["labels"] = labels
     if all("objects" in it for it in items):
         batch["token_labels"] = torch.from_numpy(
-            np.stack([token_labels(it["objects"]) for it in items])
-        )
+            np.stack([token_labels(o, per_object=relation_labels(o))
+                      for o in (it["objects"] for it in items)])
+        )  # fmt: skip
+    return batch
+
+
+def _with_families(processor: Any, items: list[dict[str, Any]]) -> Any:
+    """:func:`encode_training_batch` plus ``family``: each item's index in ``FAMILIES``."""
+    batch = encode_training_batch(processor, items)
+    batch["family"] = torch.tensor([FAMILIES.index(it["family"]) for it in items])
     return batch
 
 
@@ -245,8 +257,8 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         if value != default:
             words.append(f"--{key.replace('_', '-')} {value:.12g}" if isinstance(value, float)
                          else f"--{key.replace('_', '-')} {value}")  # fmt: skip
-    if training.get("aux_key"):
-        words.append("--aux-key")
+    words += [f"--{flag}" for flag in ("aux-key", "aux-relation")
+              if training.get(flag.replace("-", "_"))]  # fmt: skip
     words += [f"--family-weight {f}={n}" for f, n in (training.get("family_weights") or {}).items()]
     return [w for w in words if w.split()[0] not in skip]
 
@@ -295,6 +307,7 @@ def _lightning_module(
     aux_weight: float,
     vision_steps: int = 0,
     aux_key: bool = False,
+    aux_relation: bool = False,
 ) -> Any:
     import lightning as L
 
@@ -302,7 +315,8 @@ def _lightning_module(
         """The HF model plus a throw-away head that reads each image token's class.
 
         The auxiliary head predicts the (colour, shape, key) labels of every image token
-        (and each object token's place) from
+        (and each object token's place, and with ``aux_relation`` the colour of the
+        object left of and above it, see ``relation_labels``) from
         the tokens the language model receives (see ``token_labels``): dense supervision
         for the vision side, in place of the pretrained encoder real VLMs start from. It
         is separate from the word embeddings and is not saved with the checkpoint.
@@ -320,9 +334,13 @@ def _lightning_module(
             # each cell's place target, computed once
             target = place_features((xy + 0.5) / grid * 2 - 1)
             self.register_buffer("place_target", target, persistent=False)
-            # the key-cell target only where asked for: the head's shape (and so its
-            # random initial weights) is otherwise that of the shipped checkpoints' runs
-            self.classes = [1 + len(COLORS), 1 + len(SHAPES), *([2] * aux_key), target.shape[-1]]
+            # the key-cell and relation targets only where asked for: the head's shape
+            # (and so its random initial weights) is otherwise that of earlier runs
+            colors, shapes = 1 + len(COLORS), 1 + len(SHAPES)
+            heads = {"color": colors, "shape": shapes, "key": 2, "left": colors, "above": colors}
+            used = ["color", "shape", *["key"] * aux_key, *["left", "above"] * aux_relation]
+            self.columns = [LABEL_COLUMNS.index(name) for name in used]
+            self.classes = [heads[name] for name in used] + [target.shape[-1]]
             self.aux_head = torch.nn.Linear(width, sum(self.classes))
             self._tokens: list[torch.Tensor] = []
             model.get_submodule(image_module).register_forward_hook(
@@ -334,13 +352,20 @@ def _lightning_module(
             logits = self.aux_head(tokens.float())
             *classes, place = logits.split(self.classes, dim=-1)
             loss = logits.new_zeros(())
-            for k, part in enumerate(classes):  # colour, shape, then key (with ``aux_key``)
-                weight = torch.full((part.shape[-1],), AUX_OBJECT_WEIGHT, device=part.device)
-                weight[0] = 1.0  # background (for the key: every cell but the key)
-                loss = loss + torch.nn.functional.cross_entropy(
-                    part.flatten(0, 1), labels[..., k].flatten(), weight=weight
-                )
             on_object = labels[..., 0] > 0
+            for column, part in zip(self.columns, classes, strict=True):
+                weight = torch.full((part.shape[-1],), AUX_OBJECT_WEIGHT, device=part.device)
+                # class 0: background (key: every cell but the key; left and above: no
+                # such object, and those two are scored on object cells only)
+                weight[0] = 1.0
+                target = labels[..., column]
+                if LABEL_COLUMNS[column] in ("left", "above"):
+                    if not bool(on_object.any()):
+                        continue
+                    part, target = part[on_object][None], target[on_object][None]
+                loss = loss + torch.nn.functional.cross_entropy(
+                    part.flatten(0, 1), target.flatten(), weight=weight
+                )
             if bool(on_object.any()):
                 target = self.place_target.expand(*labels.shape[:2], -1)
                 loss = loss + AUX_PLACE_WEIGHT * torch.nn.functional.mse_loss(
@@ -352,10 +377,16 @@ def _lightning_module(
             # teacher-forced: is the most likely token after the prompt the answer word?
             labels = batch.pop("labels")
             batch.pop("token_labels", None)
+            family = batch.pop("family", None)
             logits = self.model(**batch).logits[:, -3]
             self._tokens.clear()
-            right = (logits.argmax(-1) == labels[:, -2]).float().mean()
-            self.log("val/accuracy", right, prog_bar=True, batch_size=len(labels))
+            right = (logits.argmax(-1) == labels[:, -2]).float()
+            self.log("val/accuracy", right.mean(), prog_bar=True, batch_size=len(labels))
+            for k, name in enumerate(FAMILIES if family is not None else ()):
+                mine = family == k  # each family's share, to see which ones it has learned
+                if bool(mine.any()):
+                    self.log(f"val/accuracy/{name}", right[mine].mean(),
+                             batch_size=int(mine.sum()))  # fmt: skip
 
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             token_labels = batch.pop("token_labels", None)
@@ -415,15 +446,18 @@ def train(
     aux_weight: float = 0.5,
     aux_key: bool = False,
     family_weights: dict[str, int] | None = None,
+    aux_relation: bool = False,
 ) -> Path:
     """Train a testbed model of ``family`` and save it (model, processor, training log).
 
     Every ``val_every`` steps, ``val_questions`` single-turn questions of the ``val``
     split are scored teacher-forced (is the most likely next token the answer?) and
-    logged as ``val/accuracy``; this reads the model only and changes no weight.
+    logged as ``val/accuracy``, and per question family as ``val/accuracy/FAMILY``; this
+    reads the model only and changes no weight.
     ``aux_key`` adds the key-cell target (one cell per object, see ``token_labels``) to
-    the auxiliary loss; ``family_weights`` asks some families' balanced questions more
-    often (see :class:`QuestionStream`). Both are off in the shipped checkpoints' runs.
+    the auxiliary loss; ``aux_relation`` adds the colour of the object left of and above
+    each object token (see ``relation_labels``); ``family_weights`` asks some families'
+    balanced questions more often (see :class:`QuestionStream`).
 
     Writes ``out/`` with the safetensors checkpoint and processor files (loadable by
     ``VisSparse(base_model=out)``), ``out/training.json`` (settings, seconds, machine)
@@ -465,7 +499,7 @@ def train(
     )  # fmt: skip
     val_items = make_questions(val_questions, seed, "val") if val_questions else []
     val_loader: DataLoader[Any] = DataLoader(val_items, batch_size=50,  # type: ignore[arg-type]
-                            collate_fn=lambda qs: encode_training_batch(processor, qs))  # fmt: skip
+                            collate_fn=lambda qs: _with_families(processor, qs))  # fmt: skip
     trainer = L.Trainer(
         max_steps=steps, accelerator=accelerator, devices=1, precision=precision,
         val_check_interval=val_every if val_items else None,
@@ -476,7 +510,7 @@ def train(
     )  # fmt: skip
     start = time.perf_counter()
     module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
-                               vision_steps, aux_key)  # fmt: skip
+                               vision_steps, aux_key, aux_relation)  # fmt: skip
     trainer.fit(module, loader,
                 val_dataloaders=val_loader if val_items else None)  # fmt: skip
     seconds = time.perf_counter() - start
@@ -489,7 +523,7 @@ def train(
         "objects_ramp": objects_ramp, "family_ramp": family_ramp,
         "vision_steps": vision_steps,
         "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT, "aux_key": aux_key,
-        "family_weights": family_weights,
+        "aux_relation": aux_relation, "family_weights": family_weights,
         "aux_place_frequencies": list(AUX_PLACE_FREQUENCIES),
         "precision": precision,
         "accelerator": accelerator,
