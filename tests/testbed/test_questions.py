@@ -169,6 +169,20 @@ def test_relation_labels_answer_the_derived_relation_questions():
         token_labels(q["objects"], per_object=np.zeros((len(q["objects"]) + 1, 2), dtype=int))
 
 
+def test_relation_errors_say_which_object_a_wrong_answer_names():
+    from vissparse.testbed.derived import RELATION_ERRORS, relation_error
+
+    objs = [Obj("circle", "red", SMALL, 60, 60), Obj("square", "blue", SMALL, 30, 60),
+            Obj("cross", "green", SMALL, 30, 100),
+            Obj("diamond", "yellow", SMALL, 100, 60)]  # fmt: skip
+    q = {"question": "What color is the object left of the red circle?", "answer": "blue",
+         "objects": objs}  # fmt: skip
+    got = [relation_error(q, a) for a in ("Blue.", "green", "yellow", "red", "purple")]
+    assert got == [None, *RELATION_ERRORS]
+    above = dict(q, question="What color is the object above the blue square?", answer="x")
+    assert relation_error(above, "green") == "after it"  # below it, along the column
+
+
 def reference_answer(question, objects):
     """Each template's answer, recomputed from the scene (independent of the generator)."""
     q = question.lower().rstrip("?")

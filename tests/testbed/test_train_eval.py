@@ -198,6 +198,10 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     card = (tmp_path / "README.md").read_text()
     assert "forced choice" in card and card in capsys.readouterr().out
     assert "Counting accuracy (%) by the true count: " in card
+    relation = next(r for r in evaluation["unpruned"] if r["family"] == "relation")
+    wrong = sum(evaluation["relation_errors"].values())
+    assert wrong == round(relation["n"] * (1 - relation["accuracy"]))
+    assert f"Wrong relation answers ({wrong})" in card or not wrong
     assert cli(["testbed", "card", "--model", str(tmp_path / "missing")]) == 2
     assert "no training.json" in capsys.readouterr().err
     training = json.loads((tmp_path / "training.json").read_text())

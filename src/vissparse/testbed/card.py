@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vissparse.testbed.derived import RELATION_ERRORS, relation_error
 from vissparse.testbed.evaluate import (
     answer_all,
     blank_check,
@@ -36,6 +37,8 @@ def card_eval(
 
     ``counting_by_answer`` splits the counting questions by their true count: where a
     model's counting fails (few objects or many) says what to change in training.
+    ``relation_errors`` counts the wrong relation answers by what they name (see
+    :func:`~vissparse.testbed.derived.relation_error`).
     """
     questions = make_questions(n, seed=seed, split="test")
     texts, _, _ = answer_all(pipeline_for(model, processor, "cosine", 1.0), questions)
@@ -53,9 +56,12 @@ def card_eval(
             counts.setdefault(str(q["answer"]), []).append(float(right))
     by_count = [{"answer": a, "n": len(v), "accuracy": sum(v) / len(v)}
                 for a, v in sorted(counts.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
+    wrong = [relation_error(q, t) for q, t in zip(questions, texts, strict=True)
+             if q["family"] == "relation"]  # fmt: skip
+    relation = {kind: wrong.count(kind) for kind in RELATION_ERRORS}
     blank = blank_check("", model, processor, questions)
     return {"n": n, "seed": seed, "split": "test", "unpruned": rows, "blank": blank,
-            "counting_by_answer": by_count}  # fmt: skip
+            "counting_by_answer": by_count, "relation_errors": relation}  # fmt: skip
 
 
 def _sinusoids(training: dict[str, Any]) -> str:
@@ -167,6 +173,11 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         listed = ", ".join(f"{r['answer']}: {100 * r['accuracy']:.0f} (n={r['n']})"
                            for r in evaluation["counting_by_answer"])  # fmt: skip
         lines += [f"Counting accuracy (%) by the true count: {listed}.", ""]
+    errors = evaluation.get("relation_errors")
+    if errors:
+        listed = "; ".join(f"{kind}: {n}" for kind, n in errors.items())
+        lines += [f"Wrong relation answers ({sum(errors.values())}), by the object whose "
+                  f"colour they name (relative to the anchor): {listed}.", ""]  # fmt: skip
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,42 @@ def relation_labels(objects: Sequence[Obj]) -> np.ndarray:
             color = _in_row(objects, anchor, axis)
             out[i, axis] = 0 if color is None else COLOR_NAMES.index(color) + 1
     return out
+
+
+# What a wrong answer to a relation question names (``relation_error``), in the order
+# they are tried: the colour of another object before the anchor along the asked axis
+# but off its row (or column), of an object after it, the anchor's own colour, or no
+# other object's colour.
+RELATION_ERRORS = ("before, off its row", "after it", "its own colour", "no object's colour")
+
+
+def relation_error(question: dict[str, Any], answer: str) -> str | None:
+    """Which of ``RELATION_ERRORS`` a relation ``answer`` makes (None if it is right).
+
+    Example:
+        >>> objs = [Obj("circle", "red", 14, 60, 60), Obj("square", "blue", 14, 30, 60),
+        ...         Obj("cross", "green", 14, 30, 100)]
+        >>> q = {"question": "What color is the object left of the red circle?",
+        ...      "answer": "blue", "objects": objs}
+        >>> relation_error(q, "green"), relation_error(q, "blue")
+        ('before, off its row', None)
+    """
+    from vissparse.bench.paired import normalize_answer
+
+    given = normalize_answer(answer)
+    if given == normalize_answer(str(question["answer"])):
+        return None
+    text = str(question["question"]).rstrip("?").split()
+    color, shape, axis = text[-2], text[-1], 0 if "left" in text else 1
+    objects: Sequence[Obj] = question["objects"]
+    anchor = next(o for o in objects if (o.color, o.shape) == (color, shape))
+    at = (anchor.x, anchor.y)
+    others = [o for o in objects if o is not anchor and o.color == given]
+    if any((o.x, o.y)[axis] < at[axis] for o in others):
+        return RELATION_ERRORS[0]
+    if others:
+        return RELATION_ERRORS[1]
+    return RELATION_ERRORS[2] if given == color else RELATION_ERRORS[3]
 
 
 def scene_questions(objects: Sequence[Obj]) -> list[tuple[str, str, str]]:
