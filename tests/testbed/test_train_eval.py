@@ -166,6 +166,24 @@ def test_relation_target_scores_object_tokens_only_when_asked_for():
     assert losses[True, "none"] == losses[True, "bg"]  # background cells are not scored
 
 
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_language_model_relation_target_adds_to_the_loss(family):
+    """``lm_relation`` reads the left / above colours from the image tokens' hidden
+    states half-way through the LM: it adds a loss of its own to the step's."""
+    from vissparse.testbed.train import _lightning_module
+
+    model, processor = build_model(family)
+    batch = encode_training_batch(processor, make_questions(4, seed=2, split="train"))
+    assert batch["token_labels"].shape[-1] == 5 and (batch["token_labels"][..., 0] > 0).any()
+    losses = {}
+    for on in (False, True):
+        module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], 1e-3, 10, 1, 0.5,
+                                   lm_relation=on)  # fmt: skip
+        losses[on] = float(module.training_step(dict(batch), 0))
+        assert hasattr(module, "relation_head") == on and not module._hidden
+    assert losses[True] > losses[False] > 0
+
+
 def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys):
     import csv
 

@@ -89,6 +89,16 @@ def _relation(training: dict[str, Any]) -> str:
             f"scored on object tokens, colours weighted {AUX_OBJECT_WEIGHT:g}x)")  # fmt: skip
 
 
+def _lm_relation(training: dict[str, Any]) -> str:
+    """The card's words for the language-model relation target, where training used it."""
+    if not training.get("lm_relation"):
+        return ""
+    return ("\n- Relation target in the language model (same weight): a second linear head, "
+            "not saved, predicts the colour of the object left of and above each object "
+            "token (or none) from its hidden state after the first half of the language "
+            "model's layers")  # fmt: skip
+
+
 def train_command(training: dict[str, Any]) -> str:
     """The ``vissparse testbed train`` command line that ``training.json`` records.
 
@@ -141,7 +151,7 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         "object token's place (x, y in [-1, 1]"
         f"{_sinusoids(training)}, squared error, weight "
         f"{training.get('aux_place_weight', AUX_PLACE_WEIGHT):g}) from the tokens the "
-        "language model receives",
+        f"language model receives{_lm_relation(training)}",
         f"- Parameters: {training['n_parameters']:,}",
         f"- Architecture: `{json.dumps(arch)}`",
         f"- Trained on: {training['accelerator']} ({machine.get('processor')}, "

@@ -55,6 +55,8 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
                        help="key-cell target (one cell per object) in the aux loss")  # fmt: skip
     train.add_argument("--aux-relation", action="store_true",
                        help="the colour left of / above each object, in the aux")  # fmt: skip
+    train.add_argument("--lm-relation", action="store_true",
+                       help="the same, read from the LM's image tokens half-way")  # fmt: skip
     train.add_argument("--family-weight", action="append", default=[], metavar="FAMILY=N",
                        help="FAMILY's balanced question N times per cycle")  # fmt: skip
     train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
@@ -160,7 +162,7 @@ def _train(args: argparse.Namespace) -> int:
           extra_turns=args.extra_turns, aux_weight=args.aux_weight,
           clutter_ramp=args.clutter_ramp, objects_ramp=args.objects_ramp,
           family_ramp=args.family_ramp, aux_key=args.aux_key, family_weights=weights,
-          aux_relation=args.aux_relation,
+          aux_relation=args.aux_relation, lm_relation=args.lm_relation,
           vision_steps=DEFAULT_VISION_STEPS[args.family] if args.vision_steps is None
           else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")

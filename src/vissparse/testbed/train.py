@@ -257,7 +257,7 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         if value != default:
             words.append(f"--{key.replace('_', '-')} {value:.12g}" if isinstance(value, float)
                          else f"--{key.replace('_', '-')} {value}")  # fmt: skip
-    words += [f"--{flag}" for flag in ("aux-key", "aux-relation")
+    words += [f"--{flag}" for flag in ("aux-key", "aux-relation", "lm-relation")
               if training.get(flag.replace("-", "_"))]  # fmt: skip
     words += [f"--family-weight {f}={n}" for f, n in (training.get("family_weights") or {}).items()]
     return [w for w in words if w.split()[0] not in skip]
@@ -308,6 +308,7 @@ def _lightning_module(
     vision_steps: int = 0,
     aux_key: bool = False,
     aux_relation: bool = False,
+    lm_relation: bool = False,
 ) -> Any:
     import lightning as L
 
@@ -320,6 +321,9 @@ def _lightning_module(
         the tokens the language model receives (see ``token_labels``): dense supervision
         for the vision side, in place of the pretrained encoder real VLMs start from. It
         is separate from the word embeddings and is not saved with the checkpoint.
+        With ``lm_relation``, a second throw-away head reads the left / above colours
+        from the image tokens' hidden states after the first half of the language
+        model's layers, where it can compare an object with its neighbours.
         """
 
         place_target: torch.Tensor  # [cells, place features], a buffer
@@ -346,6 +350,15 @@ def _lightning_module(
             model.get_submodule(image_module).register_forward_hook(
                 lambda mod, args, out: self._tokens.append(out)
             )
+            self._hidden: list[torch.Tensor] = []
+            if lm_relation:
+                layers = model.model.language_model.layers
+                layers[len(layers) // 2 - 1].register_forward_hook(
+                    lambda mod, args, out: self._hidden.append(
+                        out[0] if isinstance(out, tuple) else out
+                    )
+                )
+                self.relation_head = torch.nn.Linear(width, 2 * colors)
 
         def _aux_loss(self, labels: torch.Tensor) -> torch.Tensor:
             tokens = self._tokens[-1].reshape(labels.shape[0], labels.shape[1], -1)
@@ -373,6 +386,19 @@ def _lightning_module(
                 )
             return loss
 
+        def _relation_loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            """Cross-entropy of the left / above colours read from the LM's image tokens."""
+            image = input_ids == model.config.image_token_id
+            hidden = self._hidden[-1][image].reshape(*labels.shape[:2], -1)
+            logits = self.relation_head(hidden.float()).unflatten(-1, (2, -1))
+            on_object = labels[..., 0] > 0
+            weight = torch.full((logits.shape[-1],), AUX_OBJECT_WEIGHT, device=logits.device)
+            weight[0] = 1.0  # no such object
+            return torch.nn.functional.cross_entropy(
+                logits[on_object].flatten(0, 1), labels[..., 3:5][on_object].flatten(),
+                weight=weight,
+            )  # fmt: skip
+
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             # teacher-forced: is the most likely token after the prompt the answer word?
             labels = batch.pop("labels")
@@ -380,6 +406,7 @@ def _lightning_module(
             family = batch.pop("family", None)
             logits = self.model(**batch).logits[:, -3]
             self._tokens.clear()
+            self._hidden.clear()
             right = (logits.argmax(-1) == labels[:, -2]).float()
             self.log("val/accuracy", right.mean(), prog_bar=True, batch_size=len(labels))
             for k, name in enumerate(FAMILIES if family is not None else ()):
@@ -405,7 +432,12 @@ def _lightning_module(
                 aux = self._aux_loss(token_labels)
                 self.log("train/aux_loss", aux, on_step=True, batch_size=n)
                 loss = loss + aux_weight * aux
+            if lm_relation and token_labels is not None and bool((token_labels[..., 0] > 0).any()):
+                relation = self._relation_loss(batch["input_ids"], token_labels)
+                self.log("train/relation_loss", relation, on_step=True, batch_size=n)
+                loss = loss + aux_weight * relation
             self._tokens.clear()
+            self._hidden.clear()
             return loss
 
         def configure_optimizers(self) -> Any:
@@ -447,6 +479,7 @@ def train(
     aux_key: bool = False,
     family_weights: dict[str, int] | None = None,
     aux_relation: bool = False,
+    lm_relation: bool = False,
 ) -> Path:
     """Train a testbed model of ``family`` and save it (model, processor, training log).
 
@@ -456,8 +489,10 @@ def train(
     reads the model only and changes no weight.
     ``aux_key`` adds the key-cell target (one cell per object, see ``token_labels``) to
     the auxiliary loss; ``aux_relation`` adds the colour of the object left of and above
-    each object token (see ``relation_labels``); ``family_weights`` asks some families'
-    balanced questions more often (see :class:`QuestionStream`).
+    each object token (see ``relation_labels``) to the auxiliary loss; ``lm_relation``
+    asks the same of the image tokens' hidden states half-way through the language
+    model; ``family_weights`` asks some families' balanced questions more often (see
+    :class:`QuestionStream`).
 
     Writes ``out/`` with the safetensors checkpoint and processor files (loadable by
     ``VisSparse(base_model=out)``), ``out/training.json`` (settings, seconds, machine)
@@ -510,7 +545,7 @@ def train(
     )  # fmt: skip
     start = time.perf_counter()
     module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
-                               vision_steps, aux_key, aux_relation)  # fmt: skip
+                               vision_steps, aux_key, aux_relation, lm_relation)  # fmt: skip
     trainer.fit(module, loader,
                 val_dataloaders=val_loader if val_items else None)  # fmt: skip
     seconds = time.perf_counter() - start
@@ -523,7 +558,8 @@ def train(
         "objects_ramp": objects_ramp, "family_ramp": family_ramp,
         "vision_steps": vision_steps,
         "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT, "aux_key": aux_key,
-        "aux_relation": aux_relation, "family_weights": family_weights,
+        "aux_relation": aux_relation, "lm_relation": lm_relation,
+        "family_weights": family_weights,
         "aux_place_frequencies": list(AUX_PLACE_FREQUENCIES),
         "precision": precision,
         "accelerator": accelerator,
