@@ -71,6 +71,7 @@ bench-mock: setup
 bench-testbed: setup
 	$(BIN)/python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --readme README.md
 	$(BIN)/python benchmarks/testbed_runs.py --runs benchmarks/results/testbed/runs --readme README.md
+	$(BIN)/python benchmarks/testbed_curves.py --runs benchmarks/results/testbed/curves --readme README.md
 
 bench-methods: setup
 	$(BIN)/python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md

@@ -332,3 +332,19 @@ def test_language_model_waits_for_the_vision_stage():
     lm_names = [n for n in names if _is_lm(n)]
     assert lm_names and all("vision_tower" not in n and "projector" not in n for n in lm_names)
     assert any("embed_tokens" in n for n in lm_names) and len(lm_names) < len(names)
+
+
+def test_curves_table_compares_runs_with_the_shipped_one(tmp_path):
+    from vissparse.testbed.report import curves_table, read_metrics
+
+    path = tmp_path / "metrics.csv"
+    header = ["epoch", "step", "train/loss", "val/accuracy", "val/accuracy/position"]
+    path.write_text("\n".join([",".join(header), "0,9,2.0,,", "0,99,,0.25,0.5", ""]))
+    run = read_metrics(path)
+    assert run == {(9, "train/loss"): 2.0, (99, "val/accuracy"): 0.25,
+                   (99, "val/accuracy/position"): 0.5}  # fmt: skip
+    ref = {(9, "train/loss"): 2.0, (99, "val/accuracy"): 0.3, (199, "val/accuracy"): 0.4}
+    lines = curves_table([("shipped llava", "llava", ref), ("r", "llava", run)]).splitlines()
+    assert lines[0] == "| run | family | equal to shipped | 99 | 199 |"
+    assert lines[2:] == ["| shipped llava | all |  | 30 | 40 |", "| r | all | 1 of 2 | 25 |  |",
+                         "| r | position |  | 50 |  |"]  # fmt: skip

@@ -205,3 +205,50 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
                  *(_pct(acc[f]["accuracy"]) if f in acc else "" for f in families)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# the logged values compared with the shipped run's by ``curves_table``
+COMPARED_METRICS = ("train/loss", "train/aux_loss", "val/accuracy")
+
+
+def read_metrics(path: str | Path) -> dict[tuple[int, str], float]:
+    """``(step, metric) -> value`` of every value in a CSV logger's ``metrics.csv``."""
+    import csv
+
+    with open(path) as f:
+        return {(int(r["step"]), k): float(v) for r in csv.DictReader(f)
+                for k, v in r.items() if v and k not in ("epoch", "step")}  # fmt: skip
+
+
+def curves_table(runs: Sequence[tuple[str, str, dict[tuple[int, str], float]]]) -> str:
+    """Markdown: validation accuracy % at each check, a row per run (and per family logged).
+
+    ``runs`` holds ``(name, family, metrics)`` (see :func:`read_metrics`); a run named
+    ``shipped ...`` is the reference of its family, and every other run's row says how
+    many of its :data:`COMPARED_METRICS` values equal the reference's at the same step.
+
+    Example:
+        >>> ref = {(99, "val/accuracy"): 0.5, (9, "train/loss"): 2.0}
+        >>> run = {(99, "val/accuracy"): 0.5, (9, "train/loss"): 1.0}
+        >>> print(curves_table([("shipped m", "m", ref), ("r", "m", run)]).splitlines()[-1])
+        | r | all | 1 of 2 | 50 |
+    """
+    from vissparse.testbed.questions import FAMILIES
+
+    steps = sorted({s for _, _, m in runs for s, k in m if k == "val/accuracy"})
+    head = ["run", "family", "equal to shipped", *map(str, steps)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    shipped = {fam: m for name, fam, m in runs if name.startswith("shipped")}
+    for name, fam, metrics in runs:
+        base = shipped.get(fam, {})
+        same = [k for k in metrics if k[1] in COMPARED_METRICS and k in base]
+        equal = sum(abs(metrics[k] - base[k]) < 1e-6 for k in same)
+        agree = "" if name.startswith("shipped") else f"{equal} of {len(same)}"
+        for key in ("val/accuracy", *(f"val/accuracy/{f}" for f in FAMILIES)):
+            if not any(k == key for _, k in metrics):
+                continue
+            label = "all" if key == "val/accuracy" else key.rsplit("/", 1)[1]
+            cells = [f"{100 * metrics[s, key]:.0f}" if (s, key) in metrics else "" for s in steps]
+            lines.append(f"| {name} | {label} | {agree} | " + " | ".join(cells) + " |")
+            agree = ""
+    return "\n".join(lines)
