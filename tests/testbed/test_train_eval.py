@@ -14,7 +14,7 @@ from vissparse.testbed.evaluate import answer_token_ids, chance_accuracy, run_sc
 from vissparse.testbed.models import IMAGE_TOKEN_MODULE, build_model
 from vissparse.testbed.report import runs_table
 from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
-from vissparse.testbed.train import encode_training_batch, train
+from vissparse.testbed.train import encode_training_batch, train, train_options
 
 
 def test_labels_cover_answer_and_end_of_turn_only():
@@ -31,7 +31,7 @@ def test_labels_cover_answer_and_end_of_turn_only():
 def test_place_features_match_a_row_by_dot_product():
     """The sinusoidal part of the place target: among the 16 rows of cell centres, the
     one whose features best match (by dot product) a token's own is its own row."""
-    from vissparse.testbed.train import AUX_PLACE_FREQUENCIES, place_features
+    from vissparse.testbed.training_module import AUX_PLACE_FREQUENCIES, place_features
 
     centres = (torch.arange(16) + 0.5) / 16 * 2 - 1
     xy = torch.stack([torch.zeros(16), centres], dim=-1)
@@ -44,7 +44,7 @@ def test_place_features_match_a_row_by_dot_product():
 
 
 def test_conversation_labels_every_answer():
-    from vissparse.testbed.train import QuestionStream
+    from vissparse.testbed.stream import QuestionStream
 
     stream = iter(QuestionStream(seed=0, extra_turns=3, clutter_ramp=10))
     items = [next(stream) for _ in range(3)]
@@ -59,7 +59,7 @@ def test_conversation_labels_every_answer():
 
 def test_clutter_ramp_starts_plain_and_ends_at_the_held_out_level():
     from vissparse.testbed import make_question
-    from vissparse.testbed.train import QuestionStream
+    from vissparse.testbed.stream import QuestionStream
 
     stream = iter(QuestionStream(seed=0, clutter_ramp=4))
     items = [next(stream) for _ in range(6)]
@@ -72,7 +72,7 @@ def test_clutter_ramp_starts_plain_and_ends_at_the_held_out_level():
 def test_curricula_grow_objects_and_families_then_ask_everything():
     from vissparse.testbed import FAMILIES, make_question
     from vissparse.testbed.derived import scene_questions
-    from vissparse.testbed.train import FAMILY_STAGES, QuestionStream
+    from vissparse.testbed.stream import FAMILY_STAGES, QuestionStream
 
     stream = QuestionStream(seed=0, extra_turns=20, objects_ramp=40, family_ramp=40)
     items = [item for _, item in zip(range(80), iter(stream), strict=False)]
@@ -94,7 +94,7 @@ def test_curricula_grow_objects_and_families_then_ask_everything():
 
 
 def test_family_weights_ask_a_family_more_often(tmp_path, capsys):
-    from vissparse.testbed.train import QuestionStream, check_family_weights
+    from vissparse.testbed.stream import QuestionStream, check_family_weights
 
     plain = QuestionStream(seed=0)
     weighted = QuestionStream(seed=0, family_weights={"counting": 3, "relation": 2})
@@ -146,7 +146,7 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
 def test_relation_target_scores_object_tokens_only_when_asked_for():
     """With ``aux_relation`` the aux loss reads the left / above columns on object cells
     (and only there); without it those columns change nothing."""
-    from vissparse.testbed.train import _lightning_module
+    from vissparse.testbed.training_module import testbed_training
 
     model, _ = build_model("llava")
     labels = torch.zeros(2, 256, 5, dtype=torch.long)
@@ -154,7 +154,7 @@ def test_relation_target_scores_object_tokens_only_when_asked_for():
     tokens = torch.randn(2 * 256, model.config.text_config.hidden_size)
     losses = {}
     for on in (False, True):
-        module = _lightning_module(model, IMAGE_TOKEN_MODULE["llava"], 1e-3, 10, 1, 0.5,
+        module = testbed_training(model, IMAGE_TOKEN_MODULE["llava"], 1e-3, 10, 1, 0.5,
                                    aux_relation=on)  # fmt: skip
         for name, left, background in (("none", 0, 0), ("left", 3, 0), ("bg", 0, 4)):
             changed = labels.clone()
@@ -170,18 +170,39 @@ def test_relation_target_scores_object_tokens_only_when_asked_for():
 def test_language_model_relation_target_adds_to_the_loss(family):
     """``lm_relation`` reads the left / above colours from the image tokens' hidden
     states half-way through the LM: it adds a loss of its own to the step's."""
-    from vissparse.testbed.train import _lightning_module
+    from vissparse.testbed.training_module import testbed_training
 
     model, processor = build_model(family)
     batch = encode_training_batch(processor, make_questions(4, seed=2, split="train"))
     assert batch["token_labels"].shape[-1] == 5 and (batch["token_labels"][..., 0] > 0).any()
     losses = {}
     for on in (False, True):
-        module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], 1e-3, 10, 1, 0.5,
+        torch.manual_seed(0)  # the same auxiliary head in both
+        module = testbed_training(model, IMAGE_TOKEN_MODULE[family], 1e-3, 10, 1, 0.5,
                                    lm_relation=on)  # fmt: skip
         losses[on] = float(module.training_step(dict(batch), 0))
         assert hasattr(module, "relation_head") == on and not module._hidden
     assert losses[True] > losses[False] > 0
+    torch.manual_seed(0)
+    later = testbed_training(model, IMAGE_TOKEN_MODULE[family], 1e-3, 10, 1, 0.5,
+                             lm_relation=True, lm_relation_from=1)  # fmt: skip
+    assert float(later.training_step(dict(batch), 0)) == pytest.approx(losses[False])
+
+
+def test_late_language_model_relation_target_starts_with_the_relation_questions(tmp_path):
+    from vissparse.testbed.stream import QuestionStream
+
+    with pytest.raises(ValueError, match="lm_relation_late"):
+        train("llava", tmp_path / "x", steps=2, lm_relation_late=True)
+    # 1 vision step, then 6 LM items; relation questions from LM item 4 of 6 (ramp 0.7)
+    train("llava", tmp_path, seed=1, steps=4, vision_steps=1, batch_size=2, warmup=1,
+          workers=0, precision="32-true", progress=False, val_questions=0, family_ramp=0.7,
+          lm_relation=True, lm_relation_late=True)  # fmt: skip
+    training = json.loads((tmp_path / "training.json").read_text())
+    stream = QuestionStream(1, warm_items=2, family_ramp=4)
+    assert [("relation" in stream.families(i)) for i in range(2, 8)] == [False] * 4 + [True] * 2
+    assert training["lm_relation_from"] == 3  # the step of items 6 and 7
+    assert "--lm-relation --lm-relation-late" in " ".join(train_options(training))
 
 
 def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys):
@@ -321,7 +342,7 @@ def test_eval_cli_writes_tables_and_plot(saved_untrained, tmp_path, capsys):
 
 
 def test_language_model_waits_for_the_vision_stage():
-    from vissparse.testbed.train import _is_lm, _schedule
+    from vissparse.testbed.training_module import _is_lm, _schedule
 
     lm = _schedule(start=5, steps=20, warmup=2)
     assert [lm(s) for s in (0, 4, 5, 6)] == [0.0, 0.0, 0.5, 1.0]

@@ -20,7 +20,8 @@ from vissparse.testbed.evaluate import (
 )
 from vissparse.testbed.questions import FAMILIES, make_questions
 from vissparse.testbed.stats import bootstrap_ci
-from vissparse.testbed.train import AUX_OBJECT_WEIGHT, AUX_PLACE_WEIGHT, train_options
+from vissparse.testbed.train import train_options
+from vissparse.testbed.training_module import AUX_OBJECT_WEIGHT, AUX_PLACE_WEIGHT
 
 CLASSES = {
     "llava": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
@@ -96,7 +97,8 @@ def _lm_relation(training: dict[str, Any]) -> str:
     return ("\n- Relation target in the language model (same weight): a second linear head, "
             "not saved, predicts the colour of the object left of and above each object "
             "token (or none) from its hidden state after the first half of the language "
-            "model's layers")  # fmt: skip
+            "model's layers" + (f", from step {training.get('lm_relation_from', 0)}"
+                                if training.get("lm_relation_late") else ""))  # fmt: skip
 
 
 def train_command(training: dict[str, Any]) -> str:

@@ -57,6 +57,8 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
                        help="the colour left of / above each object, in the aux")  # fmt: skip
     train.add_argument("--lm-relation", action="store_true",
                        help="the same, read from the LM's image tokens half-way")  # fmt: skip
+    train.add_argument("--lm-relation-late", action="store_true",
+                       help="--lm-relation only once relation questions come in")  # fmt: skip
     train.add_argument("--family-weight", action="append", default=[], metavar="FAMILY=N",
                        help="FAMILY's balanced question N times per cycle")  # fmt: skip
     train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
@@ -137,12 +139,8 @@ def _card(out: Path, n: int | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from vissparse.testbed.card import plot_loss
-    from vissparse.testbed.train import (
-        DEFAULT_STEPS,
-        DEFAULT_VISION_STEPS,
-        check_family_weights,
-        train,
-    )
+    from vissparse.testbed.stream import check_family_weights
+    from vissparse.testbed.train import DEFAULT_STEPS, DEFAULT_VISION_STEPS, train
 
     weights: dict[str, int] = {}
     for spec in args.family_weight:
@@ -163,6 +161,7 @@ def _train(args: argparse.Namespace) -> int:
           clutter_ramp=args.clutter_ramp, objects_ramp=args.objects_ramp,
           family_ramp=args.family_ramp, aux_key=args.aux_key, family_weights=weights,
           aux_relation=args.aux_relation, lm_relation=args.lm_relation,
+          lm_relation_late=args.lm_relation_late,
           vision_steps=DEFAULT_VISION_STEPS[args.family] if args.vision_steps is None
           else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")

@@ -22,20 +22,24 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
-from vissparse.testbed.derived import conversation, relation_labels
-from vissparse.testbed.questions import FAMILIES, make_question, make_questions
-from vissparse.testbed.scenes import COLORS, MAX_OBJECTS, SHAPES, token_labels
+from vissparse.testbed.derived import relation_labels
+from vissparse.testbed.questions import FAMILIES, make_questions
+from vissparse.testbed.scenes import token_labels
+from vissparse.testbed.stream import QuestionStream, check_family_weights
+from vissparse.testbed.training_module import (
+    AUX_PLACE_FREQUENCIES,
+    AUX_PLACE_WEIGHT,
+    testbed_training,
+)
 
 IGNORE = -100
 DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 1000}  # the shipped checkpoints' settings
@@ -47,23 +51,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "clutter_ramp": 0.3, "objects_ramp": 0.3, "family_ramp": 0.45,
     "precision": "bf16-mixed", "accelerator": "cpu",
 }  # fmt: skip
-# Object cells are a few percent of the image tokens: the auxiliary loss weighs their
-# classes this much more than the background class so that they are not drowned out.
-AUX_OBJECT_WEIGHT = 5.0
-# The question families in the order training introduces them (``family_ramp``): the
-# language model first learns to find an object named in the question, then to count
-# them, then where they are. Asking everything from the start stalled near the text-only
-# level in our development runs (see the README).
-FAMILY_STAGES = (("attribute",), ("existence", "counting"), ("relation", "position"))
-AUX_PLACE_WEIGHT = 1.0  # of the object tokens' place (x, y in [-1, 1]) in the aux loss
-# The place target also holds sin and cos of pi * f * x (and y) for these f: a dot
-# product of two tokens' features then peaks where they share a row or a column, which
-# is what relation questions ask the language model to find (see ``place_features``).
-AUX_PLACE_FREQUENCIES = (0.5, 1, 2, 4)
-# The columns of ``encode_training_batch``'s ``token_labels``: colour, shape, key (see
-# ``token_labels``), then the colour of the object left of and above the cell's object
-# (``relation_labels``); the last two are aux targets with ``aux_relation`` only.
-LABEL_COLUMNS = ("color", "shape", "key", "left", "above")
 
 
 def training_text(processor: Any, question: str, answer: str | None = None) -> str:
@@ -136,107 +123,6 @@ def _with_families(processor: Any, items: list[dict[str, Any]]) -> Any:
     return batch
 
 
-def _ramp(at: int, span: int) -> float:
-    """How far a curriculum of ``span`` items has grown at item ``at`` (0 to 1).
-
-    Items before the ramp (``at < 0``) and every item when ``span`` is 0 are at 1.
-
-    >>> _ramp(50, 200), _ramp(400, 200), _ramp(-3, 200), _ramp(7, 0)
-    (0.25, 1.0, 1.0, 1.0)
-    """
-    return min(1.0, at / span) if span and at >= 0 else 1.0
-
-
-class QuestionStream(IterableDataset):
-    """Training items: ``make_question(i, seed, "train")`` for ``i = start, start+1, ...``.
-
-    With ``clutter_ramp = R`` the background clutter of item ``i`` is ``min(1, i / R)``:
-    the first scenes are drawn on a plain background and the texture and noise grow to
-    the held-out level by item ``R`` (a curriculum; held-out scenes are always at 1).
-    With ``objects_ramp = R`` the most objects a scene may hold grows likewise from 2 to
-    ``MAX_OBJECTS`` by item ``R``. With ``family_ramp = R`` the question families come in
-    the stages of ``FAMILY_STAGES``, evenly spaced over the first ``R`` items (first
-    attribute only, every family from item ``R`` on), for the balanced
-    question and the derived turns alike; each family then draws its questions in order.
-    The ramps start after ``warm_items`` items at full difficulty (the vision stage).
-    ``family_weights`` (family -> n) asks the balanced question of a family ``n`` times
-    per cycle instead of once (the derived turns are unchanged); families not named
-    keep 1.
-    With ``extra_turns > 0`` each item also carries ``turns``: its own question then up
-    to that many derived questions about the same scene (see
-    :func:`vissparse.testbed.derived.conversation`), drawn from a stream seeded by
-    ``(seed, i)``.
-    """
-
-    def __init__(
-        self,
-        seed: int,
-        start: int = 0,
-        extra_turns: int = 0,
-        clutter_ramp: int = 0,
-        objects_ramp: int = 0,
-        family_ramp: int = 0,
-        warm_items: int = 0,
-        family_weights: dict[str, int] | None = None,
-    ) -> None:
-        self.seed, self.start, self.extra_turns = seed, start, extra_turns
-        self.family_weights = check_family_weights(family_weights)
-        self.clutter_ramp, self.objects_ramp = clutter_ramp, objects_ramp
-        self.family_ramp, self.warm_items = family_ramp, warm_items
-
-    def families(self, i: int) -> tuple[str, ...]:
-        """The question families item ``i`` may ask (all of them once the ramp is over).
-
-        A family of weight ``n`` (``family_weights``) is listed ``n`` times in a row.
-        """
-        i -= self.warm_items
-        allowed: tuple[str, ...] = FAMILIES
-        if self.family_ramp and 0 <= i < self.family_ramp:
-            last = len(FAMILY_STAGES) - 1
-            stage = min(last, int(i * last / self.family_ramp))
-            allowed = tuple(f for group in FAMILY_STAGES[: stage + 1] for f in group)
-        weights = self.family_weights
-        return tuple(f for f in allowed for _ in range(weights.get(f, 1)))
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        i = self.start
-        drawn: dict[str, int] = {}  # next question per family, once the family ramp starts
-        while True:
-            families = self.families(i)
-            if families != FAMILIES and not drawn:  # past every index used so far
-                drawn = dict.fromkeys(FAMILIES, -(-i // len(FAMILIES)))
-            if drawn:
-                family = families[i % len(families)]
-                index = drawn[family] * len(FAMILIES) + FAMILIES.index(family)
-                drawn[family] += 1
-            else:
-                index = i
-            at = i - self.warm_items  # the first ``warm_items`` are at full difficulty
-            clutter = _ramp(at, self.clutter_ramp)
-            top = 2 + int(_ramp(at, self.objects_ramp) * (MAX_OBJECTS - 2) + 0.5)
-            item = make_question(index, self.seed, "train", clutter, top)
-            if self.extra_turns:
-                rng = np.random.default_rng([self.seed, i, 7])
-                item["turns"] = conversation(item, rng, self.extra_turns, families)
-            yield item
-            i += 1
-
-
-def check_family_weights(weights: dict[str, int] | None) -> dict[str, int]:
-    """``weights`` checked: question families mapped to ints >= 1 (None: no weights).
-
-    >>> check_family_weights({"counting": 3})
-    {'counting': 3}
-    """
-    weights = dict(weights or {})
-    for family, n in weights.items():
-        if family not in FAMILIES:
-            raise ValueError(f"`family_weights` names {family!r}; expected one of {FAMILIES}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"`family_weights[{family!r}]` must be an int >= 1, got {n!r}")
-    return weights
-
-
 def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
     """The ``vissparse testbed train`` options a ``training.json`` records, bar defaults.
 
@@ -257,203 +143,11 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         if value != default:
             words.append(f"--{key.replace('_', '-')} {value:.12g}" if isinstance(value, float)
                          else f"--{key.replace('_', '-')} {value}")  # fmt: skip
-    words += [f"--{flag}" for flag in ("aux-key", "aux-relation", "lm-relation")
+    words += [f"--{flag}" for flag in ("aux-key", "aux-relation", "lm-relation",
+                                                   "lm-relation-late")
               if training.get(flag.replace("-", "_"))]  # fmt: skip
     words += [f"--family-weight {f}={n}" for f, n in (training.get("family_weights") or {}).items()]
     return [w for w in words if w.split()[0] not in skip]
-
-
-def _is_lm(name: str) -> bool:
-    """Whether a parameter (named from the Lightning module) is the language model's."""
-    return ".language_model." in name or ".lm_head." in name
-
-
-def place_features(xy: torch.Tensor) -> torch.Tensor:
-    """``[..., 2]`` places in [-1, 1] -> x, y, then sin and cos of pi * f * (x, y).
-
-    The auxiliary loss regresses these from each object token. With the sinusoids, the
-    dot product of two tokens' features holds ``cos(pi * f * (y - y'))``, which peaks
-    where the two share a row: one attention step can then find "the object left of"
-    another, as rotary embeddings let attention find a relative position.
-
-    Example:
-        >>> place_features(torch.zeros(2)).tolist()[:4]
-        [0.0, 0.0, 0.0, 0.0]
-    """
-    angles = torch.cat([math.pi * f * xy for f in AUX_PLACE_FREQUENCIES], dim=-1)
-    return torch.cat([xy, angles.sin(), angles.cos()], dim=-1)
-
-
-def _schedule(start: int, steps: int, warmup: int) -> Any:
-    """Linear warm-up from step ``start``, then cosine decay to 5% at ``steps``."""
-
-    def factor(step: int) -> float:
-        if step < start:
-            return 0.0
-        if step - start < warmup:
-            return (step - start + 1) / warmup
-        progress = (step - start - warmup) / max(1, steps - start - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def _lightning_module(
-    model: Any,
-    image_module: str,
-    lr: float,
-    steps: int,
-    warmup: int,
-    aux_weight: float,
-    vision_steps: int = 0,
-    aux_key: bool = False,
-    aux_relation: bool = False,
-    lm_relation: bool = False,
-) -> Any:
-    import lightning as L
-
-    class TestbedTraining(L.LightningModule):
-        """The HF model plus a throw-away head that reads each image token's class.
-
-        The auxiliary head predicts the (colour, shape, key) labels of every image token
-        (and each object token's place, and with ``aux_relation`` the colour of the
-        object left of and above it, see ``relation_labels``) from
-        the tokens the language model receives (see ``token_labels``): dense supervision
-        for the vision side, in place of the pretrained encoder real VLMs start from. It
-        is separate from the word embeddings and is not saved with the checkpoint.
-        With ``lm_relation``, a second throw-away head reads the left / above colours
-        from the image tokens' hidden states after the first half of the language
-        model's layers, where it can compare an object with its neighbours.
-        """
-
-        place_target: torch.Tensor  # [cells, place features], a buffer
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-            width = model.config.text_config.hidden_size
-            grid = 16
-            cell = torch.arange(grid * grid)
-            xy = torch.stack([cell % grid, cell // grid], dim=-1).float()
-            # each cell's place target, computed once
-            target = place_features((xy + 0.5) / grid * 2 - 1)
-            self.register_buffer("place_target", target, persistent=False)
-            # the key-cell and relation targets only where asked for: the head's shape
-            # (and so its random initial weights) is otherwise that of earlier runs
-            colors, shapes = 1 + len(COLORS), 1 + len(SHAPES)
-            heads = {"color": colors, "shape": shapes, "key": 2, "left": colors, "above": colors}
-            used = ["color", "shape", *["key"] * aux_key, *["left", "above"] * aux_relation]
-            self.columns = [LABEL_COLUMNS.index(name) for name in used]
-            self.classes = [heads[name] for name in used] + [target.shape[-1]]
-            self.aux_head = torch.nn.Linear(width, sum(self.classes))
-            self._tokens: list[torch.Tensor] = []
-            model.get_submodule(image_module).register_forward_hook(
-                lambda mod, args, out: self._tokens.append(out)
-            )
-            self._hidden: list[torch.Tensor] = []
-            if lm_relation:
-                layers = model.model.language_model.layers
-                layers[len(layers) // 2 - 1].register_forward_hook(
-                    lambda mod, args, out: self._hidden.append(
-                        out[0] if isinstance(out, tuple) else out
-                    )
-                )
-                self.relation_head = torch.nn.Linear(width, 2 * colors)
-
-        def _aux_loss(self, labels: torch.Tensor) -> torch.Tensor:
-            tokens = self._tokens[-1].reshape(labels.shape[0], labels.shape[1], -1)
-            logits = self.aux_head(tokens.float())
-            *classes, place = logits.split(self.classes, dim=-1)
-            loss = logits.new_zeros(())
-            on_object = labels[..., 0] > 0
-            for column, part in zip(self.columns, classes, strict=True):
-                weight = torch.full((part.shape[-1],), AUX_OBJECT_WEIGHT, device=part.device)
-                # class 0: background (key: every cell but the key; left and above: no
-                # such object, and those two are scored on object cells only)
-                weight[0] = 1.0
-                target = labels[..., column]
-                if LABEL_COLUMNS[column] in ("left", "above"):
-                    if not bool(on_object.any()):
-                        continue
-                    part, target = part[on_object][None], target[on_object][None]
-                loss = loss + torch.nn.functional.cross_entropy(
-                    part.flatten(0, 1), target.flatten(), weight=weight
-                )
-            if bool(on_object.any()):
-                target = self.place_target.expand(*labels.shape[:2], -1)
-                loss = loss + AUX_PLACE_WEIGHT * torch.nn.functional.mse_loss(
-                    place[on_object], target[on_object]
-                )
-            return loss
-
-        def _relation_loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            """Cross-entropy of the left / above colours read from the LM's image tokens."""
-            image = input_ids == model.config.image_token_id
-            hidden = self._hidden[-1][image].reshape(*labels.shape[:2], -1)
-            logits = self.relation_head(hidden.float()).unflatten(-1, (2, -1))
-            on_object = labels[..., 0] > 0
-            weight = torch.full((logits.shape[-1],), AUX_OBJECT_WEIGHT, device=logits.device)
-            weight[0] = 1.0  # no such object
-            return torch.nn.functional.cross_entropy(
-                logits[on_object].flatten(0, 1), labels[..., 3:5][on_object].flatten(),
-                weight=weight,
-            )  # fmt: skip
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            # teacher-forced: is the most likely token after the prompt the answer word?
-            labels = batch.pop("labels")
-            batch.pop("token_labels", None)
-            family = batch.pop("family", None)
-            logits = self.model(**batch).logits[:, -3]
-            self._tokens.clear()
-            self._hidden.clear()
-            right = (logits.argmax(-1) == labels[:, -2]).float()
-            self.log("val/accuracy", right.mean(), prog_bar=True, batch_size=len(labels))
-            for k, name in enumerate(FAMILIES if family is not None else ()):
-                mine = family == k  # each family's share, to see which ones it has learned
-                if bool(mine.any()):
-                    self.log(f"val/accuracy/{name}", right[mine].mean(),
-                             batch_size=int(mine.sum()))  # fmt: skip
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            token_labels = batch.pop("token_labels", None)
-            self._tokens.clear()
-            n = len(batch["labels"])
-            if self.global_step < vision_steps:  # the vision side alone, on the aux loss
-                images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
-                self.model.model.get_image_features(**images)
-                aux = self._aux_loss(token_labels)
-                self.log("train/aux_loss", aux, on_step=True, batch_size=n)
-                self._tokens.clear()
-                return aux
-            loss = self.model(**batch).loss
-            self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=n)
-            if aux_weight and token_labels is not None:
-                aux = self._aux_loss(token_labels)
-                self.log("train/aux_loss", aux, on_step=True, batch_size=n)
-                loss = loss + aux_weight * aux
-            if lm_relation and token_labels is not None and bool((token_labels[..., 0] > 0).any()):
-                relation = self._relation_loss(batch["input_ids"], token_labels)
-                self.log("train/relation_loss", relation, on_step=True, batch_size=n)
-                loss = loss + aux_weight * relation
-            self._tokens.clear()
-            self._hidden.clear()
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            # the language model's schedule starts when it does, after the vision stage
-            groups, factors = [], []
-            for lm in (False, True):
-                named = [(n, p) for n, p in self.named_parameters() if _is_lm(n) == lm]
-                for decay in (True, False):
-                    groups.append({"params": [p for _, p in named if (p.ndim >= 2) == decay],
-                                   "weight_decay": 0.05 if decay else 0.0})  # fmt: skip
-                    factors.append(_schedule(vision_steps if lm else 0, steps, warmup))
-            opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factors)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    return TestbedTraining()
 
 
 def train(
@@ -480,6 +174,7 @@ def train(
     family_weights: dict[str, int] | None = None,
     aux_relation: bool = False,
     lm_relation: bool = False,
+    lm_relation_late: bool = False,
 ) -> Path:
     """Train a testbed model of ``family`` and save it (model, processor, training log).
 
@@ -491,8 +186,9 @@ def train(
     the auxiliary loss; ``aux_relation`` adds the colour of the object left of and above
     each object token (see ``relation_labels``) to the auxiliary loss; ``lm_relation``
     asks the same of the image tokens' hidden states half-way through the language
-    model; ``family_weights`` asks some families' balanced questions more often (see
-    :class:`QuestionStream`).
+    model (from the language model's first step, or with ``lm_relation_late`` from the
+    first step whose items may ask relation questions); ``family_weights`` asks some
+    families' balanced questions more often (see :class:`QuestionStream`).
 
     Writes ``out/`` with the safetensors checkpoint and processor files (loadable by
     ``VisSparse(base_model=out)``), ``out/training.json`` (settings, seconds, machine)
@@ -517,17 +213,25 @@ def train(
         raise ValueError(f"`vision_steps` must be an int in [0, steps), got {vision_steps!r}")
     if vision_steps and not aux_weight:
         raise ValueError("`vision_steps` trains on the auxiliary loss: give `aux_weight` > 0")
+    if lm_relation_late and not lm_relation:
+        raise ValueError("`lm_relation_late` delays the `lm_relation` target: give both")
     family_weights = check_family_weights(family_weights)
     lm_items = (steps - vision_steps) * batch_size
     L.seed_everything(seed, workers=True, verbose=False)
     model, processor = build_model(family, seed)
     model.train()
+    stream = QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
+                            clutter_ramp=int(clutter_ramp * lm_items),
+                            objects_ramp=int(objects_ramp * lm_items),
+                            family_ramp=int(family_ramp * lm_items),
+                            family_weights=family_weights)  # fmt: skip
+    relation_from = 0
+    if lm_relation_late:  # the first step whose last item may ask a relation question
+        last_items = (((s + 1) * batch_size - 1, s) for s in range(vision_steps, steps))
+        relation_from = next((s for i, s in last_items if "relation" in stream.families(i)),
+                             steps)  # fmt: skip
     loader = DataLoader(
-        QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
-                       clutter_ramp=int(clutter_ramp * lm_items),
-                       objects_ramp=int(objects_ramp * lm_items),
-                       family_ramp=int(family_ramp * lm_items),
-                       family_weights=family_weights),
+        stream,
         batch_size=batch_size, num_workers=workers,
         collate_fn=lambda qs: encode_training_batch(processor, qs),
         persistent_workers=workers > 0,
@@ -544,8 +248,9 @@ def train(
         enable_model_summary=False,
     )  # fmt: skip
     start = time.perf_counter()
-    module = _lightning_module(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
-                               vision_steps, aux_key, aux_relation, lm_relation)  # fmt: skip
+    module = testbed_training(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
+                               vision_steps, aux_key, aux_relation, lm_relation,
+                              relation_from)  # fmt: skip
     trainer.fit(module, loader,
                 val_dataloaders=val_loader if val_items else None)  # fmt: skip
     seconds = time.perf_counter() - start
@@ -559,6 +264,7 @@ def train(
         "vision_steps": vision_steps,
         "aux_weight": aux_weight, "aux_place_weight": AUX_PLACE_WEIGHT, "aux_key": aux_key,
         "aux_relation": aux_relation, "lm_relation": lm_relation,
+        "lm_relation_late": lm_relation_late, "lm_relation_from": relation_from,
         "family_weights": family_weights,
         "aux_place_frequencies": list(AUX_PLACE_FREQUENCIES),
         "precision": precision,
