@@ -187,22 +187,40 @@ def test_language_model_relation_target_adds_to_the_loss(family):
     later = testbed_training(model, IMAGE_TOKEN_MODULE[family], 1e-3, 10, 1, 0.5,
                              lm_relation=True, lm_relation_from=1)  # fmt: skip
     assert float(later.training_step(dict(batch), 0)) == pytest.approx(losses[False])
+    type(later).global_step = property(lambda self: 1)  # type: ignore[assignment]
+    assert float(later.training_step(dict(batch), 0)) == pytest.approx(losses[True])
 
 
-def test_late_language_model_relation_target_starts_with_the_relation_questions(tmp_path):
+def test_late_language_model_relation_target_starts_with_the_relation_questions(
+    tmp_path, monkeypatch
+):
+    from vissparse.testbed import train as train_module
+    from vissparse.testbed.card import _lm_relation
     from vissparse.testbed.stream import QuestionStream
 
     with pytest.raises(ValueError, match="lm_relation_late"):
         train("llava", tmp_path / "x", steps=2, lm_relation_late=True)
-    # 1 vision step, then 6 LM items; relation questions from LM item 4 of 6 (ramp 0.7)
+    with pytest.raises(ValueError, match="no step asks relation"):
+        train("llava", tmp_path / "y", steps=2, vision_steps=1, family_ramp=1.0,
+              lm_relation=True, lm_relation_late=True)  # fmt: skip
+    with pytest.raises(ValueError, match="`workers` must be 0 or 1"):
+        train("llava", tmp_path / "z", steps=2, workers=2)
+    given = []
+    real = train_module.testbed_training
+    monkeypatch.setattr(train_module, "testbed_training",
+                        lambda *a, **k: given.append(a) or real(*a, **k))  # fmt: skip
+    # 1 vision step (items 0, 1), then 6 LM items; relation questions from LM item 3 of 6,
+    # the last item of step 2 (the first of that step, item 4, has none)
     train("llava", tmp_path, seed=1, steps=4, vision_steps=1, batch_size=2, warmup=1,
-          workers=0, precision="32-true", progress=False, val_questions=0, family_ramp=0.7,
+          workers=0, precision="32-true", progress=False, val_questions=0, family_ramp=0.5,
           lm_relation=True, lm_relation_late=True)  # fmt: skip
+    stream = QuestionStream(1, warm_items=2, family_ramp=3)
+    assert [("relation" in stream.families(i)) for i in range(2, 8)] == [False] * 3 + [True] * 3
     training = json.loads((tmp_path / "training.json").read_text())
-    stream = QuestionStream(1, warm_items=2, family_ramp=4)
-    assert [("relation" in stream.families(i)) for i in range(2, 8)] == [False] * 4 + [True] * 2
-    assert training["lm_relation_from"] == 3  # the step of items 6 and 7
+    assert training["lm_relation_from"] == 2 and given[-1][-1] == 2
     assert "--lm-relation --lm-relation-late" in " ".join(train_options(training))
+    assert _lm_relation(training).endswith("language model's layers, from step 2")
+    assert _lm_relation(training | {"lm_relation_late": False}).endswith("model's layers")
 
 
 def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys):

@@ -35,7 +35,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     train.add_argument("--steps", type=positive_int, default=None, help="default: the family's")
     train.add_argument("--batch-size", type=positive_int, default=D["batch_size"])
     train.add_argument("--lr", type=float, default=D["lr"], help="peak learning rate")
-    train.add_argument("--workers", type=int, default=1, help="data-generating processes")
+    train.add_argument("--workers", type=int, default=1, help="data-generating processes (0 or 1)")
     train.add_argument("--accelerator", default=D["accelerator"], help="cpu or gpu")
     train.add_argument("--precision", default=D["precision"])
     train.add_argument("--warmup", type=positive_int, default=D["warmup"], help="warm-up steps")

@@ -95,7 +95,7 @@ def background(rng: np.random.Generator, clutter: float = 1.0) -> np.ndarray:
     Low-frequency blotches, a gentle gradient, faint lines and per-pixel noise: never a
     flat colour, and never saturated enough to pass for an object's colour. ``clutter``
     scales all of them (1.0, the default, is what every held-out scene uses; training
-    may start lower, see :class:`vissparse.testbed.train.QuestionStream`). The random
+    may start lower, see :class:`vissparse.testbed.stream.QuestionStream`). The random
     draws do not depend on it.
     """
     size = IMAGE_SIZE

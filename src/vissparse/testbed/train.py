@@ -5,7 +5,8 @@ instruction tuning: the balanced question of :func:`make_question` first, then u
 ``extra_turns`` questions derived from the same scene. The loss is next-token
 cross-entropy on each answer word and its end-of-turn token only (prompt and image
 tokens are not predicted), plus a dense auxiliary loss on the image tokens (see
-``TestbedTraining``); the background clutter follows a curriculum (``QuestionStream``).
+:mod:`vissparse.testbed.training_module`); the background clutter, the objects per scene
+and the question families follow curricula (:mod:`vissparse.testbed.stream`).
 Everything is seeded: the weights (``build_model(family, seed)``), the question stream
 (``make_question(i, seed, "train")`` for ``i = 0, 1, ...``) and dropout-free training,
 so a run is reproducible from its seed on the same machine.
@@ -215,6 +216,10 @@ def train(
         raise ValueError("`vision_steps` trains on the auxiliary loss: give `aux_weight` > 0")
     if lm_relation_late and not lm_relation:
         raise ValueError("`lm_relation_late` delays the `lm_relation` target: give both")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers not in (0, 1):
+        # each worker would replay the whole stream, out of the curricula's order
+        raise ValueError(f"`workers` must be 0 or 1 (the stream is one ordered sequence), "
+                         f"got {workers!r}")  # fmt: skip
     family_weights = check_family_weights(family_weights)
     lm_items = (steps - vision_steps) * batch_size
     L.seed_everything(seed, workers=True, verbose=False)
@@ -225,11 +230,14 @@ def train(
                             objects_ramp=int(objects_ramp * lm_items),
                             family_ramp=int(family_ramp * lm_items),
                             family_weights=family_weights)  # fmt: skip
-    relation_from = 0
+    relation_from = vision_steps if lm_relation else None  # the LM's first step
     if lm_relation_late:  # the first step whose last item may ask a relation question
         last_items = (((s + 1) * batch_size - 1, s) for s in range(vision_steps, steps))
         relation_from = next((s for i, s in last_items if "relation" in stream.families(i)),
-                             steps)  # fmt: skip
+                             None)  # fmt: skip
+        if relation_from is None:
+            raise ValueError("`lm_relation_late`: no step asks relation questions (is "
+                             f"`family_ramp` {family_ramp!r} below 1?)")  # fmt: skip
     loader = DataLoader(
         stream,
         batch_size=batch_size, num_workers=workers,
@@ -250,7 +258,7 @@ def train(
     start = time.perf_counter()
     module = testbed_training(model, IMAGE_TOKEN_MODULE[family], lr, steps, warmup, aux_weight,
                                vision_steps, aux_key, aux_relation, lm_relation,
-                              relation_from)  # fmt: skip
+                              relation_from or 0)  # fmt: skip
     trainer.fit(module, loader,
                 val_dataloaders=val_loader if val_items else None)  # fmt: skip
     seconds = time.perf_counter() - start

@@ -3,7 +3,7 @@
 ``testbed_training(model, ...)`` wraps a testbed HF model for ``vissparse testbed train``
 (see :mod:`vissparse.testbed.train`): next-token loss on the answers, a throw-away
 auxiliary head on the image tokens the language model receives (their colour, shape and
-place), optional relation heads, and AdamW with a warm-up and cosine schedule whose
+place), optional relation targets, and AdamW with a warm-up and cosine schedule whose
 language-model part starts after the vision stage.
 
 Example:
