@@ -205,6 +205,7 @@ def test_late_language_model_relation_target_starts_with_the_relation_questions(
               lm_relation=True, lm_relation_late=True)  # fmt: skip
     with pytest.raises(ValueError, match="`workers` must be 0 or 1"):
         train("llava", tmp_path / "z", steps=2, workers=2)
+    assert not any((tmp_path / name).exists() for name in "xyz")  # checked before mkdir
     given = []
     real = train_module.testbed_training
     monkeypatch.setattr(train_module, "testbed_training",

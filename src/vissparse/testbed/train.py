@@ -204,8 +204,6 @@ def train(
     for name, value in (("steps", steps), ("batch_size", batch_size), ("warmup", warmup)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if (
         isinstance(vision_steps, bool)
         or not isinstance(vision_steps, int)
@@ -222,9 +220,6 @@ def train(
                          f"got {workers!r}")  # fmt: skip
     family_weights = check_family_weights(family_weights)
     lm_items = (steps - vision_steps) * batch_size
-    L.seed_everything(seed, workers=True, verbose=False)
-    model, processor = build_model(family, seed)
-    model.train()
     stream = QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
                             clutter_ramp=int(clutter_ramp * lm_items),
                             objects_ramp=int(objects_ramp * lm_items),
@@ -238,6 +233,11 @@ def train(
         if relation_from is None:
             raise ValueError("`lm_relation_late`: no step asks relation questions (is "
                              f"`family_ramp` {family_ramp!r} below 1?)")  # fmt: skip
+    out = Path(out)  # every argument checked: now the folder and the model
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(seed, workers=True, verbose=False)
+    model, processor = build_model(family, seed)
+    model.train()
     loader = DataLoader(
         stream,
         batch_size=batch_size, num_workers=workers,
