@@ -121,6 +121,29 @@ def test_family_weights_ask_a_family_more_often(tmp_path, capsys):
     assert not out.exists()  # rejected before the output folder is made
 
 
+def test_train_command_defaults_are_the_shipped_recipe(tmp_path, monkeypatch, capsys):
+    """The plain command trains with the late relation target and the family's steps;
+    ``--no-lm-relation`` turns the target off, and its delay with it."""
+    from vissparse.testbed import train as train_module
+
+    given = []
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: given.append((a, k)))
+    args = ["testbed", "train", "--family", "qwen2_vl", "--out", str(tmp_path), "--no-card"]
+    for extra in ([], ["--no-lm-relation"], ["--no-lm-relation-late", "--aux-key"]):
+        assert cli(args + extra) == 0
+    (family, _), plain = given[0]
+    assert family == "qwen2_vl" and plain["steps"] == train_module.DEFAULT_STEPS["qwen2_vl"]
+    switches = [{k: kw[k] for k in train_module.TRAIN_SWITCHES} for _, kw in given]
+    assert switches == [
+        {"aux_key": False, "aux_relation": False, "lm_relation": True, "lm_relation_late": True},
+        {"aux_key": False, "aux_relation": False, "lm_relation": False, "lm_relation_late": False},
+        {"aux_key": True, "aux_relation": False, "lm_relation": True, "lm_relation_late": False},
+    ]
+    assert train_options({"family": "qwen2_vl", "steps": 1500, **switches[0]}) == []
+    assert train_options({"family": "qwen2_vl", "steps": 1500, **switches[2]}) == [
+        "--aux-key", "--no-lm-relation-late"]  # fmt: skip
+
+
 def test_training_is_reproducible_from_the_seed(tmp_path):
     def weights(out):
         train("llava", out, seed=3, steps=3, vision_steps=1, batch_size=2, warmup=1,
@@ -219,7 +242,9 @@ def test_late_language_model_relation_target_starts_with_the_relation_questions(
     assert [("relation" in stream.families(i)) for i in range(2, 8)] == [False] * 3 + [True] * 3
     training = json.loads((tmp_path / "training.json").read_text())
     assert training["lm_relation_from"] == 2 and given[-1][-1] == 2
-    assert "--lm-relation --lm-relation-late" in " ".join(train_options(training))
+    assert not [w for w in train_options(training) if "lm-relation" in w]  # the defaults
+    assert train_options(training | {"lm_relation_late": False})[-1] == "--no-lm-relation-late"
+    assert train_options(training | {"lm_relation": False})[-1] == "--no-lm-relation"
     assert _lm_relation(training).endswith("language model's layers, from step 2")
     assert _lm_relation(training | {"lm_relation_late": False}).endswith("model's layers")
 
@@ -266,12 +291,13 @@ def test_card_command_rewrites_the_card_with_both_blank_checks(tmp_path, capsys)
     head, _, row = runs_table([("tiny", training, evaluation)]).splitlines()
     assert head.split(" | ")[-len(FAMILIES) :] == [*FAMILIES[:-1], FAMILIES[-1] + " |"]
     where = f"{training['machine']['cpu_model'] or 'CPU'}, {training['machine']['cpu_count']} cores"
-    options = "--vision-steps 1 --batch-size 2 --warmup 1 --precision 32-true"
+    options = "--vision-steps 1 --batch-size 2 --warmup 1 --precision 32-true --no-lm-relation"
     assert row.startswith(f"| tiny | llava | 2 | 0.0015 | 1 | {options} | {where} | ")
     command = f"vissparse testbed train --family llava --out DIR --seed 1 --steps 2 {options}"
     assert f"- Command: `{command}`\n" in card  # the command that repeats this run
     training |= {"aux_key": True, "aux_relation": True, "family_weights": {"counting": 3}}
-    options += " --aux-key --aux-relation --family-weight counting=3"
+    options = options.replace(" --no-lm-relation", " --aux-key --aux-relation --no-lm-relation")
+    options += " --family-weight counting=3"
     assert f" | {options} | " in runs_table([("tiny", training, evaluation)])
     assert (
         "the colour of the object left of and above"

@@ -101,11 +101,19 @@ def _lm_relation(training: dict[str, Any]) -> str:
                                 if training.get("lm_relation_late") else ""))  # fmt: skip
 
 
+def _device(training: dict[str, Any]) -> str:
+    """The GPU a run trained on, else its CPU model (or, where not recorded, its arch)."""
+    machine = training["machine"]
+    gpu = machine.get("gpu") if training["accelerator"] == "gpu" else None
+    return str(gpu or machine.get("cpu_model") or machine.get("processor"))
+
+
 def train_command(training: dict[str, Any]) -> str:
     """The ``vissparse testbed train`` command line that ``training.json`` records.
 
     Example:
-        >>> train_command({"family": "llava", "seed": 0, "steps": 1500, "lr": 0.0015})
+        >>> train_command({"family": "llava", "seed": 0, "steps": 1500, "lr": 0.0015,
+        ...                "lm_relation": True, "lm_relation_late": True})
         'vissparse testbed train --family llava --out DIR --seed 0'
     """
     words = ["vissparse testbed train", f"--family {training['family']}", "--out DIR",
@@ -156,7 +164,7 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         f"language model receives{_lm_relation(training)}",
         f"- Parameters: {training['n_parameters']:,}",
         f"- Architecture: `{json.dumps(arch)}`",
-        f"- Trained on: {training['accelerator']} ({machine.get('processor')}, "
+        f"- Trained on: {training['accelerator']} ({_device(training)}, "
         f"{machine.get('torch_threads')} torch threads, torch {machine.get('torch')}), "
         f"{seconds / 60:.1f} minutes",
         "- Loss curve: `logs/metrics.csv` (`train/loss` per 10 steps; teacher-forced "

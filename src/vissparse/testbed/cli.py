@@ -24,6 +24,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.models import TESTBED_FAMILIES
     from vissparse.testbed.train import TRAIN_DEFAULTS as D
+    from vissparse.testbed.train import TRAIN_SWITCHES as S
 
     testbed = sub.add_parser("testbed", help="generated questions and the trained miniature VLMs")
     tsub = testbed.add_subparsers(dest="testbed_command", required=True)
@@ -51,14 +52,19 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
                        help="first steps on the vision side alone (default: family's)")  # fmt: skip
     train.add_argument("--extra-turns", type=int, default=D["extra_turns"],
                        help="derived questions per scene after its own (0: one)")  # fmt: skip
-    train.add_argument("--aux-key", action="store_true",
-                       help="key-cell target (one cell per object) in the aux loss")  # fmt: skip
-    train.add_argument("--aux-relation", action="store_true",
-                       help="the colour left of / above each object, in the aux")  # fmt: skip
-    train.add_argument("--lm-relation", action="store_true",
-                       help="the same, read from the LM's image tokens half-way")  # fmt: skip
-    train.add_argument("--lm-relation-late", action="store_true",
-                       help="--lm-relation only once relation questions come in")  # fmt: skip
+    switches = {
+        "aux_key": "key-cell target (one cell per object) in the aux loss",
+        "aux_relation": "the colour left of / above each object, in the aux",
+        "lm_relation": "the same, read from the LM's image tokens half-way",
+        "lm_relation_late": "--lm-relation only once relation questions come in",
+    }
+    for key, text in switches.items():
+        train.add_argument(
+            f"--{key.replace('_', '-')}",
+            action=argparse.BooleanOptionalAction,
+            default=S[key],
+            help=f"{text} (default: {'on' if S[key] else 'off'})",
+        )
     train.add_argument("--family-weight", action="append", default=[], metavar="FAMILY=N",
                        help="FAMILY's balanced question N times per cycle")  # fmt: skip
     train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
@@ -161,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
           clutter_ramp=args.clutter_ramp, objects_ramp=args.objects_ramp,
           family_ramp=args.family_ramp, aux_key=args.aux_key, family_weights=weights,
           aux_relation=args.aux_relation, lm_relation=args.lm_relation,
-          lm_relation_late=args.lm_relation_late,
+          lm_relation_late=args.lm_relation_late and args.lm_relation,
           vision_steps=DEFAULT_VISION_STEPS[args.family] if args.vision_steps is None
           else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")

@@ -176,7 +176,8 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
 
     Example:
         >>> training = {"family": "llava", "steps": 10, "lr": 0.001, "seed": 0,
-        ...             "accelerator": "cpu", "train_seconds": 60.0, "machine": {"cpu_count": 2}}
+        ...             "accelerator": "cpu", "train_seconds": 60.0, "machine": {"cpu_count": 2},
+        ...             "lm_relation": True, "lm_relation_late": True}
         >>> evaluation = {"unpruned": [{"family": "all", "accuracy": 0.5, "ci_low": 0.4,
         ...                             "ci_high": 0.6}]}
         >>> print(runs_table([("r", training, evaluation)]).splitlines()[2])

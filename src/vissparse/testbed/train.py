@@ -43,14 +43,20 @@ from vissparse.testbed.training_module import (
 )
 
 IGNORE = -100
-DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 1000}  # the shipped checkpoints' settings
+DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 1500}  # the shipped checkpoints' settings
 DEFAULT_VISION_STEPS = {"llava": 400, "qwen2_vl": 200}  # of those, on the vision side alone
 # The other defaults of ``vissparse testbed train`` (its flags read them, and
-# ``train_options`` leaves out what equals them)
+# ``train_options`` leaves out what equals them): with all of them the command repeats
+# the shipped checkpoints
 TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 1.5e-3, "batch_size": 32, "warmup": 100, "aux_weight": 0.5, "extra_turns": 20,
     "clutter_ramp": 0.3, "objects_ramp": 0.3, "family_ramp": 0.45,
     "precision": "bf16-mixed", "accelerator": "cpu",
+}  # fmt: skip
+# Its on / off switches (``--aux-key`` / ``--no-aux-key``, ...) and their defaults; a
+# ``training.json`` without one of them predates it, and trained with it off
+TRAIN_SWITCHES: dict[str, bool] = {
+    "aux_key": False, "aux_relation": False, "lm_relation": True, "lm_relation_late": True,
 }  # fmt: skip
 
 
@@ -132,8 +138,11 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
 
     Example:
         >>> train_options({"family": "llava", "steps": 900, "lr": 0.0015, "aux_key": True,
+        ...                "lm_relation": True, "lm_relation_late": True,
         ...                "family_weights": {"counting": 3}})
         ['--steps 900', '--aux-key', '--family-weight counting=3']
+        >>> train_options({"family": "llava", "steps": 1500})  # from before --lm-relation
+        ['--no-lm-relation']
     """
     family = training["family"]
     defaults = {"steps": DEFAULT_STEPS[family], "vision_steps": DEFAULT_VISION_STEPS[family],
@@ -144,9 +153,12 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         if value != default:
             words.append(f"--{key.replace('_', '-')} {value:.12g}" if isinstance(value, float)
                          else f"--{key.replace('_', '-')} {value}")  # fmt: skip
-    words += [f"--{flag}" for flag in ("aux-key", "aux-relation", "lm-relation",
-                                                   "lm-relation-late")
-              if training.get(flag.replace("-", "_"))]  # fmt: skip
+    for key, default in TRAIN_SWITCHES.items():
+        value = bool(training.get(key, False))
+        if key == "lm_relation_late" and not training.get("lm_relation"):
+            continue  # it delays the lm_relation target: nothing to say without one
+        if value != default:
+            words.append(f"--{'' if value else 'no-'}{key.replace('_', '-')}")
     words += [f"--family-weight {f}={n}" for f, n in (training.get("family_weights") or {}).items()]
     return [w for w in words if w.split()[0] not in skip]
 
