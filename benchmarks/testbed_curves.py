@@ -1,10 +1,10 @@
-"""Validation accuracy over training: the shipped llava run against other recorded runs.
+"""Validation accuracy over training: the shipped runs against other recorded runs.
 
 Each folder under ``--runs`` holds one run's ``metrics.csv`` (the CSV logger's file from
 ``vissparse testbed train``), a finished run's or one stopped by hand; the folder name
 starts with ``cpu-FAMILY-`` or ``gpu-FAMILY-``. For each run the table gives its teacher-
 forced ``val/accuracy`` at every check against the shipped checkpoint of its family, and
-how many logged values equal the shipped run's at the same step (the default command on
+how many logged values equal the shipped run's at the same step (the same command on
 another machine repeats it exactly). Runs that log accuracy per question family get a
 row per family too, to show when each family is learned.
 

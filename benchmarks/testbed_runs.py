@@ -2,8 +2,9 @@
 
 Each folder under ``--runs`` holds one run's ``training.json`` and ``card_eval.json``
 (what ``vissparse testbed train`` and ``vissparse testbed card`` write; the weights are
-not kept). The shipped checkpoints come first. The table shows how far runs of the same
-recipe with other seeds, step counts or machines land from the shipped checkpoints.
+not kept), and a ``README.md`` where the run needs explaining. The shipped checkpoints
+come first. The table shows how far runs with other options, seeds, step counts or
+machines land from the shipped checkpoints.
 
     python benchmarks/testbed_runs.py --runs benchmarks/results/testbed/runs --readme README.md
 
