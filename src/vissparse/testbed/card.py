@@ -20,7 +20,7 @@ from vissparse.testbed.evaluate import (
 )
 from vissparse.testbed.questions import FAMILIES, make_questions
 from vissparse.testbed.stats import bootstrap_ci
-from vissparse.testbed.train import train_options
+from vissparse.testbed.train import train_options, trained_on
 from vissparse.testbed.training_module import AUX_OBJECT_WEIGHT, AUX_PLACE_WEIGHT
 
 CLASSES = {
@@ -101,13 +101,6 @@ def _lm_relation(training: dict[str, Any]) -> str:
                                 if training.get("lm_relation_late") else ""))  # fmt: skip
 
 
-def _device(training: dict[str, Any]) -> str:
-    """The GPU a run trained on, else its CPU model (or, where not recorded, its arch)."""
-    machine = training["machine"]
-    gpu = machine.get("gpu") if training["accelerator"] == "gpu" else None
-    return str(gpu or machine.get("cpu_model") or machine.get("processor"))
-
-
 def train_command(training: dict[str, Any]) -> str:
     """The ``vissparse testbed train`` command line that ``training.json`` records.
 
@@ -164,7 +157,7 @@ def write_card(out: Path, training: dict[str, Any], evaluation: dict[str, Any]) 
         f"language model receives{_lm_relation(training)}",
         f"- Parameters: {training['n_parameters']:,}",
         f"- Architecture: `{json.dumps(arch)}`",
-        f"- Trained on: {training['accelerator']} ({_device(training)}, "
+        f"- Trained on: {training['accelerator']} ({trained_on(training)}, "
         f"{machine.get('torch_threads')} torch threads, torch {machine.get('torch')}), "
         f"{seconds / 60:.1f} minutes",
         "- Loss curve: `logs/metrics.csv` (`train/loss` per 10 steps; teacher-forced "

@@ -15,7 +15,7 @@ from typing import Any
 
 from vissparse.bench.plots import _pyplot, save_figure
 from vissparse.bench.report import write_rows
-from vissparse.testbed.train import train_options
+from vissparse.testbed.train import train_options, trained_on
 
 # one colour per built-in method (the default cycle repeats after ten); dashed = reference
 SCORER_STYLE = {
@@ -193,14 +193,10 @@ def runs_table(runs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> st
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, training, evaluation in runs:
         acc = {r["family"]: r for r in evaluation["unpruned"]}
-        machine = training.get("machine", {})
-        gpu = machine.get("gpu") if training.get("accelerator") == "gpu" else None
-        cpu = machine.get("cpu_model") or "CPU"
-        where = gpu or f"{cpu}, {machine.get('cpu_count', '?')} cores"
         total = acc["all"]
         options = " ".join(train_options(training, skip=("--steps", "--lr", "--accelerator")))
         cells = [name, training["family"], str(training["steps"]), f"{training['lr']:g}",
-                 str(training["seed"]), options, where,
+                 str(training["seed"]), options, trained_on(training),
                  f"{training['train_seconds'] / 60:.1f}",
                  f"{_pct(total['accuracy'])}{_ci(total)}",
                  *(_pct(acc[f]["accuracy"]) if f in acc else "" for f in families)]  # fmt: skip

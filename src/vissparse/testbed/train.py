@@ -163,6 +163,18 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
     return [w for w in words if w.split()[0] not in skip]
 
 
+def trained_on(training: dict[str, Any]) -> str:
+    """Where the run that ``training.json`` records trained: its GPU, else its CPU and cores.
+
+    Example:
+        >>> trained_on({"accelerator": "cpu", "machine": {"cpu_model": "AMD EPYC", "cpu_count": 2}})
+        'AMD EPYC, 2 cores'
+    """
+    machine = training.get("machine", {})
+    gpu = machine.get("gpu") if training.get("accelerator") == "gpu" else None
+    return gpu or f"{machine.get('cpu_model') or 'CPU'}, {machine.get('cpu_count', '?')} cores"
+
+
 def train(
     family: str,
     out: str | os.PathLike[str],
