@@ -27,7 +27,7 @@ from mock_benchmark import publish
 
 from vissparse.bench.model_bench import run_model_bench
 from vissparse.bench.model_configs import MODEL_CONFIGS
-from vissparse.bench.report import machine_description
+from vissparse.bench.report import machine_description, machine_name
 from vissparse.llm.schedule import PDROP_LAYERS
 
 CONFIGS = ("llava-1.5-7b", "qwen2-vl-7b")
@@ -81,7 +81,7 @@ def render(result: dict[str, Any]) -> str:
     """Markdown: one table per config, methods by keep ratio."""
     machine = result["machine"]
     out = [
-        f"Measured by `make bench-llm` on {machine['processor']} ({machine['cpu_count']} "
+        f"Measured by `make bench-llm` on {machine_name(machine)} ({machine['cpu_count']} "
         f"cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
         f"transformers {machine['transformers']}) in {result['minutes']:.0f} minutes: "
         f"`vissparse bench --model-config` (float32, SDPA, median of {result['repeats']} "

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mock_benchmark import publish
 
 from vissparse.bench.model_bench import run_model_bench
-from vissparse.bench.report import machine_description
+from vissparse.bench.report import machine_description, machine_name
 from vissparse.strategies import SCORERS, build_scorer
 from vissparse.strategies.base import reads_llm_attention
 
@@ -75,7 +75,7 @@ def render(speed: dict[str, Any], testbed: dict[str, Any], keep: float) -> str:
     """Markdown: one table per testbed model, methods ranked by accuracy at ``keep``."""
     machine = speed["machine"]
     out = [
-        f"Measured by `make bench-methods` on {machine['processor']} ({machine['cpu_count']} "
+        f"Measured by `make bench-methods` on {machine_name(machine)} ({machine['cpu_count']} "
         f"cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
         f"transformers {machine['transformers']}) in {speed['minutes']:.0f} minutes, after "
         f"`make bench-testbed` ({testbed['n_questions']} held-out questions, drop mode). "

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from vissparse import VisSparse
-from vissparse.bench.report import format_table, machine_description
+from vissparse.bench.report import format_table, machine_description, machine_name
 
 SCORERS = ("cosine", "cosine-least", "uniform", "random")
 KEEP_RATIOS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -44,7 +44,7 @@ def main() -> None:
     walls = [r["wall_s"] for r in rows]
     table = format_table(rows)
     md = [
-        f"Measured by `make bench-mock` on {machine['processor']}, "
+        f"Measured by `make bench-mock` on {machine_name(machine)}, "
         f"{machine['torch_threads']} torch threads, torch {machine['torch']}; "
         f"n_samples={args.n_samples} per row.",
         "",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mock_benchmark import publish
 
 from vissparse.bench.model_configs import MODEL_CONFIGS
-from vissparse.bench.report import markdown_table
+from vissparse.bench.report import machine_name, markdown_table
 from vissparse.cli import main as cli
 
 CONFIGS = tuple(MODEL_CONFIGS)  # every shape-faithful config, in the README's order
@@ -61,7 +61,7 @@ def main() -> None:
         report = json.loads(path.read_text())
         cfg, machine = report["config"], report["machine"]
         where = machine.get("gpu") or (
-            f"{machine['processor']} CPU, {machine['cpu_count']} cores, "
+            f"{machine_name(machine)} CPU, {machine['cpu_count']} cores, "
             f"{machine['torch_threads']} torch threads"
         )
         targets = "".join(

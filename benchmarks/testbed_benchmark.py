@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_benchmark import publish
 
+from vissparse.bench.report import machine_name
 from vissparse.cli import main as cli
 from vissparse.testbed.checkpoints import shipped_families
 from vissparse.testbed.questions import FAMILIES
@@ -65,7 +66,7 @@ def render(out: Path) -> str:
     rows = payload["results"]
     machine = payload["machine"]
     lines = [
-        f"Measured by `make bench-testbed` on {machine['processor']} ({machine['cpu_count']} "
+        f"Measured by `make bench-testbed` on {machine_name(machine)} ({machine['cpu_count']} "
         f"cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
         f"transformers {machine['transformers']}) in {payload['seconds'] / 60:.0f} minutes: "
         f"{payload['n_questions']} held-out test questions (seed {payload['question_seed']}), "

@@ -103,6 +103,19 @@ def machine_description() -> dict[str, Any]:
     return info
 
 
+def machine_name(machine: dict[str, Any]) -> str:
+    """A :func:`machine_description`'s CPU: its model and architecture where recorded.
+
+    Example:
+        >>> machine_name({"processor": "x86_64", "cpu_model": "AMD EPYC"})
+        'AMD EPYC (x86_64)'
+        >>> machine_name({"processor": "x86_64"})
+        'x86_64'
+    """
+    model = machine.get("cpu_model")
+    return f"{model} ({machine['processor']})" if model else str(machine["processor"])
+
+
 def _cpu_model() -> str | None:
     """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None."""
     try:
