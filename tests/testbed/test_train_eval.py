@@ -139,9 +139,66 @@ def test_train_command_defaults_are_the_shipped_recipe(tmp_path, monkeypatch, ca
         {"aux_key": False, "aux_relation": False, "lm_relation": False, "lm_relation_late": False},
         {"aux_key": True, "aux_relation": False, "lm_relation": True, "lm_relation_late": False},
     ]
-    assert train_options({"family": "qwen2_vl", "steps": 1500, **switches[0]}) == []
-    assert train_options({"family": "qwen2_vl", "steps": 1500, **switches[2]}) == [
-        "--aux-key", "--no-lm-relation-late"]  # fmt: skip
+    assert plain["padding_side"] == "right" and plain["changes"] == {}
+    recorded = {"family": "qwen2_vl", "steps": 1500, "padding_side": "right"}
+    assert train_options(recorded | switches[0]) == []
+    assert train_options(recorded | switches[2]) == ["--aux-key", "--no-lm-relation-late"]
+
+
+def test_right_padded_batches_need_no_mask_and_give_the_same_loss():
+    """Right-padded training batches drop the attention mask; the loss is the left-padded
+    masked batch's (fp32), on both families, and the same words are labelled."""
+    from vissparse.testbed.stream import QuestionStream
+
+    stream = iter(QuestionStream(seed=0, extra_turns=3, clutter_ramp=10))
+    items = [next(stream) for _ in range(3)]
+    for family in ("llava", "qwen2_vl"):
+        model, processor = build_model(family)
+        left, right = (encode_training_batch(processor, items, side) for side in ("left", "right"))
+        assert "attention_mask" in left and "attention_mask" not in right
+        assert (left["input_ids"][:, 0] == processor.tokenizer.pad_token_id).any()  # padded
+        assert sorted(left["labels"][left["labels"] != -100].tolist()) == sorted(
+            right["labels"][right["labels"] != -100].tolist())  # fmt: skip
+        losses = []
+        for batch in (left, right):
+            batch.pop("token_labels", None)
+            with torch.no_grad():
+                losses.append(model(**batch).loss.item())
+        assert losses[0] == pytest.approx(losses[1], abs=1e-5), family
+    with pytest.raises(ValueError, match="`padding_side` must be"):
+        encode_training_batch(processor, items, "middle")
+
+
+def test_architecture_changes_reach_the_model_the_record_and_the_options(
+    tmp_path, monkeypatch, capsys
+):
+    """``--arch vision.depth=3`` builds that model; a run recorded with another
+    architecture or padding side gets the options that repeat it."""
+    from vissparse.testbed import train as train_module
+    from vissparse.testbed.models import ARCHITECTURES, architecture
+
+    assert len(build_model("qwen2_vl", changes={"vision.depth": 3})[0].model.visual.blocks) == 3
+    assert len(build_model("qwen2_vl")[0].model.visual.blocks) == ARCHITECTURES["qwen2_vl"][
+        "vision"]["depth"]  # fmt: skip
+    assert architecture("llava", {"image_token_gain": 5.0})["image_token_gain"] == 5.0
+    with pytest.raises(ValueError, match=r"'vision\.depht' is not one of"):
+        architecture("qwen2_vl", {"vision.depht": 3})
+    given = []
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: given.append(k))
+    args = ["testbed", "train", "--family", "qwen2_vl", "--out", str(tmp_path), "--no-card"]
+    assert cli([*args, "--arch", "vision.depth=3", "--arch", "text.mrope_section=[4,6,6]",
+                "--padding-side", "left"]) == 0  # fmt: skip
+    assert given[0]["changes"] == {"vision.depth": 3, "text.mrope_section": [4, 6, 6]}
+    assert given[0]["padding_side"] == "left"
+    for bad, error in (("vision.depth", "`--arch` expects KEY=VALUE"),
+                       ("vision.depth=three", "`--arch` expects KEY=VALUE"),
+                       ("vision.width=3", "'vision.width' is not one of")):  # fmt: skip
+        assert cli([*args, "--arch", bad]) == 2 and error in capsys.readouterr().err
+    assert len(given) == 1  # nothing trained on a bad option
+    recorded = {"family": "qwen2_vl", "padding_side": "left", "lm_relation": True,
+                "lm_relation_late": True,
+                "architecture": architecture("qwen2_vl", {"vision.depth": 3})}  # fmt: skip
+    assert train_options(recorded) == ["--padding-side left", "--arch vision.depth=3"]
 
 
 def test_training_is_reproducible_from_the_seed(tmp_path):
@@ -414,3 +471,9 @@ def test_curves_table_compares_runs_with_the_shipped_one(tmp_path):
     assert lines[0] == "| run | family | equal to shipped | 99 | 199 |"
     assert lines[2:] == ["| shipped llava | all |  | 30 | 40 |", "| r | all | 1 of 2 | 25 |  |",
                          "| r | position |  | 50 |  |"]  # fmt: skip
+    earlier = dict(run)  # a run shipped before: a rerun of it is compared with it
+    runs = [("shipped llava", "llava", ref), ("old", "llava", earlier), ("r", "llava", run)]
+    lines = curves_table(runs, {"r": "old"}).splitlines()
+    assert lines[-2] == "| r | all | 2 of 2 of old | 25 |  |"
+    with pytest.raises(ValueError, match="`references` names 'gone'"):
+        curves_table(runs, {"r": "gone"})

@@ -67,6 +67,10 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
         )
     train.add_argument("--family-weight", action="append", default=[], metavar="FAMILY=N",
                        help="FAMILY's balanced question N times per cycle")  # fmt: skip
+    train.add_argument("--padding-side", choices=["left", "right"], default=None,
+                       help="where training batches pad (default: the family's)")  # fmt: skip
+    train.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
+                       help="architecture change: vision.depth=3 (JSON value)")  # fmt: skip
     train.add_argument("--no-card", action="store_true", help="skip the held-out model card eval")
 
     ev = tsub.add_parser("eval", help="accuracy of every scorer at every keep ratio")
@@ -143,10 +147,32 @@ def _card(out: Path, n: int | None = None) -> int:
     return 0
 
 
+def _arch_changes(family: str, specs: list[str]) -> dict[str, Any]:
+    """``--arch KEY=VALUE`` options as :func:`~vissparse.testbed.models.architecture` takes."""
+    from vissparse.testbed.models import architecture
+
+    changes: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        try:
+            changes[key] = json.loads(text) if sep else None
+        except json.JSONDecodeError:
+            changes[key] = None
+        if changes[key] is None:
+            raise ValueError(f"`--arch` expects KEY=VALUE with a JSON value, got {spec!r}")
+    architecture(family, changes)  # unknown keys fail here, before any folder is made
+    return changes
+
+
 def _train(args: argparse.Namespace) -> int:
     from vissparse.testbed.card import plot_loss
     from vissparse.testbed.stream import check_family_weights
-    from vissparse.testbed.train import DEFAULT_STEPS, DEFAULT_VISION_STEPS, train
+    from vissparse.testbed.train import (
+        DEFAULT_PADDING_SIDE,
+        DEFAULT_STEPS,
+        DEFAULT_VISION_STEPS,
+        train,
+    )
 
     weights: dict[str, int] = {}
     for spec in args.family_weight:
@@ -157,6 +183,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"`--family-weight` gives {family!r} twice")
         weights[family] = int(n)
     check_family_weights(weights)  # before the output folder is made
+    changes = _arch_changes(args.family, args.arch)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or DEFAULT_STEPS[args.family]
@@ -168,6 +195,7 @@ def _train(args: argparse.Namespace) -> int:
           family_ramp=args.family_ramp, aux_key=args.aux_key, family_weights=weights,
           aux_relation=args.aux_relation, lm_relation=args.lm_relation,
           lm_relation_late=args.lm_relation_late and args.lm_relation,
+          padding_side=args.padding_side or DEFAULT_PADDING_SIDE[args.family], changes=changes,
           vision_steps=DEFAULT_VISION_STEPS[args.family] if args.vision_steps is None
           else args.vision_steps)  # fmt: skip
     plot_loss(out / "logs", out / "loss.png")

@@ -217,12 +217,17 @@ def read_metrics(path: str | Path) -> dict[tuple[int, str], float]:
                 for k, v in r.items() if v and k not in ("epoch", "step")}  # fmt: skip
 
 
-def curves_table(runs: Sequence[tuple[str, str, dict[tuple[int, str], float]]]) -> str:
+def curves_table(
+    runs: Sequence[tuple[str, str, dict[tuple[int, str], float]]],
+    references: dict[str, str] | None = None,
+) -> str:
     """Markdown: validation accuracy % at each check, a row per run (and per family logged).
 
     ``runs`` holds ``(name, family, metrics)`` (see :func:`read_metrics`); a run named
     ``shipped ...`` is the reference of its family, and every other run's row says how
     many of its :data:`COMPARED_METRICS` values equal the reference's at the same step.
+    ``references`` gives some runs another run of ``runs`` as their reference, by name
+    (a rerun of a checkpoint shipped before the current one); their cell names it.
 
     Example:
         >>> ref = {(99, "val/accuracy"): 0.5, (9, "train/loss"): 2.0}
@@ -236,11 +241,17 @@ def curves_table(runs: Sequence[tuple[str, str, dict[tuple[int, str], float]]]) 
     head = ["run", "family", "equal to shipped", *map(str, steps)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     shipped = {fam: m for name, fam, m in runs if name.startswith("shipped")}
+    by_name = {name: m for name, _, m in runs}
+    for ref in (references or {}).values():
+        if ref not in by_name:
+            raise ValueError(f"`references` names {ref!r}, which is not a run of `runs`")
     for name, fam, metrics in runs:
-        base = shipped.get(fam, {})
+        ref = (references or {}).get(name)
+        base = by_name[ref] if ref else shipped.get(fam, {})
         same = [k for k in metrics if k[1] in COMPARED_METRICS and k in base]
         equal = sum(abs(metrics[k] - base[k]) < 1e-6 for k in same)
         agree = "" if name.startswith("shipped") else f"{equal} of {len(same)}"
+        agree += f" of {ref}" if ref else ""
         for key in ("val/accuracy", *(f"val/accuracy/{f}" for f in FAMILIES)):
             if not any(k == key for _, k in metrics):
                 continue

@@ -45,6 +45,13 @@ from vissparse.testbed.training_module import (
 IGNORE = -100
 DEFAULT_STEPS = {"llava": 1500, "qwen2_vl": 1500}  # the shipped checkpoints' settings
 DEFAULT_VISION_STEPS = {"llava": 400, "qwen2_vl": 200}  # of those, on the vision side alone
+# Where training batches pad. Right-padded rows need no attention mask (under causal
+# attention every real token comes before the pads), so SDPA takes its faster causal
+# path. The loss is the same function of the weights either way (rotary attention sees
+# only relative positions), not the same bits: LLaVA's shipped run trained left-padded
+# and fits the time budget, so it stays left and its command repeats it exactly. A
+# ``training.json`` without ``padding_side`` trained left-padded.
+DEFAULT_PADDING_SIDE = {"llava": "left", "qwen2_vl": "right"}
 # The other defaults of ``vissparse testbed train`` (its flags read them, and
 # ``train_options`` leaves out what equals them): with all of them the command repeats
 # the shipped checkpoints
@@ -91,16 +98,24 @@ def answer_marker(processor: Any) -> list[int]:
     return list(ids[-2:])
 
 
-def encode_training_batch(processor: Any, items: list[dict[str, Any]]) -> Any:
+def encode_training_batch(
+    processor: Any, items: list[dict[str, Any]], padding_side: str = "left"
+) -> Any:
     """Processor outputs plus ``labels`` on every answer word and its end-of-turn token.
 
     An item is a question dict; with ``"turns"`` (a list of ``(question, answer)``) it
     is a multi-turn conversation about its image. Everything else is ``-100``.
+    With ``padding_side="right"`` the batch has no ``attention_mask``: causal attention
+    keeps every real token off the pads that follow it (see ``DEFAULT_PADDING_SIDE``).
     """
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
     turns = [it.get("turns") or [(it["question"], it["answer"])] for it in items]
     texts = [conversation_text(processor, t) for t in turns]
     batch = processor(images=[it["image"] for it in items], text=texts, padding=True,
-                      padding_side="left", return_tensors="pt")  # fmt: skip
+                      padding_side=padding_side, return_tensors="pt")  # fmt: skip
+    if padding_side == "right":
+        del batch["attention_mask"]
     ids = batch["input_ids"]
     marker = torch.tensor(answer_marker(processor))
     after = (ids[:, :-2] == marker[0]) & (ids[:, 1:-1] == marker[1])  # marker at p-2, p-1
@@ -143,7 +158,12 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         ['--steps 900', '--aux-key', '--family-weight counting=3']
         >>> train_options({"family": "llava", "steps": 1500})  # from before --lm-relation
         ['--no-lm-relation']
+        >>> train_options({"family": "qwen2_vl", "lm_relation": True, "lm_relation_late": True,
+        ...                "architecture": {"vision": {"depth": 3}}})  # older runs
+        ['--padding-side left', '--arch vision.depth=3']
     """
+    from vissparse.testbed.models import ARCHITECTURES
+
     family = training["family"]
     defaults = {"steps": DEFAULT_STEPS[family], "vision_steps": DEFAULT_VISION_STEPS[family],
                 **TRAIN_DEFAULTS}  # fmt: skip
@@ -160,7 +180,22 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         if value != default:
             words.append(f"--{'' if value else 'no-'}{key.replace('_', '-')}")
     words += [f"--family-weight {f}={n}" for f, n in (training.get("family_weights") or {}).items()]
+    side = training.get("padding_side", "left")
+    if side != DEFAULT_PADDING_SIDE[family]:
+        words.append(f"--padding-side {side}")
+    arch = training.get("architecture", {})
+    for part, default in ARCHITECTURES[family].items():
+        value = arch.get(part, default)
+        if isinstance(default, dict):
+            words += [f"--arch {part}.{k}={_arch_value(v)}" for k, v in value.items()
+                      if default.get(k) != v]  # fmt: skip
+        elif value != default:
+            words.append(f"--arch {part}={_arch_value(value)}")
     return [w for w in words if w.split()[0] not in skip]
+
+
+def _arch_value(value: Any) -> str:
+    return json.dumps(value).replace(" ", "")
 
 
 def trained_on(training: dict[str, Any]) -> str:
@@ -200,6 +235,8 @@ def train(
     aux_relation: bool = False,
     lm_relation: bool = False,
     lm_relation_late: bool = False,
+    padding_side: str = "left",
+    changes: dict[str, Any] | None = None,
 ) -> Path:
     """Train a testbed model of ``family`` and save it (model, processor, training log).
 
@@ -214,6 +251,9 @@ def train(
     model (from the language model's first step, or with ``lm_relation_late`` from the
     first step whose items may ask relation questions); ``family_weights`` asks some
     families' balanced questions more often (see :class:`QuestionStream`).
+    ``padding_side`` pads the training batches (see ``DEFAULT_PADDING_SIDE``; validation
+    stays left-padded); ``changes`` alter the family's architecture, as
+    ``{"vision.depth": 3}`` (see :func:`~vissparse.testbed.models.architecture`).
 
     Writes ``out/`` with the safetensors checkpoint and processor files (loadable by
     ``VisSparse(base_model=out)``), ``out/training.json`` (settings, seconds, machine)
@@ -223,7 +263,7 @@ def train(
     from lightning.pytorch.loggers import CSVLogger
 
     from vissparse.bench.report import machine_description
-    from vissparse.testbed.models import ARCHITECTURES, IMAGE_TOKEN_MODULE, build_model
+    from vissparse.testbed.models import IMAGE_TOKEN_MODULE, architecture, build_model
 
     for name, value in (("steps", steps), ("batch_size", batch_size), ("warmup", warmup)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -243,6 +283,9 @@ def train(
         raise ValueError(f"`workers` must be 0 or 1 (the stream is one ordered sequence), "
                          f"got {workers!r}")  # fmt: skip
     family_weights = check_family_weights(family_weights)
+    arch = architecture(family, changes)
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
     lm_items = (steps - vision_steps) * batch_size
     stream = QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
                             clutter_ramp=int(clutter_ramp * lm_items),
@@ -260,12 +303,12 @@ def train(
     out = Path(out)  # every argument checked: now the folder and the model
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
-    model, processor = build_model(family, seed)
+    model, processor = build_model(family, seed, changes)
     model.train()
     loader = DataLoader(
         stream,
         batch_size=batch_size, num_workers=workers,
-        collate_fn=lambda qs: encode_training_batch(processor, qs),
+        collate_fn=lambda qs: encode_training_batch(processor, qs, padding_side),
         persistent_workers=workers > 0,
     )  # fmt: skip
     val_items = make_questions(val_questions, seed, "val") if val_questions else []
@@ -299,11 +342,11 @@ def train(
         "lm_relation_late": lm_relation_late, "lm_relation_from": relation_from,
         "family_weights": family_weights,
         "aux_place_frequencies": list(AUX_PLACE_FREQUENCIES),
-        "precision": precision,
+        "precision": precision, "padding_side": padding_side,
         "accelerator": accelerator,
         "train_seconds": round(seconds, 1), "machine": machine_description(),
         "n_parameters": sum(p.numel() for p in model.parameters()),
-        "architecture": ARCHITECTURES[family], "questions_seen": steps * batch_size,
+        "architecture": arch, "questions_seen": steps * batch_size,
     }  # fmt: skip
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
