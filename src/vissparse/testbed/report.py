@@ -242,11 +242,12 @@ def curves_table(
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     shipped = {fam: m for name, fam, m in runs if name.startswith("shipped")}
     by_name = {name: m for name, _, m in runs}
-    for ref in (references or {}).values():
-        if ref not in by_name:
-            raise ValueError(f"`references` names {ref!r}, which is not a run of `runs`")
+    references = references or {}
+    missing = [r for r in references.values() if r not in by_name]
+    if missing:
+        raise ValueError(f"`references` names {missing[0]!r}, which is not a run of `runs`")
     for name, fam, metrics in runs:
-        ref = (references or {}).get(name)
+        ref = references.get(name)
         base = by_name[ref] if ref else shipped.get(fam, {})
         same = [k for k in metrics if k[1] in COMPARED_METRICS and k in base]
         equal = sum(abs(metrics[k] - base[k]) < 1e-6 for k in same)
