@@ -23,6 +23,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     """Add the ``testbed`` sub-command (with its own sub-commands) to ``sub``."""
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.models import TESTBED_FAMILIES
+    from vissparse.testbed.train import PADDING_SIDES
     from vissparse.testbed.train import TRAIN_DEFAULTS as D
     from vissparse.testbed.train import TRAIN_SWITCHES as S
 
@@ -67,7 +68,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
         )
     train.add_argument("--family-weight", action="append", default=[], metavar="FAMILY=N",
                        help="FAMILY's balanced question N times per cycle")  # fmt: skip
-    train.add_argument("--padding-side", choices=["left", "right"], default=None,
+    train.add_argument("--padding-side", choices=PADDING_SIDES, default=None,
                        help="where training batches pad (default: the family's)")  # fmt: skip
     train.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture change: vision.depth=3 (JSON value)")  # fmt: skip
@@ -153,13 +154,12 @@ def _arch_changes(family: str, specs: list[str]) -> dict[str, Any]:
 
     changes: dict[str, Any] = {}
     for spec in specs:
-        key, sep, text = spec.partition("=")
+        key, _, text = spec.partition("=")
         try:
-            changes[key] = json.loads(text) if sep else None
+            changes[key] = json.loads(text)
         except json.JSONDecodeError:
-            changes[key] = None
-        if changes[key] is None:
-            raise ValueError(f"`--arch` expects KEY=VALUE with a JSON value, got {spec!r}")
+            error = f"`--arch` expects KEY=VALUE with a JSON value, got {spec!r}"
+            raise ValueError(error) from None
     architecture(family, changes)  # unknown keys fail here, before any folder is made
     return changes
 

@@ -190,10 +190,23 @@ def arch_keys(family: str) -> list[str]:
         >>> "text.num_hidden_layers" in arch_keys("llava")
         True
     """
-    arch = ARCHITECTURES[family]
-    return [f"{part}.{name}" if isinstance(value, dict) else part
-            for part, value in arch.items()
-            for name in (value if isinstance(value, dict) else [None])]  # fmt: skip
+    return list(flat_architecture(ARCHITECTURES[family]))
+
+
+def flat_architecture(arch: dict[str, Any]) -> dict[str, Any]:
+    """An architecture dict keyed as :func:`architecture` takes its changes.
+
+    Example:
+        >>> flat_architecture({"image_token_gain": 20.0, "vision": {"depth": 2}})
+        {'image_token_gain': 20.0, 'vision.depth': 2}
+    """
+    flat: dict[str, Any] = {}
+    for part, value in arch.items():
+        if isinstance(value, dict):
+            flat.update({f"{part}.{name}": v for name, v in value.items()})
+        else:
+            flat[part] = value
+    return flat
 
 
 def build_model(

@@ -52,6 +52,7 @@ DEFAULT_VISION_STEPS = {"llava": 400, "qwen2_vl": 200}  # of those, on the visio
 # and fits the time budget, so it stays left and its command repeats it exactly. A
 # ``training.json`` without ``padding_side`` trained left-padded.
 DEFAULT_PADDING_SIDE = {"llava": "left", "qwen2_vl": "right"}
+PADDING_SIDES = ("left", "right")
 # The other defaults of ``vissparse testbed train`` (its flags read them, and
 # ``train_options`` leaves out what equals them): with all of them the command repeats
 # the shipped checkpoints
@@ -98,6 +99,12 @@ def answer_marker(processor: Any) -> list[int]:
     return list(ids[-2:])
 
 
+def check_padding_side(padding_side: str) -> None:
+    """Raise unless ``padding_side`` is one of :data:`PADDING_SIDES`."""
+    if padding_side not in PADDING_SIDES:
+        raise ValueError(f"`padding_side` must be one of {PADDING_SIDES}, got {padding_side!r}")
+
+
 def encode_training_batch(
     processor: Any, items: list[dict[str, Any]], padding_side: str = "left"
 ) -> Any:
@@ -108,8 +115,7 @@ def encode_training_batch(
     With ``padding_side="right"`` the batch has no ``attention_mask``: causal attention
     keeps every real token off the pads that follow it (see ``DEFAULT_PADDING_SIDE``).
     """
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
+    check_padding_side(padding_side)
     turns = [it.get("turns") or [(it["question"], it["answer"])] for it in items]
     texts = [conversation_text(processor, t) for t in turns]
     batch = processor(images=[it["image"] for it in items], text=texts, padding=True,
@@ -162,7 +168,7 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
         ...                "architecture": {"vision": {"depth": 3}}})  # older runs
         ['--padding-side left', '--arch vision.depth=3']
     """
-    from vissparse.testbed.models import ARCHITECTURES
+    from vissparse.testbed.models import ARCHITECTURES, flat_architecture
 
     family = training["family"]
     defaults = {"steps": DEFAULT_STEPS[family], "vision_steps": DEFAULT_VISION_STEPS[family],
@@ -183,19 +189,11 @@ def train_options(training: dict[str, Any], skip: tuple[str, ...] = ()) -> list[
     side = training.get("padding_side", "left")
     if side != DEFAULT_PADDING_SIDE[family]:
         words.append(f"--padding-side {side}")
-    arch = training.get("architecture", {})
-    for part, default in ARCHITECTURES[family].items():
-        value = arch.get(part, default)
-        if isinstance(default, dict):
-            words += [f"--arch {part}.{k}={_arch_value(v)}" for k, v in value.items()
-                      if default.get(k) != v]  # fmt: skip
-        elif value != default:
-            words.append(f"--arch {part}={_arch_value(value)}")
+    recorded = flat_architecture(training.get("architecture", {}))
+    for key, default in flat_architecture(ARCHITECTURES[family]).items():
+        if recorded.get(key, default) != default:
+            words.append(f"--arch {key}={json.dumps(recorded[key]).replace(' ', '')}")
     return [w for w in words if w.split()[0] not in skip]
-
-
-def _arch_value(value: Any) -> str:
-    return json.dumps(value).replace(" ", "")
 
 
 def trained_on(training: dict[str, Any]) -> str:
@@ -284,8 +282,7 @@ def train(
                          f"got {workers!r}")  # fmt: skip
     family_weights = check_family_weights(family_weights)
     arch = architecture(family, changes)
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
+    check_padding_side(padding_side)
     lm_items = (steps - vision_steps) * batch_size
     stream = QuestionStream(seed, extra_turns=extra_turns, warm_items=vision_steps * batch_size,
                             clutter_ramp=int(clutter_ramp * lm_items),
