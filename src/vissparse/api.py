@@ -8,7 +8,7 @@ from typing import Any
 
 from vissparse.bench.paired import paired_benchmark
 from vissparse.bench.tune import TuneResult, explain, search
-from vissparse.config import Mode, PruningConfig, Stage
+from vissparse.config import Mode, Positions, PruningConfig, Stage
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.records import CallRecord
 from vissparse.strategies.base import MaskStrategy, TokenScorer
@@ -38,6 +38,8 @@ class VisSparse:
             last ratio must equal ``keep_ratio``.
         mock: run the synthetic CPU workload (see ``vissparse.mock``).
         processor: the processor, required with an already-loaded model.
+        positions: ``"keep"`` (kept tokens keep their original positions) or
+            ``"compact"`` (1-D RoPE families: renumbered 0, 1, ... as vLLM does).
         **options: for HF models, passed to ``from_pretrained`` (``dtype``/``torch_dtype``,
             ``device_map``, ``attn_implementation``, ...); in mock mode ``dim``,
             ``n_tokens``, ``seed``, ``model_config``, ``sample_config``.
@@ -61,11 +63,12 @@ class VisSparse:
         layer: int | tuple[int, ...] = 2,
         schedule: Any = None,
         processor: Any = None,
+        positions: Positions = "keep",
         **options: Any,
     ) -> None:
         self.config = PruningConfig(
             keep_ratio=keep_ratio, scorer=scorer, strategy=strategy, mode=mode, stage=stage,
-            layer=layer, schedule=schedule,
+            layer=layer, schedule=schedule, positions=positions,
         )  # fmt: skip
         if not isinstance(mock, bool):
             raise TypeError(f"`mock` must be a bool, got {mock!r}")
@@ -92,6 +95,8 @@ class VisSparse:
                 )
             if mode != "drop":
                 raise ValueError("mock mode supports `mode='drop'` only")
+            if positions != "keep":
+                raise ValueError("mock mode supports `positions='keep'` only: it has no positions")
             if stage != "input":
                 raise ValueError(
                     "mock mode supports `stage='input'` only: the mock has no language-model "

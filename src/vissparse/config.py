@@ -14,6 +14,8 @@ MODES = ("drop", "mask")
 Mode = Literal["drop", "mask"]
 STAGES = ("input", "llm")
 Stage = Literal["input", "llm"]
+POSITIONS = ("keep", "compact")
+Positions = Literal["keep", "compact"]
 
 
 @dataclass
@@ -33,6 +35,10 @@ class PruningConfig:
             layers (PyramidDrop-style stages keeping ``keep_ratio ** (s / S)``).
         schedule: with ``stage="llm"``, explicit ``(layer, keep_ratio)`` stages instead of
             ``layer``; the last ratio must equal ``keep_ratio``.
+        positions: ``"keep"`` (default): kept tokens keep their original positions and
+            decoding continues after the unpruned prompt; ``"compact"`` (drop mode, input
+            stage, 1-D RoPE families): the kept sequence is renumbered 0, 1, ..., as vLLM
+            numbers it, so the HF path and the vLLM plugin give the same tokens.
 
     Example:
         >>> PruningConfig(keep_ratio=0.25).keep_ratio
@@ -50,6 +56,7 @@ class PruningConfig:
     stage: Stage = "input"
     layer: int | tuple[int, ...] = 2
     schedule: tuple[tuple[int, float], ...] | None = None
+    positions: Positions = "keep"
 
     def __post_init__(self) -> None:
         self.keep_ratio = validate_keep_ratio(self.keep_ratio)
@@ -69,6 +76,13 @@ class PruningConfig:
             raise ValueError(f"`mode` must be one of {MODES}, got {self.mode!r}")
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"`positions` must be one of {POSITIONS}, got {self.positions!r}")
+        if self.positions == "compact" and (self.mode != "drop" or self.stage != "input"):
+            raise ValueError(
+                "`positions`='compact' renumbers the dropped sequence: it needs mode='drop' and "
+                f"stage='input', got mode={self.mode!r}, stage={self.stage!r}"
+            )
         if isinstance(self.layer, list):
             self.layer = tuple(self.layer)
         if self.schedule is not None and not isinstance(self.schedule, str):

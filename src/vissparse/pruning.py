@@ -163,3 +163,16 @@ def mask_tokens(attention_mask: Tensor, keep: Tensor) -> Tensor:
         tensor([[1, 0, 1]])
     """
     return (attention_mask.bool() & keep).to(attention_mask.dtype)
+
+
+def compact_positions(attention_mask: Tensor) -> Tensor:
+    """``[B, L]`` 1-D positions numbered 0, 1, ... over each row's real tokens.
+
+    ``positions="compact"``: the kept tokens are renumbered contiguously, as vLLM numbers
+    any sequence (pads, on the left, get 0).
+
+    Example:
+        >>> compact_positions(torch.tensor([[0, 1, 1, 1]]))
+        tensor([[0, 0, 1, 2]])
+    """
+    return (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)

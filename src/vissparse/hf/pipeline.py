@@ -1,10 +1,13 @@
-"""The HuggingFace pruning pipeline: process, embed, score, select, apply, generate."""
+"""The HuggingFace pruning pipeline: process, embed, score, select, apply, generate.
+
+The scoring, selection and merging are the selection core's
+(:class:`vissparse.selection.SelectionCore`), shared with the vLLM plugin.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,11 +17,24 @@ from vissparse.adapters import Embedded, get_adapter
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
+from vissparse.hf.generate_checks import (
+    RESERVED_GENERATE_KWARGS,
+    check_generate_kwargs,
+    check_llm_generate_kwargs,
+)
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
+from vissparse.hf.llm_stage import LLMStage
+from vissparse.hf.results import (
+    CallOutput,
+    GenerationDetails,
+    PrunedBatch,
+    call_metrics,
+    generated_ids,
+)
 from vissparse.llm.additions import added_to_layers
-from vissparse.llm.pruner import LayerPruner, StageView, check_attention_readable
-from vissparse.llm.schedule import average_tokens
+from vissparse.llm.pruner import LayerPruner
 from vissparse.pruning import (
+    compact_positions,
     drop_tokens,
     gather_images,
     image_counts,
@@ -30,95 +46,16 @@ from vissparse.pruning import (
 )
 from vissparse.query import query_from_embeddings
 from vissparse.records import BatchAnswers
-from vissparse.strategies.base import required_signals, select_tokens
-from vissparse.strategies.context import ImageLayout, PruningContext, merge_tokens
-from vissparse.strategies.registry import build_scorer, build_strategy
+from vissparse.selection import SelectionCore
+from vissparse.strategies.context import ImageLayout, PruningContext
+
+__all__ = [
+    "RESERVED_GENERATE_KWARGS", "CallOutput", "GenerationDetails", "HFPipeline", "PrunedBatch",
+    "check_generate_kwargs", "check_llm_generate_kwargs",
+]  # fmt: skip
 
 
-@dataclass
-class PrunedBatch:
-    """Exactly what the language model receives after pruning.
-
-    Attributes:
-        inputs_embeds: ``[B, L', D]`` (drop mode: shorter; mask mode: full length).
-        attention_mask: ``[B, L']``.
-        position_ids: original positions of the kept tokens, ``[B, L']`` or ``[3, B, L']``.
-        image_keep: one bool mask per image over that image's tokens.
-        image_sample: the batch row of each image.
-        n_image_tokens: image tokens per row before pruning.
-        n_kept: image tokens per row after pruning.
-        kv_tokens: tokens per row the KV cache holds after prefill (drop mode: text plus
-            kept image tokens; mask mode: the whole unpruned prompt).
-        signal_ms: time spent computing vision attention signals in the encoder's hook
-            (0 when the method needs none).
-        image_tokens_per_layer: per row, the image tokens each language-model layer
-            sees (``stage="llm"``: every token below the stage's layer, the kept ones
-            from it on; ``stage="input"``: the kept ones in every layer).
-        llm_ms: ``stage="llm"``: time spent in the pruning hooks inside the language
-            model (text attention, scoring, selection, gathers, masks).
-        token_type_ids: ``[B, L']`` 1 on image tokens, for families that read it (Gemma 3).
-        layer_additions: ``[B, L', D]`` tensors added after the language model's first
-            layers (Qwen3-VL's DeepStack), packed like ``inputs_embeds``; feed the batch
-            inside :meth:`HFPipeline.feeding` so they are added.
-    """
-
-    inputs_embeds: Tensor
-    attention_mask: Tensor
-    position_ids: Tensor
-    image_keep: list[Tensor]
-    image_sample: list[int]
-    n_image_tokens: list[int]
-    n_kept: list[int]
-    kv_tokens: list[float]
-    signal_ms: float = 0.0
-    image_tokens_per_layer: list[list[int]] | None = None
-    llm_ms: float = 0.0
-    token_type_ids: Tensor | None = None
-    layer_additions: list[Tensor] = field(default_factory=list)
-
-    def avg_image_tokens(self) -> list[float]:
-        """Per row, the image tokens a language-model layer sees on average."""
-        if self.image_tokens_per_layer is None:
-            return [float(k) for k in self.n_kept]
-        return [average_tokens(row) for row in self.image_tokens_per_layer]
-
-    def model_inputs(self) -> dict[str, Tensor]:
-        """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
-        out = {
-            "inputs_embeds": self.inputs_embeds,
-            "attention_mask": self.attention_mask,
-            "position_ids": self.position_ids,
-        }
-        if self.token_type_ids is not None:  # Gemma 3: image tokens attend both ways
-            out["token_type_ids"] = self.token_type_ids
-        return out
-
-
-@dataclass
-class GenerationDetails:
-    """The answer of ``generate(..., return_details=True)`` and how it was produced.
-
-    For a single prompt ``text`` is a string and ``keep_mask`` a list with one bool tensor
-    per image; for a batch both are lists with one entry per prompt.
-    """
-
-    text: Any
-    sequences: Tensor
-    keep_mask: Any
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class CallOutput:
-    """One answered prompt: the text and how many image tokens the model saw."""
-
-    text: str
-    n_kept: int
-    n_image_tokens: int
-    avg_image_tokens: float | None = None  # stage="llm": image tokens per LM layer, mean
-
-
-class HFPipeline:
+class HFPipeline(LLMStage):
     """Prunes image tokens of a loaded HF model; see :class:`vissparse.VisSparse`.
 
     Example:
@@ -136,9 +73,7 @@ class HFPipeline:
         self.processor = processor
         self.config = config
         self.adapter = get_adapter(model)
-        self.scorer = build_scorer(config.scorer)
-        self.strategy = build_strategy(config.strategy)
-        self.signals = required_signals(self.scorer)
+        self.core = SelectionCore(config.scorer, config.strategy)
         self.schedule = config.layer_schedule() if config.stage == "llm" else None
         if config.mode == "mask" and self.adapter.recurrent_layers():
             raise ValueError(
@@ -147,19 +82,13 @@ class HFPipeline:
                 "masked out of attention still changes what the kept tokens see; mask mode "
                 "is no reference there. Use mode='drop'"
             )
+        if config.positions == "compact" and self.adapter.spec.positions != "linear":
+            raise ValueError(
+                f"positions='compact' is for 1-D RoPE families; {self.adapter.spec.name} "
+                f"numbers its positions {self.adapter.spec.positions!r}: use positions='keep'"
+            )
         if self.schedule is not None:
-            if self.adapter.spec.token_types:
-                raise ValueError(
-                    f"stage='llm' is not supported on {self.adapter.spec.name}: its image "
-                    "tokens attend to each other both ways and its sliding-window layers need "
-                    "masks per layer type, which the in-LLM hooks do not build; use "
-                    "stage='input'"
-                )
-            n_layers = len(self.adapter.decoder_layers())
-            self.schedule.check_depth(n_layers)
-            self.adapter.llm_attention_kind()  # refuses implementations it cannot mask
-            if "text_attention" in self.signals:
-                check_attention_readable(self.schedule, self.adapter.recurrent_layers(), n_layers)
+            self._check_stage()
         self._warm = False
         self._baseline_first = False
 
@@ -219,18 +148,6 @@ class HFPipeline:
             return self.llm_result(pruner, emb, vision)
         return self.select_and_apply(emb, prompt_mask, keys, layouts, vision)
 
-    def unpruned(self, emb: Embedded, vision: VisionSignals | None = None) -> PrunedBatch:
-        """The full batch as the language model receives it when it prunes inside."""
-        image_keep = [torch.ones(p.numel(), dtype=torch.bool) for p in emb.image_positions]
-        n_image, _ = image_counts(emb.attention_mask.shape[0], emb.image_sample, image_keep)
-        return PrunedBatch(
-            emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
-            emb.image_sample, n_image, list(n_image),
-            kv_tokens=emb.attention_mask.sum(dim=1).float().tolist(),
-            signal_ms=0.0 if vision is None else vision.ms, token_type_ids=self.token_types(emb),
-            layer_additions=emb.layer_additions,
-        )  # fmt: skip
-
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
         """The vision encoder's pass, with the attention signals the method asked for."""
         attention = bool(self.signals & {"vision_attention", "vision_keys"})
@@ -270,13 +187,12 @@ class HFPipeline:
                 present[i, : positions.numel()] = True
         ctx = self._context(tokens, query, valid, present, emb, emb.inputs_embeds, prompt_mask,
                             layouts, keys, vision)  # fmt: skip
-        selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
-        keep = selection.keep
+        choice = self.core.choose(ctx, self.config.keep_ratio)
+        keep = choice.keep
         inputs_embeds = emb.inputs_embeds
-        if selection.merge_into is not None:
-            merged = merge_tokens(tokens, selection)
+        if choice.merged is not None:
             inputs_embeds = scatter_images(
-                inputs_embeds, emb.image_sample, emb.image_positions, merged
+                inputs_embeds, emb.image_sample, emb.image_positions, choice.merged
             )
         image_keep = [keep[i, : p.numel()] for i, p in enumerate(emb.image_positions)]
         rows, length = emb.attention_mask.shape
@@ -289,6 +205,8 @@ class HFPipeline:
             embeds, positions, mask = drop_tokens(
                 inputs_embeds, emb.position_ids, emb.attention_mask, keep_seq
             )
+            if self.config.positions == "compact":  # vLLM's numbering of 1-D positions
+                positions = compact_positions(mask)
             if types is not None:
                 types = pack_left(types, emb.attention_mask, keep_seq)
             additions = [drop_tokens(a, emb.position_ids, emb.attention_mask, keep_seq)[0]
@@ -320,126 +238,18 @@ class HFPipeline:
         layouts: list[ImageLayout] | None, keys: list[bytes] | None,
         vision: VisionSignals | None, text_attention: Tensor | None = None,
     ) -> PruningContext:  # fmt: skip
-        """The :class:`PruningContext` of one batch of images, with the signals asked for.
+        """The selection core's context of one batch of images (rows per prompt given).
 
         ``query`` and ``hidden`` / ``prompt_mask`` are per prompt row (``[B, ...]``);
         the context has one row per image.
         """
+        rows = emb.image_sample
         words = "prompt_embeddings" in self.signals
-        return PruningContext(
-            tokens, query[emb.image_sample], valid, present,
-            prompt_embeddings=hidden[emb.image_sample] if words else None,
-            prompt_mask=prompt_mask[emb.image_sample] if words else None,
-            layouts=layouts, sample_keys=keys,
-            vision_attention=_pad_rows(None if vision is None else vision.attention, valid),
-            vision_keys=_pad_rows(None if vision is None else vision.keys, valid),
-            vision_features=_pad_rows(None if vision is None else vision.features, valid),
-            text_attention=text_attention,
-        )  # fmt: skip
-
-    # --- pruning inside the language model --------------------------------------------
-    def llm_pruner(
-        self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None,
-        layouts: list[ImageLayout] | None = None, vision: VisionSignals | None = None,
-    ) -> LayerPruner:  # fmt: skip
-        """The hooks that prune ``emb``'s images inside the language model (``stage="llm"``).
-
-        Install them around the model's call with ``with pruner.installed(): ...``; then
-        :meth:`llm_result` reads what they did.
-        """
-        if self.schedule is None:
-            raise ValueError("llm_pruner needs stage='llm'")
-        rows = getattr(self.scorer, "attention_rows", None)
-        return LayerPruner(
-            layers=self.adapter.decoder_layers(), schedule=self.schedule,
-            select=lambda view: self._select_stage(emb, keys, layouts, vision, view),
-            attention_mask=emb.attention_mask, prompt_mask=prompt_mask, mode=self.config.mode,
-            rows=rows if "text_attention" in self.signals else None,
-            eager=self.adapter.llm_attention_kind() == "eager",
-            recurrent=self.adapter.recurrent_layers(),
-        )  # fmt: skip
-
-    def _select_stage(
-        self, emb: Embedded, keys: list[bytes] | None, layouts: list[ImageLayout] | None,
-        vision: VisionSignals | None, view: StageView,
-    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-        """One stage's choice among the image tokens still alive, from layer-K states."""
-        hidden = view.hidden
-        pairs = zip(emb.image_sample, emb.image_positions, strict=True)
-        columns = [view.position[row, pos.to(hidden.device)] for row, pos in pairs]
-        n_max = max((c.numel() for c in columns), default=0)
-        n_img = len(columns)
-        tokens = hidden.new_zeros(n_img, n_max, hidden.shape[-1])
-        valid = torch.zeros(n_img, n_max, dtype=torch.bool, device=hidden.device)
-        alive = torch.zeros_like(valid)
-        attention = (
-            None if view.attention is None else torch.zeros(n_img, n_max, device=hidden.device)
-        )
-        for i, (row, cols, ok) in enumerate(zip(emb.image_sample, columns, emb.scorable,
-                                                strict=True)):  # fmt: skip
-            here = cols >= 0
-            n = cols.numel()
-            alive[i, :n] = here
-            valid[i, :n] = here & ok.to(hidden.device)
-            tokens[i, :n][here] = hidden[row, cols[here]]
-            if attention is not None and view.attention is not None:
-                attention[i, :n][here] = view.attention[row, cols[here]].float()
-        present = alive if self.adapter.spec.image_newline else None
-        query = query_from_embeddings(hidden, view.prompt_mask)
-        ctx = self._context(tokens, query, valid, present, emb, hidden, view.prompt_mask,
-                            layouts, keys, vision, attention)  # fmt: skip
-        selection = select_tokens(self.scorer, self.strategy, ctx, view.keep_ratio)
-        keep = selection.keep & alive
-        merged = None
-        if selection.merge_into is not None:
-            values = merge_tokens(tokens, selection)
-            merged = hidden.clone()
-            for i, (row, cols) in enumerate(zip(emb.image_sample, columns, strict=True)):
-                kept = keep[i, : cols.numel()]
-                merged[row, cols[kept]] = values[i, : cols.numel()][kept].to(merged.dtype)
-        image_keep = [keep[i, : c.numel()] for i, c in enumerate(columns)]
-        keep_seq = sequence_keep_mask(
-            (emb.attention_mask.shape[0], emb.attention_mask.shape[1]), emb.image_sample,
-            emb.image_positions, image_keep,
-            device=hidden.device,
-        )  # fmt: skip
-        return keep_seq & emb.attention_mask.bool(), merged
-
-    def llm_result(self, pruner: LayerPruner, emb: Embedded,
-                   vision: VisionSignals | None = None) -> PrunedBatch:  # fmt: skip
-        """What the language model saw after ``pruner`` ran: keeps, counts, KV per layer."""
-        if len(pruner.keep) != len(pruner.schedule.stages):
-            raise RuntimeError(
-                f"the language model ran {len(pruner.keep)} of {len(pruner.schedule.stages)} "
-                "pruning stages; was the prefill run inside `pruner.installed()`?"
-            )
-        final = pruner.keep[-1]
-        pairs = zip(emb.image_sample, emb.image_positions, strict=True)
-        image_keep = [final[row, pos.to(final.device)].cpu() for row, pos in pairs]
-        rows = emb.attention_mask.shape[0]
-        is_image = image_token_mask((rows, emb.attention_mask.shape[1]), emb.image_sample,
-                                    emb.image_positions, final.device)  # fmt: skip
-        real = emb.attention_mask.bool()
-        stages = dict(zip(pruner.schedule.layers, pruner.keep, strict=True))
-        per_layer: list[list[int]] = [[] for _ in range(rows)]
-        kv: list[list[int]] = [[] for _ in range(rows)]
-        image, seen = (is_image & real).sum(dim=1).tolist(), real.sum(dim=1).tolist()
-        for layer in range(len(self.adapter.decoder_layers())):
-            if layer in stages:
-                image = (stages[layer] & is_image).sum(dim=1).tolist()
-                if self.config.mode == "drop":
-                    seen = stages[layer].sum(dim=1).tolist()
-            for row in range(rows):
-                per_layer[row].append(int(image[row]))
-                kv[row].append(int(seen[row]))
-        n_image, n_kept = image_counts(rows, emb.image_sample, image_keep)
-        return PrunedBatch(
-            emb.inputs_embeds, emb.attention_mask, emb.position_ids, image_keep,
-            emb.image_sample, n_image, n_kept,
-            kv_tokens=[average_tokens(row) for row in kv],
-            signal_ms=0.0 if vision is None else vision.ms,
-            image_tokens_per_layer=per_layer, llm_ms=pruner.ms,
-            layer_additions=emb.layer_additions,
+        return self.core.context(
+            tokens, query[rows], valid, present,
+            prompt_embeddings=hidden[rows] if words else None,
+            prompt_mask=prompt_mask[rows] if words else None, layouts=layouts, keys=keys,
+            vision=vision, text_attention=text_attention,
         )  # fmt: skip
 
     # --- generation -----------------------------------------------------------------
@@ -493,28 +303,14 @@ class HFPipeline:
         with torch.inference_mode(), self.feeding(pruned):
             out = self.model.generate(**pruned.model_inputs(), **kwargs)
         self.adapter.reset_state()
-        return pruned, _sequences(out)
-
-    def _generate_llm(
-        self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
-    ) -> Any:
-        """Generate on the full prompt with the layer hooks pruning inside the model."""
-        check_llm_generate_kwargs(kwargs)
-        self.adapter.reset_state()
-        emb, vision = self.embed(inputs)
-        pruner = self.llm_pruner(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
-        full = self.unpruned(emb)
-        with torch.inference_mode(), self.feeding(full, pruner):
-            out = self.model.generate(**full.model_inputs(), **kwargs)
-        self.adapter.reset_state()
-        return self.llm_result(pruner, emb, vision), _sequences(out)
+        return pruned, generated_ids(out)
 
     def _generate_baseline(self, inputs: Any, **kwargs: Any) -> Tensor:
         self.adapter.reset_state()
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         self.adapter.reset_state()
-        return _sequences(out)[:, inputs["input_ids"].shape[1] :]
+        return generated_ids(out)[:, inputs["input_ids"].shape[1] :]
 
     def run(self, image: Any, prompt: str, prune: bool = True, **kwargs: Any) -> CallOutput:
         """Answer one prompt, pruned or (``prune=False``) with the unmodified model."""
@@ -582,21 +378,7 @@ class HFPipeline:
         if not return_details and not measure_baseline:
             return texts if batched else texts[0]
         return_details = True
-        metrics: dict[str, Any] = {
-            "latency_ms": latency_ms,
-            "n_image_tokens": sum(pruned.n_image_tokens),
-            "n_kept": sum(pruned.n_kept),
-            # fair accounting: the image tokens a layer sees on average over the layers
-            # (before the language model, that is the kept count in every layer)
-            "avg_image_tokens": sum(pruned.avg_image_tokens()),
-            "effective_keep_ratio": sum(pruned.avg_image_tokens())
-            / max(1, sum(pruned.n_image_tokens)),
-            "signal_ms": pruned.signal_ms,
-            "kv_cache_tokens": pruned.kv_tokens,
-        }
-        if self.schedule is not None:
-            metrics["llm_ms"] = pruned.llm_ms
-            metrics["image_tokens_per_layer"] = pruned.image_tokens_per_layer
+        metrics = call_metrics(pruned, latency_ms)
         if base is not None:
             metrics["baseline_latency_ms"] = base_ms
             metrics["speedup"] = base_ms / latency_ms
@@ -632,71 +414,3 @@ class HFPipeline:
             latency_ms=metrics["latency_ms"],
             baseline_latency_ms=metrics.get("baseline_latency_ms"),
         )
-
-
-def _pad_rows(rows: list[Tensor] | None, like: Tensor) -> Tensor | None:
-    """Per-image ``[n_i, ...]`` tensors stacked to ``[n_images, N, ...]``, zero-padded."""
-    if rows is None:
-        return None
-    out = torch.zeros(*like.shape, *rows[0].shape[1:], dtype=torch.float32,
-                      device=like.device) if rows else torch.zeros(0)  # fmt: skip
-    for i, row in enumerate(rows):
-        out[i, : row.shape[0]] = row.to(out.device, torch.float32)
-    return out
-
-
-def _sequences(out: Any) -> Tensor:
-    return out.sequences if hasattr(out, "sequences") else out
-
-
-# Inputs VisSparse builds itself; passing them to generate() would bypass the pruning.
-RESERVED_GENERATE_KWARGS = (
-    "input_ids", "inputs_embeds", "attention_mask", "position_ids", "pixel_values",
-    "image_grid_thw", "image_sizes", "mm_token_type_ids",
-)  # fmt: skip
-
-
-def check_llm_generate_kwargs(kwargs: dict[str, Any]) -> None:
-    """Refuse generate() options that ``stage="llm"`` pruning cannot follow, naming them.
-
-    Example:
-        >>> check_llm_generate_kwargs({"num_beams": 2})
-        Traceback (most recent call last):
-        ...
-        ValueError: `num_beams` must be 1 with stage='llm' (the pruned layers' cache is per prompt)
-    """
-    if kwargs.get("num_beams", 1) != 1:
-        raise ValueError(
-            "`num_beams` must be 1 with stage='llm' (the pruned layers' cache is per prompt)"
-        )
-    if kwargs.get("use_cache", True) is not True:
-        raise ValueError(
-            "`use_cache` must be True with stage='llm': decoding reads the pruned cache"
-        )
-
-
-def check_generate_kwargs(kwargs: dict[str, Any]) -> None:
-    """Reject generate() arguments VisSparse cannot honour, naming them.
-
-    Example:
-        >>> check_generate_kwargs({"max_new_tokens": 4})
-        >>> check_generate_kwargs({"attention_mask": None})
-        Traceback (most recent call last):
-        ...
-        TypeError: `attention_mask` is built by VisSparse from `image` and `prompt`; do not pass it to generate
-    """  # noqa: E501
-    for key in RESERVED_GENERATE_KWARGS:
-        if key in kwargs:
-            raise TypeError(
-                f"`{key}` is built by VisSparse from `image` and `prompt`; do not pass it to "
-                "generate"
-            )
-    if kwargs.get("num_return_sequences", 1) != 1:
-        raise ValueError(
-            "`num_return_sequences` must be 1: VisSparse returns one answer per prompt"
-        )
-    for key in ("max_new_tokens", "min_new_tokens", "max_length"):
-        value = kwargs.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < (0 if key == "min_new_tokens" else 1)):  # fmt: skip
-            raise ValueError(f"`{key}` must be an int >= 1 (0 allowed for min), got {value!r}")
