@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vissparse.testbed.derived import relation_labels
+from vissparse.testbed.portable import make_portable
 from vissparse.testbed.questions import FAMILIES, make_questions
 from vissparse.testbed.scenes import token_labels
 from vissparse.testbed.stream import QuestionStream, check_family_weights
@@ -329,6 +330,7 @@ def train(
     model = model.to("cpu", torch.float32).eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    make_portable(out, family)  # the layout vLLM and the llava-hf checkpoints use
     info = {
         "family": family, "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
         "warmup": warmup, "extra_turns": extra_turns, "clutter_ramp": clutter_ramp,
