@@ -66,3 +66,15 @@ def test_padding_and_batch_mates_change_nothing(batch):
         assert order[row, :m].tolist() == idx[alone].tolist()
         if m >= 2:
             assert idx[paper_greedy(tokens[row, idx], m)].tolist() == order[row, :m].tolist()
+
+
+@given(token_batches(max_b=3, max_n=32, dtypes=(torch.float32,)), keep_ratios)
+def test_stopping_at_k_keeps_what_the_whole_order_keeps(batch, ratio):
+    from vissparse.strategies.base import TokenScorer
+    from vissparse.strategies.context import PruningContext
+
+    tokens, query, valid = batch
+    ctx = PruningContext(tokens.round(), query, valid)  # rounded: ties and duplicates
+    fast = DivPruneScorer().plan(ctx, ratio, TopKStrategy()).keep
+    whole = TokenScorer.plan(DivPruneScorer(), ctx, ratio, TopKStrategy()).keep
+    assert torch.equal(fast, whole)

@@ -294,6 +294,24 @@ def _qwen(shape: ModelShape, vision_layers: int, text_layers: int) -> tuple[Any,
     return config, tf.Qwen2VLForConditionalGeneration, processor
 
 
+def build_config(name: str, depth_scale: float = 8) -> tuple[Any, Any, Any, ModelShape]:
+    """``(config, model class, processor, shape)`` of a named config, no weights built.
+
+    Example:
+        >>> config, _, _, shape = build_config("llava-1.5-7b", depth_scale=8)
+        >>> config.text_config.num_hidden_layers, shape.text_layers
+        (4, 32)
+    """
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
+    shape = MODEL_CONFIGS[name]
+    vision_layers, text_layers = shape.depths(depth_scale)
+    builder = {"llava": _llava, "llava_onevision": _onevision, "gemma3": _gemma3,
+               "internvl": _internvl, "qwen3_5": _qwen3_5}.get(shape.family, _qwen)  # fmt: skip
+    config, model_cls, processor = builder(shape, vision_layers, text_layers)
+    return config, model_cls, processor, shape
+
+
 def build_model(
     name: str,
     depth_scale: float = 8,
@@ -309,13 +327,7 @@ def build_model(
         >>> MODEL_CONFIGS["qwen2-vl-2b"].depths(100)
         (1, 1)
     """
-    if name not in MODEL_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(MODEL_CONFIGS)}, got {name!r}")
-    shape = MODEL_CONFIGS[name]
-    vision_layers, text_layers = shape.depths(depth_scale)
-    builder = {"llava": _llava, "llava_onevision": _onevision, "gemma3": _gemma3,
-               "internvl": _internvl, "qwen3_5": _qwen3_5}.get(shape.family, _qwen)  # fmt: skip
-    config, model_cls, processor = builder(shape, vision_layers, text_layers)
+    config, model_cls, processor, shape = build_config(name, depth_scale)
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
         model = model_cls._from_config(

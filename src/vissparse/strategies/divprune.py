@@ -38,7 +38,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vissparse.strategies.base import TokenScorer, check_tokens_and_query
+from vissparse.strategies.base import (
+    MaskStrategy,
+    TokenScorer,
+    check_tokens_and_query,
+    select_by_scores,
+)
+from vissparse.strategies.context import PruningContext, Selection
 from vissparse.strategies.registry import register_scorer
 
 
@@ -55,11 +61,14 @@ def cosine_distances(image_tokens: Tensor, eps: float = 1e-8) -> Tensor:
     return (dist + dist.transpose(1, 2)) / 2
 
 
-def divprune_order(image_tokens: Tensor, valid: Tensor | None = None) -> Tensor:
+def divprune_order(
+    image_tokens: Tensor, valid: Tensor | None = None, steps: int | None = None
+) -> Tensor:
     """``[B, N]`` long: each row's valid tokens in DivPrune's greedy order, then the rest.
 
     Position ``p`` of row ``b`` holds the index of the ``p``-th token picked; invalid
-    tokens follow the valid ones in index order.
+    tokens follow the valid ones in index order. With ``steps`` only the first ``steps``
+    positions are filled (the greedy loop stops there); the rest hold ``-1``.
     """
     b, n = image_tokens.shape[:2]
     order = torch.empty(b, n, dtype=torch.long, device=image_tokens.device)
@@ -75,7 +84,9 @@ def divprune_order(image_tokens: Tensor, valid: Tensor | None = None) -> Tensor:
     score = others.min(dim=1).values
     score = torch.where(torch.isinf(score), torch.zeros_like(score), score)
     taken = torch.zeros(b, n, dtype=torch.bool, device=dist.device)
-    for p in range(n):
+    if steps is not None:
+        order.fill_(-1)
+    for p in range(n if steps is None else min(steps, n)):
         # taken tokens never again; invalid ones only after every valid one, by index
         key = torch.where(valid, score, torch.full_like(score, _AFTER_VALID))
         pick = key.masked_fill(taken, float("-inf")).argmax(dim=1)
@@ -102,6 +113,34 @@ class DivPruneScorer(TokenScorer):
     """
 
     name = "divprune"
+
+    def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
+        """Under top-k (no newline tokens), stop the greedy loop at the largest ``k``.
+
+        The first ``k`` picks get the scores they get from the whole order and the rest
+        score 0, so top-k keeps the same tokens after ``k`` greedy steps instead of ``n``.
+
+        Example:
+            >>> from vissparse.strategies import TopKStrategy
+            >>> tokens = torch.tensor([[[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [-1.0, 0.0]]])
+            >>> ctx = PruningContext(tokens, torch.zeros(1, 2))
+            >>> DivPruneScorer().plan(ctx, 0.5, TopKStrategy()).keep.tolist()
+            [[True, False, False, True]]
+        """
+        from vissparse.strategies.topk import TopKStrategy, kept_count
+
+        if type(strategy) is not TopKStrategy or ctx.present is not None:
+            return super().plan(ctx, keep_ratio, strategy)
+        tokens = ctx.image_tokens
+        check_tokens_and_query(tokens, ctx.query, ctx.valid)
+        b, n = tokens.shape[:2]
+        counts = [n] * b if ctx.valid is None else ctx.valid.sum(dim=1).tolist()
+        steps = max((kept_count(keep_ratio, int(c)) for c in counts), default=0)
+        order = divprune_order(tokens, ctx.valid, steps=steps)[:, :steps]
+        ranks = torch.arange(n, n - steps, -1, dtype=torch.float32, device=order.device) / n
+        scores = torch.zeros(b, n, dtype=torch.float32, device=order.device)
+        scores.scatter_(1, order, ranks.expand(b, steps))
+        return select_by_scores(ctx, scores, keep_ratio, strategy, self)
 
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
         """``(n - p) / n`` for the ``p``-th token picked; top-k is DivPrune's k-set."""
