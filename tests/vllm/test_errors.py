@@ -1,0 +1,45 @@
+"""Bad `vissparse` settings stop a vLLM engine at start with one error naming the key."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from vissparse.testbed.checkpoints import checkpoint_dir
+
+SCRIPT = """
+import sys
+from vllm import LLM
+
+if __name__ == "__main__":
+    try:
+        LLM(model=sys.argv[1], enforce_eager=True, max_model_len=1024,
+            hf_overrides={"vissparse": eval(sys.argv[2])})
+    except Exception as err:
+        print("ERROR:", err)
+    else:
+        print("STARTED")
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"keep_ratio": 2.0}, "`vissparse.keep_ratio` must be a real number in [0.05, 1.0]"),
+        ({"keep_ratio": 0.1, "scorer": "no-such-method"}, "`vissparse.scorer`"),
+        ({"keep_ratio": 0.1, "scorer": "visionzip"}, "`vissparse.scorer` 'visionzip' reads"),
+        ({"keep_ratio": 0.1, "stage": "llm"}, "`vissparse.stage` is not supported"),
+    ],
+)
+def test_bad_settings_fail_at_engine_start(tmp_path, settings, message):
+    script = tmp_path / "start.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    done = subprocess.run([sys.executable, str(script), str(checkpoint_dir("llava")),
+                           repr(settings)], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert "STARTED" not in done.stdout
+    assert message in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
