@@ -40,11 +40,17 @@ class PruningModel:
     """Model mixin: the engine's settings, and the pruned embedding of a batch of images."""
 
     config: Any
+    # whether vLLM's runner must recompute the M-RoPE positions of a pruned prompt
+    # (read by the runner hook of vissparse.vllm.register)
+    vissparse_recomputes_positions = False
+    _mrope = False
 
-    def _vissparse_init(self, vllm_config: Any) -> None:
+    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
+        super().__init__(vllm_config=vllm_config, prefix=prefix)  # type: ignore[call-arg]
         settings = settings_of(vllm_config.model_config.hf_config)
         self.vissparse_settings = settings
         self.vissparse_core = None if settings is None else settings.core()
+        self.vissparse_recomputes_positions = self._mrope and settings is not None
 
     def _vissparse_prune(
         self, images: Sequence[Tensor], queries: Any, layouts: list[ImageLayout]
@@ -69,23 +75,18 @@ class PruningModel:
         return out
 
 
-class _LlavaInfo(PruningInfo, llava.LlavaProcessingInfo):
-    pass
+def _served(info: type, processor: type, dummy_inputs: type, placeholder: str) -> Any:
+    """Register vLLM's processing classes of a family, with the plugin's mixins, on a model."""
+    info = type(f"VisSparse{info.__name__}", (PruningInfo, info), {})
+    processor = type(f"VisSparse{processor.__name__}", (PruningProcessor, processor),
+                     {"image_placeholder": placeholder})  # fmt: skip
+    return MULTIMODAL_REGISTRY.register_processor(processor, info=info, dummy_inputs=dummy_inputs)
 
 
-class _LlavaProcessor(PruningProcessor, llava.LlavaMultiModalProcessor):
-    image_placeholder = "<image>"
-
-
-@MULTIMODAL_REGISTRY.register_processor(
-    _LlavaProcessor, info=_LlavaInfo, dummy_inputs=llava.LlavaDummyInputsBuilder
-)
+@_served(llava.LlavaProcessingInfo, llava.LlavaMultiModalProcessor,
+         llava.LlavaDummyInputsBuilder, "<image>")  # fmt: skip
 class VisSparseLlava(PruningModel, llava.LlavaForConditionalGeneration):
     """LLaVA-1.5 with pruned image tokens (contiguous 1-D positions)."""
-
-    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        self._vissparse_init(vllm_config)
 
     def embed_multimodal(self, **kwargs: Any) -> Any:
         """The image embeddings vLLM computes, each cut to its kept tokens."""
@@ -103,12 +104,7 @@ class QwenPruning(PruningModel):
     """Qwen2-VL / Qwen2.5-VL: kept tokens carry their M-RoPE channels to vLLM's runner."""
 
     supports_multimodal_pruning = True
-    # read by the runner hook of vissparse.vllm.register: the positions need recomputing
-    vissparse_recomputes_positions = False
-
-    def _vissparse_qwen_init(self, vllm_config: Any) -> None:
-        self._vissparse_init(vllm_config)
-        self.vissparse_recomputes_positions = self.vissparse_settings is not None
+    _mrope = True
 
     def embed_multimodal(self, **kwargs: Any) -> Any:
         """The image embeddings vLLM computes, cut to the kept tokens, plus 4 position channels."""
@@ -181,43 +177,19 @@ class QwenPruning(PruningModel):
         return config
 
 
-class _Qwen2VLInfo(PruningInfo, qwen2_vl.Qwen2VLProcessingInfo):
-    pass
-
-
-class _Qwen2VLProcessor(PruningProcessor, qwen2_vl.Qwen2VLMultiModalProcessor):
-    image_placeholder = "<|image_pad|>"
-
-
-@MULTIMODAL_REGISTRY.register_processor(
-    _Qwen2VLProcessor, info=_Qwen2VLInfo, dummy_inputs=qwen2_vl.Qwen2VLDummyInputsBuilder
-)
+@_served(qwen2_vl.Qwen2VLProcessingInfo, qwen2_vl.Qwen2VLMultiModalProcessor,
+         qwen2_vl.Qwen2VLDummyInputsBuilder, "<|image_pad|>")  # fmt: skip
 class VisSparseQwen2VL(QwenPruning, qwen2_vl.Qwen2VLForConditionalGeneration):
     """Qwen2-VL with pruned image tokens (original M-RoPE positions)."""
 
-    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        self._vissparse_qwen_init(vllm_config)
 
-
-class _Qwen25VLInfo(PruningInfo, qwen2_5_vl.Qwen2_5_VLProcessingInfo):
-    pass
-
-
-class _Qwen25VLProcessor(PruningProcessor, qwen2_5_vl.Qwen2_5_VLMultiModalProcessor):
-    image_placeholder = "<|image_pad|>"
-
-
-@MULTIMODAL_REGISTRY.register_processor(
-    _Qwen25VLProcessor, info=_Qwen25VLInfo,
-    dummy_inputs=qwen2_5_vl.Qwen2_5_VLDummyInputsBuilder,
-)  # fmt: skip
+@_served(qwen2_5_vl.Qwen2_5_VLProcessingInfo, qwen2_5_vl.Qwen2_5_VLMultiModalProcessor,
+         qwen2_5_vl.Qwen2_5_VLDummyInputsBuilder, "<|image_pad|>")  # fmt: skip
 class VisSparseQwen2_5VL(QwenPruning, qwen2_5_vl.Qwen2_5_VLForConditionalGeneration):
     """Qwen2.5-VL with pruned image tokens (original M-RoPE positions)."""
 
     def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
         super().__init__(vllm_config=vllm_config, prefix=prefix)
-        self._vissparse_qwen_init(vllm_config)
         if self.vissparse_settings is not None and self.is_multimodal_pruning_enabled:
             raise ValueError(
                 "`vissparse` settings and vLLM's video pruning (`video_pruning_rate`) cannot "
