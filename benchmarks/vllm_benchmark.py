@@ -9,12 +9,13 @@ builds the same shapes with random weights), for each keep ratio and each concur
 (requests submitted together, distinct random images, ``--new-tokens`` generated each):
 
 - vLLM: requests/s and output tokens/s (median wall time of ``--repeats`` runs after a
-  warm-up), time to first token (median and p90 over the requests of those runs), KV
-  blocks per request and how many such requests fit in the engine's KV budget
+  warm-up at that concurrency), time to first token (median and p90 over the requests
+  of those runs), KV blocks per request and how many such requests fit in the engine's KV budget
   (``VLLM_CPU_KVCACHE_SPACE``), the plugin's own time per image against the unpruned
   prefill;
 - the analytic prefill FLOP bound (vision encoder + LM prefill, unpruned / pruned);
-- the HF path (``HFPipeline.generate`` on the same batch): requests/s.
+- the HF path (``HFPipeline.generate`` on the same batch, one warm-up call per keep
+  ratio): requests/s.
 
 Each engine runs in its own process (``--worker``), one after another: nothing else runs
 while a number is taken. Writes ``{config}_d{depth}.json`` and ``vllm_cpu.md`` (quoted in
@@ -58,10 +59,12 @@ def prepare(name: str, depth_scale: float, folder: Path) -> dict:
             "reference": shape.reference}  # fmt: skip
 
 
-def images(n: int, size: tuple[int, int]) -> list:
+def images(n: int, size: tuple[int, int], run: int = 0) -> list:
+    """``n`` distinct random images; each ``run`` gets others, so no run finds the one
+    before it in vLLM's prefix or encoder cache (a repeat would then skip the prefill)."""
     from vissparse.testing import random_image
 
-    return [random_image(*size, seed=1000 + i) for i in range(n)]
+    return [random_image(*size, seed=1000 + 100_000 * run + i) for i in range(n)]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -85,15 +88,22 @@ def worker(args: argparse.Namespace) -> None:
     cache = llm.llm_engine.vllm_config.cache_config
     params = SamplingParams(temperature=0, max_tokens=args.new_tokens,
                             min_tokens=args.new_tokens, ignore_eos=True)  # fmt: skip
+    size = tuple(info["image_size"])
     rows = []
+    run = 0
+
+    def prompts(c: int) -> list[dict]:
+        nonlocal run
+        run += 1  # fresh images every call
+        return [{"prompt": text, "multi_modal_data": {"image": im}} for im in images(c, size, run)]
+
+    llm.generate(prompts(1), params, use_tqdm=False)  # warm-up
     for c in args.concurrency:
-        prompts = [{"prompt": text, "multi_modal_data": {"image": im}}
-                   for im in images(c, tuple(info["image_size"]))]  # fmt: skip
-        llm.generate(prompts, params, use_tqdm=False)  # warm-up
         walls, ttft = [], []
         for _ in range(args.repeats):
+            batch = prompts(c)
             start = time.perf_counter()
-            outputs = llm.generate(prompts, params, use_tqdm=False)
+            outputs = llm.generate(batch, params, use_tqdm=False)
             walls.append(time.perf_counter() - start)
             ttft += [o.metrics.first_token_latency for o in outputs if o.metrics is not None]
         prompt_tokens = len(outputs[0].prompt_token_ids)
@@ -145,10 +155,10 @@ def hf_rows(name: str, depth_scale: float, keeps: list[float], concurrency: list
     rows = []
     for keep in keeps:
         pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=keep, scorer=args.scorer))
+        kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+        pipe.generate(images(1, shape.image_size), [PROMPT], **kwargs)  # warm-up
         for c in concurrency:
             batch = images(c, shape.image_size)
-            kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
-            pipe.generate(batch, [PROMPT] * c, **kwargs)  # warm-up
             walls = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
@@ -190,7 +200,14 @@ def render(results: dict) -> str:
         f"**{results['config']}** (`--depth-scale {results['depth_scale']}`, random weights, "
         f"{results['dtype']}, scorer `{results['scorer']}`, {results['new_tokens']} new tokens "
         f"per request), measured on {machine_name(machine)} ({machine.get('cpu_count')} cores), "
-        f"vLLM {results['vllm']} (CPU build), in {results['minutes']:.0f} minutes:",
+        f"vLLM {results['vllm']} (CPU build), in {results['minutes']:.0f} minutes"
+        + (
+            f" (HF rows from an earlier run of the same command on this machine, "
+            f"`--hf-from {results['hf_from']}`)"
+            if results.get("hf_from")
+            else ""
+        )
+        + ":",
         "",
         "| keep | requests | vLLM req/s | x unpruned | out tok/s | TTFT median ms | TTFT p90 ms "
         "| TTFT x | FLOP bound | KV blocks/req | fit in KV | HF req/s | HF x unpruned |",
@@ -235,10 +252,13 @@ def main() -> None:
     parser.add_argument("--keep-ratio", type=float, nargs="+", default=[1.0, 0.25, 0.1])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--scorer", default="divprune")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--no-hf", action="store_true", help="skip the HF path's rows")
+    parser.add_argument(
+        "--hf-from", type=Path, help="take the HF rows from this earlier result JSON (same config)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vllm"))
     parser.add_argument("--readme", type=Path)
     parser.add_argument("--render-only", action="store_true")
@@ -296,9 +316,12 @@ def measure(args: argparse.Namespace) -> dict:
             f"c={r['concurrency']} {r['requests_per_s']:.2f} req/s" for r in run["rows"]),
             flush=True)  # fmt: skip
     tokens = {r["keep_ratio"]: r["rows"][0]["prompt_tokens"] for r in runs}
-    hf = [] if args.no_hf else hf_rows(args.model_config, args.depth_scale,
-                                       sorted(args.keep_ratio, reverse=True),
-                                       args.concurrency, args)  # fmt: skip
+    if args.hf_from is not None:
+        hf = json.loads(args.hf_from.read_text())["hf"]
+    else:
+        hf = [] if args.no_hf else hf_rows(args.model_config, args.depth_scale,
+                                           sorted(args.keep_ratio, reverse=True),
+                                           args.concurrency, args)  # fmt: skip
     return {
         "config": args.model_config, "depth_scale": args.depth_scale, "dtype": args.dtype,
         "scorer": args.scorer, "new_tokens": args.new_tokens, "repeats": args.repeats,
@@ -306,6 +329,7 @@ def measure(args: argparse.Namespace) -> dict:
         "hf": hf, "flop_bound": {str(k): v for k, v in
                                  flop_bound(args.model_config, args.depth_scale, tokens).items()},
         "image_tokens": image_tokens, "minutes": (time.perf_counter() - start) / 60,
+        "hf_from": None if args.hf_from is None else str(args.hf_from),
     }  # fmt: skip
 
 

@@ -4,6 +4,7 @@ Runs in ``.venv-vllm`` (``make test-vllm``); skipped where vLLM is not installed
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,21 @@ def test_each_image_holds_exactly_its_kept_count(engine_runs, keep):
         n = record["n"]
         assert len(record["kept"]) == kept_count(keep, n)  # ceil(keep * n)
         assert before - after == n - len(record["kept"])  # the prompt lost exactly the rest
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_installed_but_not_asked_is_vllm_without_the_plugin(tmp_path, family):
+    """The plugin loaded and not asked answers as vLLM with the plugin not loaded at all."""
+    outs = {}
+    for name, plugins in (("loaded", None), ("unloaded", "no-such-plugin")):
+        env = dict(os.environ)
+        if plugins:
+            env["VLLM_PLUGINS"] = plugins  # vLLM loads only the plugins named here
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, str(HERE / "run_engines.py"), family, str(out),
+                               "12", "off"], capture_output=True, text=True, env=env,
+                              timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+        outs[name] = json.loads(out.read_text())["off"]
+    assert outs["loaded"]["texts"] == outs["unloaded"]["texts"]
+    assert outs["loaded"]["prompt_tokens"] == outs["unloaded"]["prompt_tokens"]
