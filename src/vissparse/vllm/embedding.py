@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from vissparse.selection import SelectionCore
+from vissparse.selection import SelectionCore, query_from_embeddings
 from vissparse.strategies.context import ImageLayout
 from vissparse.strategies.topk import kept_count
 
@@ -60,13 +60,14 @@ def _choose(
     length = max(int(p.shape[0]) for p in prompts)
     words = torch.zeros(len(images), max(length, 1), d, dtype=dtype, device=device)
     mask = torch.zeros(len(images), max(length, 1), dtype=torch.bool, device=device)
-    query = torch.zeros(len(images), d, dtype=torch.float32, device=device)
     for i, prompt in enumerate(prompts):
-        n = int(prompt.shape[0])
-        words[i, :n] = prompt.to(device, dtype)
-        mask[i, :n] = True
-        if n:  # the HF path's rule (vissparse.query): the mean in float32
-            query[i] = prompt.to(device).float().sum(dim=0) / n
+        words[i, : prompt.shape[0]] = prompt.to(device, dtype)
+        mask[i, : prompt.shape[0]] = True
+    # the HF path's rule (vissparse.query); an image with no prompt text gets a zero query
+    query = torch.zeros(len(images), d, dtype=torch.float32, device=device)
+    has = mask.any(dim=1)
+    if bool(has.any()):
+        query[has] = query_from_embeddings(words[has], mask[has])
     ctx = core.context(tokens, query, valid, prompt_embeddings=words, prompt_mask=mask,
                        layouts=layouts)  # fmt: skip
     choice = core.choose(ctx, keep_ratio)
