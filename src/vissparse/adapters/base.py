@@ -324,15 +324,21 @@ def image_layout(grid: TokenGrid, newline: Tensor, n_tokens: int) -> ImageLayout
 
     ``newline`` (``[n_tokens]`` bool) marks LLaVA-NeXT's newline tokens. The tokens after
     the grid are rows of equal length, each closed by a newline (the anyres crops, after
-    unpadding); a newline straight after the grid with no crop tokens closes the grid
-    itself (an image with no crops). Without newlines the grid must be all the tokens
-    (after ``grid.start`` leading tokens such as a CLS token).
+    the model's unpadding). Newlines alone after the grid are loose (they close no grid
+    row): one closes the grid itself (an image with no crops), several are crop rows the
+    unpadding cut to zero columns (a tall image such as 200x40: transformers' ``int``
+    rounding of the unpadded width gives 0, and the model still emits each row's
+    newline). Unpadding to zero rows leaves no tokens after the grid. Without newlines
+    the grid must be all the tokens (after ``grid.start`` leading tokens such as a CLS
+    token).
 
     Example:
         >>> nl = torch.tensor([False] * 4 + [False, False, True] * 2)
         >>> layout = image_layout(TokenGrid(2, 2), nl, 10)
         >>> [s.shape for s in layout.segments], layout.segments[1].row_ends.tolist()
         ([(2, 2), (2, 2)], [6, 9])
+        >>> image_layout(TokenGrid(2, 2), torch.tensor([False] * 4 + [True] * 4), 8).loose
+        tensor([4, 5, 6, 7])
     """
     end = grid.start + grid.n_tokens
     base = ImageLayout.grid(grid.rows, grid.cols, grid.start, n_tokens=n_tokens, label=grid.label)
@@ -345,7 +351,7 @@ def image_layout(grid: TokenGrid, newline: Tensor, n_tokens: int) -> ImageLayout
     if n_rest == 0:
         return base
     lines = rest.nonzero().flatten()
-    if n_rest == 1 and lines.numel() == 1:
+    if lines.numel() == n_rest:  # no crop tokens: a grid-closing newline, or empty rows
         return ImageLayout(n_tokens, base.segments, loose=lines + end)
     rows = lines.numel()
     cols = (n_rest - rows) // rows if rows else 0
