@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -31,9 +32,15 @@ def _where(index: int | None) -> str:
 def load_image(obj: Any, index: int | None = None) -> Image.Image:
     """A PIL RGB image from a PIL image or a file path; clear errors otherwise.
 
+    Every PIL mode is read as the picture a viewer shows (see :func:`to_rgb`: 16-bit and
+    float images are scaled to 8 bits, not clipped). A file over PIL's decompression-bomb
+    limit is a ``ValueError`` that names the file, the limit and how to raise it.
+
     Example:
         >>> load_image(Image.new("RGB", (4, 3))).size
         (4, 3)
+        >>> load_image(Image.new("I;16", (2, 1), 65535)).getpixel((0, 0))
+        (255, 255, 255)
         >>> load_image(Image.new("RGB", (0, 3)), index=2)
         Traceback (most recent call last):
         ...
@@ -44,6 +51,8 @@ def load_image(obj: Any, index: int | None = None) -> Image.Image:
             with Image.open(obj) as opened:
                 opened.load()
                 obj = opened.copy()
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"{_where(index)}{_too_large(obj, err)}") from None
         except (OSError, UnidentifiedImageError) as err:
             raise ValueError(f"{_where(index)}`image` {str(obj)!r} cannot be read: {err}") from None
     if not isinstance(obj, Image.Image):
@@ -52,7 +61,82 @@ def load_image(obj: Any, index: int | None = None) -> Image.Image:
         )
     if obj.width == 0 or obj.height == 0:
         raise ValueError(f"{_where(index)}`image` has zero size {obj.size}")
-    return obj.convert("RGB")
+    return to_rgb(obj, index)
+
+
+def _too_large(path: str | os.PathLike[str], err: Exception) -> str:
+    """The one-line message for a file over PIL's decompression-bomb limit."""
+    reason = str(err).split(", could be")[0]  # PIL's "Image size (N pixels) exceeds ..."
+    return (
+        f"`image` {str(path)!r} is too large to open: {reason} (PIL's decompression-bomb "
+        f"guard, 2 x PIL.Image.MAX_IMAGE_PIXELS = 2 x {Image.MAX_IMAGE_PIXELS}); for a file "
+        "you trust, raise it first: `PIL.Image.MAX_IMAGE_PIXELS = None` (or a larger number)"
+    )
+
+
+# PIL modes whose pixels are 16-bit unsigned integers, 0..65535 (16-bit PNG, TIFF, PGM)
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_FULL_16 = 65535
+
+
+def to_rgb(image: Image.Image, index: int | None = None) -> Image.Image:
+    """``image`` as 8-bit RGB, the picture an image viewer shows, whatever its PIL mode.
+
+    8-bit modes (``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...)
+    go through PIL's ``convert("RGB")``; an alpha channel (``RGBA``, ``LA``, ``PA``,
+    ``La``, ``RGBa``) is dropped, not composited, as before. High-bit-depth modes are
+    scaled, because ``convert("RGB")`` clips them at 255 (a 16-bit gradient comes out
+    white). transformers' image processors call the same ``convert("RGB")``
+    (``do_convert_rgb``), so they clip too; VisSparse hands them the viewer's picture:
+
+    - ``I;16`` (and ``I;16L``/``I;16B``/``I;16N``): ``round(v * 255 / 65535)``, the
+      standard 16-to-8-bit reduction (PNG viewers, libpng's ``png_set_scale_16``).
+    - ``I`` (32-bit integers with no recorded depth; what Pillow < 10 and PGM files give
+      for 16-bit greyscale, and what Pillow writes to PNG as 16-bit): read as 16-bit, the
+      same way; values outside ``[0, 65535]`` have no standard reading and are an error.
+    - ``F`` (32-bit floats): values in ``[0, 1]`` are the float-image convention (numpy,
+      matplotlib, torchvision) and are multiplied by 255; values in ``[0, 255]`` are PIL's
+      own scale (``convert("F")`` of an 8-bit image) and kept; anything else (negative,
+      above 255, NaN or infinite) is an error.
+
+    Example:
+        >>> ramp = Image.frombytes("I;16", (3, 1), bytes([0, 0, 128, 128, 255, 255]))
+        >>> [to_rgb(ramp).getpixel((x, 0)) for x in range(3)]
+        [(0, 0, 0), (128, 128, 128), (255, 255, 255)]
+        >>> to_rgb(Image.new("F", (2, 1), -1.0), index=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: item 4: `image` of PIL mode 'F' has values in [-1, -1]: expected [0, 1] or [0, 255]; convert it to 8-bit 'L' or 'RGB' first
+    """  # noqa: E501
+    mode = image.mode
+    if mode in _SIXTEEN_BIT or mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if mode == "I":
+            _check_range(values, index, mode, ((0, _FULL_16),))
+        eight = (values * 255 + _FULL_16 // 2) // _FULL_16  # round half up, in integers
+        return Image.fromarray(eight.astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        floats = np.asarray(image, dtype=np.float64)
+        hi = _check_range(floats, index, mode, ((0, 1), (0, 255)))
+        scaled = floats * (255 if hi <= 1 else 1)
+        return Image.fromarray(np.rint(scaled).astype(np.uint8), "L").convert("RGB")
+    if mode == "La":  # premultiplied alpha: PIL converts it to LA only
+        image = image.convert("LA")
+    return image.convert("RGB")
+
+
+def _check_range(
+    values: np.ndarray, index: int | None, mode: str, ranges: tuple[tuple[int, int], ...]
+) -> float:
+    """The largest value, after checking that all ``values`` lie in one of ``ranges``."""
+    lo, hi = float(values.min()), float(values.max())
+    if not any(a <= lo and hi <= b for a, b in ranges):
+        expected = " or ".join(f"[{a}, {b}]" for a, b in ranges)
+        raise ValueError(
+            f"{_where(index)}`image` of PIL mode {mode!r} has values in [{lo:g}, {hi:g}]: "
+            f"expected {expected}; convert it to 8-bit 'L' or 'RGB' first"
+        )
+    return hi
 
 
 def probe_image(obj: Any) -> None:
@@ -71,6 +155,8 @@ def probe_image(obj: Any) -> None:
         try:
             with Image.open(obj) as opened:
                 opened.verify()
+        except Image.DecompressionBombError as err:
+            raise ValueError(_too_large(obj, err)) from None
         except (OSError, UnidentifiedImageError, SyntaxError) as err:
             raise ValueError(f"`image` {str(obj)!r} cannot be read: {err}") from None
         return
