@@ -94,3 +94,69 @@ def test_newer_families_load_from_a_saved_directory(tmp_path, family):
     )
     loaded = VisSparse(base_model=str(tmp_path), keep_ratio=0.25)
     assert loaded.generate(image=image, prompt="What is it?", **gen) == expected
+
+
+@pytest.fixture(scope="module")
+def saved_llava(tmp_path_factory):
+    model, processor = tiny_model("llava")
+    path = tmp_path_factory.mktemp("llava")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Any weight loading fails the test: the options must be refused before it."""
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded before the options were checked")
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", refuse)
+
+
+def test_device_moves_the_loaded_model(saved_llava):
+    loaded = VisSparse(base_model=saved_llava, device="cpu", dtype="bfloat16")
+    assert loaded.model.device == torch.device("cpu") and loaded.model.dtype == torch.bfloat16
+    assert isinstance(loaded.generate(image=random_image(), prompt="Hi?", max_new_tokens=2), str)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dtype": "bogus"}, r"^`dtype` must be a torch dtype .* got 'bogus'$"),
+        ({"torch_dtype": "float33"}, r"^`torch_dtype` must be a torch dtype .* got 'float33'$"),
+        ({"dtype": {"text_config": "nope"}}, r"^`dtype` must be a torch dtype .* got 'nope'$"),
+        (
+            {"torch_dtype": torch.bfloat16, "dtype": torch.float32},
+            r"^`dtype`=torch\.float32 and `torch_dtype`=torch\.bfloat16 disagree; pass only",
+        ),
+        ({"device": "cpu", "device_map": "auto"}, r"^pass one of `device`='cpu' .* `device_map`"),
+        ({"device": "nowhere"}, r"^`device`='nowhere' is not a torch device usable here"),
+    ],
+    ids=[
+        "bogus-dtype",
+        "bogus-torch_dtype",
+        "bogus-dtype-dict",
+        "disagreeing-dtypes",
+        "device-and-device_map",
+        "bogus-device",
+    ],
+)
+def test_loading_options_are_refused_before_the_weights_load(saved_llava, no_weights, options,
+                                                             message):  # fmt: skip
+    with pytest.raises(ValueError, match=message) as err:
+        VisSparse(base_model=saved_llava, **options)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_a_cuda_device_without_cuda_is_refused_before_loading(saved_llava, no_weights):
+    with pytest.raises(ValueError, match=r"^`device`='cuda' is not a torch device usable here"):
+        VisSparse(base_model=saved_llava, device="cuda")
+
+
+def test_equal_dtype_and_torch_dtype_are_accepted(saved_llava):
+    loaded = VisSparse(base_model=saved_llava, dtype="bfloat16", torch_dtype=torch.bfloat16)
+    assert loaded.model.dtype == torch.bfloat16

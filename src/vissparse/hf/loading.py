@@ -82,13 +82,87 @@ def _saved_options(source: str, params: Any, options: dict[str, Any]) -> dict[st
     return {k: v for k, v in saved.items() if k in params and k not in skip}
 
 
+def check_load_kwargs(options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """``(from_pretrained options, device or None)``: the loading options, checked first.
+
+    Checked before any weights are read, each error naming its argument: ``dtype`` must
+    be a torch dtype, a name of one or ``"auto"``; ``torch_dtype`` (its older name) may
+    come with it only when equal; ``device`` (a ``torch.device``, a name such as
+    ``"cpu"`` or ``"cuda:0"``, or a CUDA index) must be usable here and not come with
+    ``device_map``. ``device`` is taken out: the model is moved there after loading (no
+    ``accelerate`` needed; ``device_map`` places it while loading, with ``accelerate``).
+
+    Example:
+        >>> check_load_kwargs({"torch_dtype": "bfloat16", "device": "cpu"})
+        ({'dtype': torch.bfloat16}, device(type='cpu'))
+        >>> check_load_kwargs({"dtype": "bogus"})
+        Traceback (most recent call last):
+        ...
+        ValueError: `dtype` must be a torch dtype (e.g. torch.bfloat16), the name of one ('bfloat16', 'float16', 'float32') or 'auto', got 'bogus'
+    """  # noqa: E501
+    kwargs = dict(options)
+    for name in ("dtype", "torch_dtype"):
+        if name in kwargs:
+            kwargs[name] = _as_dtypes(kwargs[name], name)
+    if "torch_dtype" in kwargs:
+        old = kwargs.pop("torch_dtype")
+        if "dtype" in kwargs and kwargs["dtype"] != old:
+            raise ValueError(
+                f"`dtype`={kwargs['dtype']!r} and `torch_dtype`={old!r} disagree; pass only "
+                "`dtype` (`torch_dtype` is its older name)"
+            )
+        kwargs["dtype"] = old
+    device = kwargs.pop("device", None)
+    if device is None:
+        return kwargs, None
+    if kwargs.get("device_map") is not None:
+        raise ValueError(
+            f"pass one of `device`={device!r} (moves the model after loading) and "
+            f"`device_map`={kwargs['device_map']!r} (places it while loading), not both"
+        )
+    import torch
+
+    try:
+        where = torch.device(device)
+        torch.empty(0, device=where)
+    except (RuntimeError, AssertionError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"`device`={device!r} is not a torch device usable here (e.g. 'cpu', 'cuda:0'): "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
+    return kwargs, where
+
+
+def _as_dtypes(value: Any, name: str) -> Any:
+    """``value`` with each dtype name as a ``torch.dtype`` (``"auto"``, ``None`` kept).
+
+    A dict gives one dtype per sub-model (``{"text_config": ..., "vision_config": ...}``).
+    Anything else is a ``ValueError`` naming ``name``.
+    """
+    import torch
+
+    if isinstance(value, dict):
+        return {key: _as_dtypes(v, name) for key, v in value.items()}
+    if value is None or isinstance(value, torch.dtype) or value == "auto":
+        return value
+    if isinstance(value, str):
+        found = getattr(torch, value.removeprefix("torch."), None)
+        if isinstance(found, torch.dtype):
+            return found
+    raise ValueError(
+        f"`{name}` must be a torch dtype (e.g. torch.bfloat16), the name of one ('bfloat16', "
+        f"'float16', 'float32') or 'auto', got {value!r}"
+    )
+
+
 def load_model_and_processor(
     base_model: Any, processor: Any = None, **from_pretrained_kwargs: Any
 ) -> tuple[Any, Any]:
     """``(model, processor)`` from a hub id, a local directory, or a loaded model.
 
-    ``torch_dtype`` is accepted as the older name of ``dtype``. An unsupported model type
-    raises ``ValueError`` before any weights are read.
+    ``torch_dtype`` is accepted as the older name of ``dtype``; ``device`` moves the
+    model after loading. The options (:func:`check_load_kwargs`) and the model type are
+    checked before any weights are read.
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedModel
 
@@ -118,9 +192,7 @@ def load_model_and_processor(
             "`base_model` must name a HuggingFace model id or a local directory, got an "
             "empty string (for the current directory, pass '.')"
         )
-    kwargs = dict(from_pretrained_kwargs)
-    if "torch_dtype" in kwargs:
-        kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+    kwargs, device = check_load_kwargs(from_pretrained_kwargs)
     lookup = {k: kwargs[k] for k in _LOOKUP_OPTIONS if k in kwargs}
     local = Path(source).expanduser()
     if local.is_dir():
@@ -141,6 +213,8 @@ def load_model_and_processor(
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
     except OSError as err:
         raise _not_found(source, err) from err
+    if device is not None:
+        model.to(device)
     model.eval()
     if processor is None:
         processor = load_processor(source, config.model_type, **lookup)
