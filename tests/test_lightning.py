@@ -109,6 +109,54 @@ def test_a_loader_without_collate_vqa_names_it(tmp_path):
         trainer_for(tmp_path, []).validate(module, dataloaders=loader)
 
 
+def pil_items(n):
+    """VQA items with PIL images, as a user's own dataset yields them."""
+    return [{"image": random_image(seed=i), "question": "q?", "answer": "a", "index": i}
+            for i in range(n)]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["validate", "predict"])
+def test_a_loader_without_collate_fn_gets_the_module_hint(tmp_path, stage):
+    from torch.utils.data import DataLoader
+
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.25, dim=64, n_tokens=256)
+    loader = DataLoader(pil_items(3), batch_size=2)  # torch's default_collate: no PIL images
+    with pytest.raises(TypeError, match=r"^the .* DataLoader has no `collate_fn`") as err:
+        getattr(trainer_for(tmp_path, []), stage)(module, dataloaders=loader)
+    assert "collate_fn=collate_vqa" in str(err.value) and "\n" not in str(err.value)
+    assert module.last_batch is None  # refused before any batch was answered
+
+
+def test_drop_last_that_skips_samples_is_refused(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from vissparse.data import MockVQADataset, collate_vqa
+
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.25, dim=64, n_tokens=256)
+    data = MockVQADataset(5, dim=64, n_tokens=256)
+    loader = DataLoader(data, batch_size=2, drop_last=True, collate_fn=collate_vqa)
+    with pytest.raises(ValueError, match=r"^`drop_last=True` .* skip 1 of its 5 samples") as err:
+        trainer_for(tmp_path, []).validate(module, dataloaders=loader)
+    assert "pass `drop_last=False`" in str(err.value) and "\n" not in str(err.value)
+    assert module.last_batch is None
+    # predict: Lightning rebuilds the loader without drop_last, so every sample gets a row
+    rows = trainer_for(tmp_path, []).predict(module, dataloaders=loader)
+    assert [r["index"] for b in rows for r in b] == [0, 1, 2, 3, 4]
+
+
+def test_drop_last_that_skips_nothing_counts_every_sample(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from vissparse.data import MockVQADataset, collate_vqa
+
+    module = VisSparseModule(base_model="mock", mock=True, keep_ratio=0.25, dim=64, n_tokens=256)
+    data = MockVQADataset(4, dim=64, n_tokens=256)
+    loader = DataLoader(data, batch_size=2, drop_last=True, collate_fn=collate_vqa)
+    recorder = Recorder()
+    trainer_for(tmp_path, [recorder]).validate(module, dataloaders=loader)
+    assert sum(b.answers.n for b in recorder.batches) == 4
+
+
 class FirstTokensScorer(TokenScorer):
     """Keeps the first tokens of each image; counts its calls."""
 

@@ -13,8 +13,17 @@ from torchmetrics import MeanMetric
 
 from vissparse.api import VisSparse
 from vissparse.bench.paired import exact_match
+from vissparse.loader_checks import (
+    Shard,
+    as_loaders,
+    check_collate,
+    check_drop_last,
+    plan_shards,
+)
 from vissparse.metrics import AccuracyDelta, Latency, Speedup
 from vissparse.records import BatchAnswers
+
+__all__ = ["BatchStats", "Shard", "VisSparseModule", "plan_shards"]
 
 
 @dataclass
@@ -32,74 +41,6 @@ class BatchStats:
     correct: Tensor | None
     baseline_correct: Tensor | None
     index: Tensor | None = None
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Which samples of a process's validation stream are padding repeats.
-
-    Lightning's ``DistributedSampler`` pads the dataset with repeated samples so every
-    process gets as many; the padded list's position ``p`` goes to process ``p % world``,
-    so this process's ``j``-th sample is a repeat exactly when ``rank + j * world >= n``.
-    """
-
-    rank: int
-    world: int
-    n: int
-
-    def real(self, start: int, count: int) -> list[bool]:
-        """For this process's samples ``start .. start + count - 1``: not a repeat?"""
-        return [self.rank + j * self.world < self.n for j in range(start, start + count)]
-
-
-def _samplers(loader: Any) -> list[Any]:
-    found = [getattr(loader, "sampler", None)]
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    found.append(getattr(batch_sampler, "sampler", None))
-    return [s for s in found if s is not None]
-
-
-def plan_shards(loaders: Any, world_size: int, stage: str) -> Shard | None:
-    """How to count each sample exactly once under ``world_size`` processes.
-
-    ``None`` when nothing is repeated (one process, or Lightning's unrepeated sampler as
-    ``VQADataModule`` and ``trainer.predict`` use); a :class:`Shard` for a padding
-    ``DistributedSampler`` (a plain ``DataLoader`` given to ``trainer.validate``). Any
-    other loader under several processes is refused before the first batch, since its
-    samples would be counted once per process.
-
-    Example:
-        >>> plan_shards(None, 1, "validate") is None
-        True
-    """
-    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-    from torch.utils.data import DistributedSampler
-
-    if world_size <= 1:
-        return None
-    loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-    if len(loaders) != 1:
-        raise ValueError(f"`trainer.{stage}` takes one dataloader for a VisSparseModule, "
-                         f"got {len(loaders)}")  # fmt: skip
-    samplers = _samplers(loaders[0])
-    if any(isinstance(s, UnrepeatedDistributedSampler) for s in samplers):
-        return None
-    shard = [s for s in samplers if isinstance(s, DistributedSampler)]
-    fix = ("use `VQADataModule` (from vissparse.data), or leave the Trainer's "
-           "`use_distributed_sampler=True` with a plain map-style DataLoader")  # fmt: skip
-    if not shard:
-        raise ValueError(
-            f"under {world_size} processes the {stage} DataLoader is not sharded by a "
-            f"DistributedSampler, so every process would count every sample: {fix}"
-        )
-    sampler = shard[0]
-    n = len(sampler.dataset)  # type: ignore[arg-type]
-    if sampler.drop_last and n % sampler.num_replicas:
-        raise ValueError(
-            f"the DistributedSampler drops {n % sampler.num_replicas} of {n} samples "
-            f"(drop_last=True), so the metrics would miss them: {fix}"
-        )
-    return Shard(rank=sampler.rank, world=sampler.num_replicas, n=n)
 
 
 class VisSparseModule(L.LightningModule):
@@ -172,9 +113,35 @@ class VisSparseModule(L.LightningModule):
         if model.device != self.device:
             model.to(self.device)
 
+    def setup(self, stage: str) -> None:
+        """Check the DataLoaders given to ``trainer.validate`` / ``predict`` for a collate_fn.
+
+        This runs before Lightning fetches the first batch (which happens before
+        ``on_validation_start``), so a loader without ``collate_fn`` gets the module's hint
+        rather than torch's ``default_collate`` error. The loaders are read from the loop's
+        data source (Lightning keeps no public handle on them yet); loaders that a
+        datamodule makes are checked in ``on_*_start``.
+        """
+        loop = (
+            getattr(self.trainer, f"{stage}_loop", None)
+            if stage in ("validate", "predict")
+            else None
+        )
+        given = getattr(getattr(loop, "_data_source", None), "instance", None)
+        if isinstance(given, (L.LightningModule, L.LightningDataModule)):
+            return
+        for loader in as_loaders(given):
+            check_collate(loader, stage)
+
+    def _check_loaders(self, loaders: Any, stage: str) -> None:
+        for loader in as_loaders(loaders):
+            check_collate(loader, stage)
+            check_drop_last(loader, stage)
+
     def on_validation_start(self) -> None:
         """Place the model, and plan how each sample is counted once, before any batch."""
         self._place_model()
+        self._check_loaders(self.trainer.val_dataloaders, "validate")
         self._shard = plan_shards(self.trainer.val_dataloaders, self.trainer.world_size,
                                   "validate")  # fmt: skip
         self._seen = 0
@@ -182,6 +149,7 @@ class VisSparseModule(L.LightningModule):
     def on_predict_start(self) -> None:
         """Place the model before the first batch; refuse loaders that repeat samples."""
         self._place_model()
+        self._check_loaders(self.trainer.predict_dataloaders, "predict")
         if plan_shards(self.trainer.predict_dataloaders, self.trainer.world_size, "predict"):
             raise ValueError(  # Lightning shards predict without repeats; a padded one does
                 "the predict DataLoader repeats samples across processes: use "
