@@ -14,6 +14,7 @@ followed by the retained image tokens (batch 1), the way a language model's pref
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,15 @@ class MockModelConfig:
     n_heads: int = 4
     mlp_ratio: int = 4
     temperature: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "n_heads", "mlp_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf:
+            raise ValueError(f"`temperature` must be a finite number > 0, got {t!r}")
 
 
 def pooled_answer(tokens: Tensor, query: Tensor, prototypes: Tensor, temperature: float) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -13,7 +12,7 @@ from torch import Tensor
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.mock.model import MockModelConfig, MockVLM
-from vissparse.mock.samples import MockSample, MockSampleConfig, iter_samples, make_samples
+from vissparse.mock.samples import MockSample, MockSampleConfig, make_samples, sample_at
 from vissparse.mock.world import MockWorld
 from vissparse.records import BatchAnswers
 from vissparse.strategies.base import required_signals, select_tokens
@@ -73,26 +72,28 @@ class MockPipeline:
                 f"`scorer` {self.scorer.name!r} needs {missing}, which the mock cannot provide "
                 "(it has no vision encoder); use it on a HuggingFace model"
             )
+        for name, value, kind in (("model_config", model_config, MockModelConfig),
+                                  ("sample_config", sample_config, MockSampleConfig)):  # fmt: skip
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"`{name}` must be a {kind.__name__}, got {value!r}")
+        self.sample_config = sample_config or MockSampleConfig(n_tokens=n_tokens)
         self.world = MockWorld(dim=dim, seed=seed)
         self.model = MockVLM(self.world, model_config)
-        self.sample_config = sample_config or MockSampleConfig(n_tokens=n_tokens)
 
     def samples(self, n_samples: int, seed: int = 0) -> list[MockSample]:
         """Synthetic samples drawn in this pipeline's world."""
         return make_samples(n_samples, self.world, self.sample_config, seed=seed)
 
     def sample(self, index: int, seed: int = 0) -> MockSample:
-        """``samples(index + 1, seed)[index]``, built without keeping the others."""
-        stream = iter_samples(self.world, self.sample_config, seed=seed)
-        return next(itertools.islice(stream, index, None))
+        """``samples(index + 1, seed)[index]``, built alone, in constant time.
+
+        ``index`` must be in ``[0, MAX_INDEX]`` (``vissparse.mock.samples``).
+        """
+        return sample_at(index, self.world, self.sample_config, seed=seed)
 
     def run(self, image_tokens: Tensor, prompt: str, prune: bool = True) -> MockOutput:
         """Answer ``prompt`` about ``image_tokens`` ``[N, D]``, pruned or not."""
-        if image_tokens.dim() != 2 or image_tokens.shape[1] != self.world.dim:
-            raise ValueError(
-                f"`image` must be mock image tokens of shape [N, {self.world.dim}], "
-                f"got {tuple(image_tokens.shape)}"
-            )
+        self.check_inputs(image_tokens, prompt)
         text, prompt_mask = self.model.embed_text(prompt)
         query = self.model.query(text, prompt_mask)
         if prune:
@@ -110,6 +111,33 @@ class MockPipeline:
             keep = torch.ones(image_tokens.shape[0], dtype=torch.bool)
             kept_tokens = image_tokens
         return MockOutput(text=self.model(text, kept_tokens, query), keep_mask=keep)
+
+    def check_inputs(self, image_tokens: object, prompt: object) -> None:
+        """One-line errors for what the mock cannot answer (it takes one sample per call).
+
+        Example:
+            >>> pipe = MockPipeline(PruningConfig(), dim=32, n_tokens=64)
+            >>> pipe.check_inputs([[0.0] * 32], "What color?")
+            Traceback (most recent call last):
+            ...
+            TypeError: `image` in mock mode must be a [N, 32] float tensor of mock image tokens (e.g. `pipeline.sample(0).image_tokens`), got list
+        """  # noqa: E501
+        dim = self.world.dim
+        expected = f"a [N, {dim}] float tensor of mock image tokens"
+        if not isinstance(image_tokens, Tensor):
+            raise TypeError(
+                f"`image` in mock mode must be {expected} (e.g. `pipeline.sample(0).image_tokens`)"
+                f", got {type(image_tokens).__name__}"
+            )
+        shape = tuple(image_tokens.shape)
+        if image_tokens.dim() != 2 or shape[1] != dim or shape[0] == 0:
+            raise ValueError(f"`image` must be {expected} with N >= 1, got shape {shape}")
+        if not image_tokens.is_floating_point():
+            raise TypeError(f"`image` must be {expected}, got dtype {image_tokens.dtype}")
+        if not isinstance(prompt, str):
+            raise TypeError(
+                f"`prompt` in mock mode must be one string, got {type(prompt).__name__}"
+            )
 
     def answer_batch(
         self, images: list[Tensor], prompts: list[str], measure_baseline: bool = True

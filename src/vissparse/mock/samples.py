@@ -8,12 +8,15 @@ Each sample is a ``side x side`` grid of image tokens (default 32 x 32 = 1024) h
 - several *distractor* regions: other objects in other colours, built the same way;
 - *background*: noise.
 
-The question names the answer object; the reference answer is its colour.
+The question names the answer object; the reference answer is its colour. Sample ``i``
+of a stream has its own generator, derived from the stream's seed and ``i``, so any one
+sample is built alone, in constant time.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,18 +45,34 @@ class MockSampleConfig:
     noise: float = 0.6
 
     def __post_init__(self) -> None:
-        side = round(self.n_tokens**0.5)
+        for name in ("n_tokens", "answer_size", "n_distractors", "distractor_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"`{name}` must be an int, got {value!r}")
+        for name in ("object_weight", "colour_weight", "noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"`{name}` must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        side = math.isqrt(max(self.n_tokens, 0))
         if side * side != self.n_tokens or side < 4:
             raise ValueError(f"`n_tokens` must be a square number >= 16, got {self.n_tokens!r}")
         if not 1 <= self.answer_size <= side // 2:
             raise ValueError(f"`answer_size` must be in [1, {side // 2}], got {self.answer_size}")
+        if not 1 <= self.distractor_size <= side:
+            raise ValueError(
+                f"`distractor_size` must be in [1, {side}], got {self.distractor_size}"
+            )
         if self.n_distractors < 0 or self.n_distractors >= len(OBJECTS):
-            raise ValueError(f"`n_distractors` must be in [0, {len(OBJECTS) - 1}]")
+            raise ValueError(
+                f"`n_distractors` must be in [0, {len(OBJECTS) - 1}], got {self.n_distractors}"
+            )
 
     @property
     def side(self) -> int:
         """Side of the square token grid."""
-        return round(self.n_tokens**0.5)
+        return math.isqrt(self.n_tokens)
 
 
 @dataclass
@@ -125,6 +144,63 @@ def make_sample(world: MockWorld, config: MockSampleConfig, rng: random.Random) 
     )
 
 
+# the largest sample index: indices travel as int64 (``collate_vqa``'s ``index`` tensor)
+MAX_INDEX = 2**63 - 1
+
+
+def check_index(index: object, name: str = "index") -> int:
+    """``index`` if it is a sample number in ``[0, MAX_INDEX]``, else a one-line error.
+
+    Example:
+        >>> check_index(3)
+        3
+        >>> check_index(-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: `index` must be a sample number in [0, 9223372036854775807], got -1
+    """
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_INDEX:
+        raise ValueError(f"`{name}` must be a sample number in [0, {MAX_INDEX}], got {index!r}")
+    return index
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"`seed` must be an int, got {seed!r}")
+    return seed
+
+
+def sample_rng(seed: int, index: int) -> random.Random:
+    """The generator of sample ``index`` of the stream ``seed``.
+
+    Each sample has its own, so any one is built alone in constant time.
+    ``random.Random`` seeds a string through SHA-512: the same on every platform and run.
+
+    Example:
+        >>> sample_rng(0, 7).random() == sample_rng(0, 7).random() != sample_rng(1, 7).random()
+        True
+    """
+    return random.Random(f"vissparse.mock sample {seed}:{index}")
+
+
+def sample_at(
+    index: int, world: MockWorld, config: MockSampleConfig | None = None, seed: int = 0
+) -> MockSample:
+    """Sample ``index`` of the stream ``seed``, built alone: ``make_samples(n)[index]``.
+
+    Example:
+        >>> world, cfg = MockWorld(dim=16), MockSampleConfig(n_tokens=64)
+        >>> sample_at(2, world, cfg).prompt == make_samples(3, world, cfg)[2].prompt
+        True
+        >>> sample_at(10**23, world, cfg)
+        Traceback (most recent call last):
+        ...
+        ValueError: `index` must be a sample number in [0, 9223372036854775807], got 100000000000000000000000
+    """  # noqa: E501
+    index, seed = check_index(index), _check_seed(seed)
+    return make_sample(world, config or MockSampleConfig(), sample_rng(seed, index))
+
+
 def make_samples(
     n_samples: int, world: MockWorld, config: MockSampleConfig | None = None, seed: int = 0
 ) -> list[MockSample]:
@@ -144,7 +220,7 @@ def iter_samples(
 ) -> Iterator[MockSample]:
     """The endless stream whose first ``n`` items are ``make_samples(n, ...)``.
 
-    Holds one sample at a time, so sample ``i`` alone costs no memory for the others.
+    Holds one sample at a time; sample ``i`` is :func:`sample_at` ``(i, ...)``.
 
     Example:
         >>> cfg = MockSampleConfig(n_tokens=64)
@@ -152,7 +228,7 @@ def iter_samples(
         >>> one.prompt == make_samples(3, MockWorld(dim=16), cfg)[2].prompt
         True
     """
-    rng = random.Random(seed)
+    _check_seed(seed)
     cfg = config or MockSampleConfig()
-    while True:
-        yield make_sample(world, cfg, rng)
+    for index in itertools.count():
+        yield sample_at(index, world, cfg, seed)

@@ -57,6 +57,8 @@ class MockWorld:
     def __post_init__(self) -> None:
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 8:
             raise ValueError(f"`dim` must be an int >= 8, got {self.dim!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"`seed` must be an int, got {self.seed!r}")
 
     def vector(self, word: str) -> Tensor:
         """The unit vector of one word."""
