@@ -167,3 +167,24 @@ def test_huge_files_fail_in_one_line_naming_file_and_limit(tmp_path, monkeypatch
     (tmp_path / "qa.jsonl").write_text("\n" + json.dumps(row) + "\n")
     with pytest.raises(ValueError, match=r"qa.jsonl:2: `image` .*big.png' is too large"):
         VQAJsonlDataset(tmp_path / "qa.jsonl")[0]
+
+
+def test_cli_show_and_sweep_name_a_huge_file_in_one_line(tmp_path, monkeypatch, capsys):
+    """The issue's repro: `show` and `sweep` printed a 27-33 line traceback."""
+    from vissparse.cli import main
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "big.png")
+    row = {"image": "big.png", "question": "Q?", "answer": "A"}
+    (tmp_path / "qa.jsonl").write_text(json.dumps(row) + "\n")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    runs = {
+        "show": ["show", str(tmp_path / "big.png"), "What?", "--model", "tiny:llava",
+                 "--out", str(tmp_path / "x.png")],
+        "sweep": ["sweep", "--model", "tiny:llava", "--data", str(tmp_path / "qa.jsonl"),
+                  "--out", str(tmp_path / "sweep")],
+    }  # fmt: skip
+    for name, argv in runs.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is too large to open" in err, (name, err)
+        assert "MAX_IMAGE_PIXELS" in err and (name == "show" or "qa.jsonl:1:" in err)
