@@ -40,7 +40,7 @@ def settings(config: str, depth_scale: float) -> list[dict[str, Any]]:
     _, text_layers = MODEL_CONFIGS[config].depths(depth_scale)
     pdrop = tuple(max(1, round(layer * text_layers / PDROP_DEPTH)) for layer in PDROP_LAYERS)
     return [
-        {"method": "cosine", "scorer": "cosine", "stage": "input", "layer": 2},
+        {"method": "cosine", "scorer": "cosine", "stage": "input", "layer": None},
         {"method": f"fastv K={FASTV_LAYER}", "scorer": "fastv", "stage": "llm",
          "layer": FASTV_LAYER},
         {"method": f"pdrop K={','.join(map(str, pdrop))}", "scorer": "pdrop", "stage": "llm",

@@ -45,3 +45,36 @@ def test_scorer_strategy_mode_checked():
         PruningConfig(strategy=object())
     with pytest.raises(ValueError, match="`mode`"):
         PruningConfig(mode="prune")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"layer": 3}, r"^`layer`=3 applies to stage='llm' only"),
+     ({"layer": (1, 2), "stage": "input"}, r"^`layer`=\(1, 2\) applies to stage='llm' only"),
+     ({"layer": 2, "stage": "llm", "schedule": [(1, 0.5), (2, 0.25)]},
+      r"^`layer`=2 and `schedule` were both given"),
+     ({"stage": "llm", "schedule": {1: 0.1}},
+      r"^`schedule` must be a non-empty list of \(layer, keep_ratio\) pairs such as "),
+     ({"stage": "llm", "schedule": [1, 0.1]}, r"^`schedule` entries must be \(layer, keep_ratio\)"),
+     ({"stage": "llm", "schedule": [{1: 0.1}]}, r"^`schedule` entries must be")],
+)  # fmt: skip
+def test_layer_and_schedule_refused_where_they_do_not_apply(options, match):
+    with pytest.raises(ValueError, match=match) as err:
+        PruningConfig(keep_ratio=0.25, **options)
+    assert "\n" not in str(err.value)
+
+
+def test_layer_defaults_to_two_inside_the_language_model_only():
+    assert PruningConfig(stage="llm").layer_schedule().layers == (2,)
+    assert PruningConfig().layer is None
+    config = PruningConfig(keep_ratio=0.25, stage="llm", schedule=[[1, 0.5], [3, 0.25]])
+    assert config.schedule == ((1, 0.5), (3, 0.25))
+    assert config.layer_schedule().stages == ((1, 0.5), (3, 0.25))
+
+
+def test_the_facade_passes_layer_only_when_given():
+    from vissparse import VisSparse
+
+    assert VisSparse("mock", mock=True, dim=32, n_tokens=64).config.layer is None
+    with pytest.raises(ValueError, match=r"^`layer`=3 applies to stage='llm' only"):
+        VisSparse("mock", mock=True, layer=3)

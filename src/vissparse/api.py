@@ -60,7 +60,7 @@ class VisSparse:
         mode: Mode = "drop",
         mock: bool = False,
         stage: Stage = "input",
-        layer: int | tuple[int, ...] = 2,
+        layer: int | tuple[int, ...] | None = None,
         schedule: Any = None,
         processor: Any = None,
         positions: Positions = "keep",

@@ -243,7 +243,7 @@ def run_bench(args: argparse.Namespace) -> int:
             warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
             scorer=args.scorers or ["cosine"], strategy=args.strategy, stage=args.stage,
-            layer=tuple(args.layers) if args.layers else 2,
+            layer=tuple(args.layers) if args.layers else None,
         )  # fmt: skip
         report["machine"] = machine_description()
         report["targets"] = check_targets(report)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vissparse.keep_ratio import validate_keep_ratio
-from vissparse.llm.schedule import LayerSchedule
+from vissparse.llm.schedule import DEFAULT_LAYER, LayerSchedule, schedule_pairs
 from vissparse.strategies.base import MaskStrategy, TokenScorer, reads_llm_attention
 from vissparse.strategies.registry import get_scorer, get_strategy
 
@@ -31,8 +31,9 @@ class PruningConfig:
         stage: ``"input"`` prunes before the language model; ``"llm"`` inside it: the
             first ``layer`` layers see every image token, the layers from ``layer`` on
             only the kept ones (FastV, PyramidDrop).
-        layer: with ``stage="llm"``, the layer K at which tokens are dropped, or several
-            layers (PyramidDrop-style stages keeping ``keep_ratio ** (s / S)``).
+        layer: with ``stage="llm"``, the layer K at which tokens are dropped (``None``:
+            layer 2, FastV's), or several layers (PyramidDrop-style stages keeping
+            ``keep_ratio ** (s / S)``). Refused with ``stage="input"`` and with ``schedule``.
         schedule: with ``stage="llm"``, explicit ``(layer, keep_ratio)`` stages instead of
             ``layer``; the last ratio must equal ``keep_ratio``.
         positions: ``"keep"`` (default): kept tokens keep their original positions and
@@ -54,7 +55,7 @@ class PruningConfig:
     strategy: str | MaskStrategy = "topk"
     mode: Mode = "drop"
     stage: Stage = "input"
-    layer: int | tuple[int, ...] = 2
+    layer: int | tuple[int, ...] | None = None
     schedule: tuple[tuple[int, float], ...] | None = None
     positions: Positions = "keep"
 
@@ -85,8 +86,18 @@ class PruningConfig:
             )
         if isinstance(self.layer, list):
             self.layer = tuple(self.layer)
-        if self.schedule is not None and not isinstance(self.schedule, str):
-            self.schedule = tuple(tuple(pair) for pair in self.schedule)  # type: ignore[misc]
+        if self.schedule is not None:
+            self.schedule = schedule_pairs(self.schedule)  # type: ignore[assignment]
+            if self.layer is not None:
+                raise ValueError(
+                    f"`layer`={self.layer!r} and `schedule` were both given: the schedule names "
+                    "its own layers; pass one of them"
+                )
+        if self.stage != "llm" and self.layer is not None:
+            raise ValueError(
+                f"`layer`={self.layer!r} applies to stage='llm' only (pruning inside the "
+                f"language model), got stage={self.stage!r}"
+            )
         scorer = get_scorer(self.scorer) if isinstance(self.scorer, str) else self.scorer
         reads_llm = reads_llm_attention(scorer)  # type: ignore[arg-type]
         if self.stage == "llm":
@@ -112,4 +123,5 @@ class PruningConfig:
             >>> PruningConfig(keep_ratio=0.25, stage="llm", layer=2).layer_schedule().stages
             ((2, 0.25),)
         """
-        return LayerSchedule.build(self.layer, self.keep_ratio, self.schedule)
+        layer = DEFAULT_LAYER if self.layer is None else self.layer
+        return LayerSchedule.build(layer, self.keep_ratio, self.schedule)

@@ -62,7 +62,7 @@ def run_model_bench(
     scorer: str | list[str] = "cosine",
     strategy: str = "topk",
     stage: str = "input",
-    layer: int | tuple[int, ...] = 2,
+    layer: int | tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
 

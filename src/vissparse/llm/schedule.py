@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from vissparse.keep_ratio import validate_keep_ratio
@@ -18,6 +18,32 @@ from vissparse.strategies.topk import kept_count
 
 # PyramidDrop's stages for 32-layer LLaVA-1.5 (Xing et al., 2024): halve at 8, 16, 24.
 PDROP_LAYERS = (8, 16, 24)
+# FastV's layer K (Chen et al., 2024): the layer of ``stage="llm"`` when none is given.
+DEFAULT_LAYER = 2
+
+
+def schedule_pairs(schedule: object) -> tuple[tuple[object, object], ...]:
+    """``schedule`` as a tuple of ``(layer, keep_ratio)`` pairs, or a one-line error.
+
+    The values are checked by :meth:`LayerSchedule.build`; this checks the form.
+
+    Example:
+        >>> schedule_pairs([[8, 0.5], (16, 0.25)])
+        ((8, 0.5), (16, 0.25))
+        >>> schedule_pairs({8: 0.5})
+        Traceback (most recent call last):
+        ...
+        ValueError: `schedule` must be a non-empty list of (layer, keep_ratio) pairs such as [(8, 0.5), (16, 0.25)], got {8: 0.5}
+    """  # noqa: E501
+    form = "a non-empty list of (layer, keep_ratio) pairs such as [(8, 0.5), (16, 0.25)]"
+    if isinstance(schedule, str | Mapping) or not isinstance(schedule, Sequence) or not schedule:
+        raise ValueError(f"`schedule` must be {form}, got {schedule!r}")
+    pairs = []
+    for pair in schedule:
+        if isinstance(pair, str | Mapping) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"`schedule` entries must be (layer, keep_ratio) pairs, got {pair!r}")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
 
 
 def _layer(value: object, name: str) -> int:
@@ -57,19 +83,8 @@ class LayerSchedule:
         """
         keep_ratio = validate_keep_ratio(keep_ratio)
         if schedule is not None:
-            if isinstance(schedule, str) or not isinstance(schedule, Sequence) or not schedule:
-                raise ValueError(
-                    f"`schedule` must be a non-empty list of (layer, keep_ratio) pairs, got "
-                    f"{schedule!r}"
-                )
-            stages = []
-            for pair in schedule:
-                if not isinstance(pair, Sequence) or len(pair) != 2:
-                    raise ValueError(
-                        f"`schedule` entries must be (layer, keep_ratio), got {pair!r}"
-                    )
-                stages.append((_layer(pair[0], "schedule"),
-                               validate_keep_ratio(pair[1], "schedule")))  # fmt: skip
+            stages = [(_layer(layer, "schedule"), validate_keep_ratio(ratio, "schedule"))
+                      for layer, ratio in schedule_pairs(schedule)]  # fmt: skip
             if abs(stages[-1][1] - keep_ratio) > 1e-9:
                 raise ValueError(
                     f"the last stage of `schedule` keeps {stages[-1][1]:g} but `keep_ratio` is "
