@@ -137,22 +137,55 @@ def drop_tokens(
     return embeds, pack_left(position_ids, attention_mask, keep), mask
 
 
-def pack_left(values: Tensor, attention_mask: Tensor, keep: Tensor) -> Tensor:
-    """Per-token ``values`` ``[..., B, L]`` of the kept tokens, re-padded on the left with 0.
+def pack_left(values: Tensor, attention_mask: Tensor, keep: Tensor, fill: int = 0) -> Tensor:
+    """Per-token ``values`` ``[..., B, L]`` of the kept tokens, re-padded on the left.
 
-    The same packing as :func:`drop_tokens` (position ids, token type ids).
+    The same packing as :func:`drop_tokens` (position ids, token type ids, token ids);
+    padding gets ``fill`` (the pad token for token ids).
 
     Example:
         >>> pack_left(torch.tensor([[7, 8, 9]]), torch.ones(1, 3), torch.tensor([[1, 0, 1]]).bool())
         tensor([[7, 9]])
+        >>> pack_left(torch.tensor([[7, 8], [5, 6]]), torch.ones(2, 2),
+        ...           torch.tensor([[1, 1], [0, 1]]).bool(), fill=-1).tolist()
+        [[7, 8], [-1, 6]]
     """
     b = attention_mask.shape[0]
     kept = [(attention_mask[row].bool() & keep[row]).nonzero().flatten() for row in range(b)]
     length = max((k.numel() for k in kept), default=0)
-    out = values.new_zeros(*values.shape[:-2], b, length)
+    out = values.new_full((*values.shape[:-2], b, length), fill)
     for row, idx in enumerate(kept):
         out[..., row, length - idx.numel() :] = values[..., row, idx]
     return out
+
+
+def kept_ids(
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    image_sample: list[int],
+    image_positions: list[Tensor],
+    image_keep: list[Tensor],
+    pad: int = 0,
+) -> Tensor:
+    """Drop mode's token ids: the prompt's ids without the pruned image tokens.
+
+    Packed as :func:`drop_tokens` packs the embeddings, padded on the left with ``pad``.
+
+    Example:
+        >>> ids = torch.tensor([[5, 9, 9, 6]])
+        >>> kept_ids(ids, torch.ones(1, 4), [0], [torch.tensor([1, 2])],
+        ...          [torch.tensor([False, True])]).tolist()
+        [[5, 9, 6]]
+    """
+    if input_ids.shape != attention_mask.shape:
+        raise ValueError(
+            f"`input_ids` {tuple(input_ids.shape)} and `attention_mask` "
+            f"{tuple(attention_mask.shape)} must have the same shape"
+        )
+    rows, length = input_ids.shape
+    keep = sequence_keep_mask((rows, length), image_sample, image_positions, image_keep,
+                              device=input_ids.device)  # fmt: skip
+    return pack_left(input_ids, attention_mask, keep, fill=pad)
 
 
 def mask_tokens(attention_mask: Tensor, keep: Tensor) -> Tensor:

@@ -27,6 +27,25 @@ GEOMETRIC = ("pool", "uniform", "prumerge+")
 PROMPTS = ["What color is the car?", "Describe this picture in detail please.", "Count it."]
 
 
+# generate options whose logits processors or stopping criteria read the prompt's ids
+GENERATION_OPTIONS = ["repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
+                      "min_length", "stop_strings", "sampling"]  # fmt: skip
+
+
+def generation_options(option, greedy, processor, prompt_length):
+    """``generate`` keywords that change ``greedy`` (the first tokens of a plain run)."""
+    return {
+        "repetition_penalty": {"repetition_penalty": 3.0},
+        "no_repeat_ngram_size": {"no_repeat_ngram_size": 1},
+        "bad_words_ids": {"bad_words_ids": [[greedy[0]], [greedy[1]]]},
+        # stops at the second token without it; runs on to 5 tokens with it
+        "min_length": {"eos_token_id": greedy[1], "min_length": prompt_length + 5},
+        "stop_strings": {"stop_strings": [processor.tokenizer.decode(greedy[2])],
+                         "tokenizer": processor.tokenizer},
+        "sampling": {"do_sample": True, "top_k": 0, "temperature": 1.5},
+    }[option]  # fmt: skip
+
+
 def pipeline(model, processor, keep_ratio=0.25, mode="drop", scorer="cosine"):
     return HFPipeline(model, processor, PruningConfig(keep_ratio, scorer=scorer, mode=mode))
 
@@ -74,6 +93,26 @@ class FamilyContract:
             expected = hf_generate(model, inputs, **GEN)
             details = pipe.generate(image, prompt, return_details=True, **GEN)
             assert torch.equal(details.sequences, expected)
+            assert details.metrics["n_kept"] == details.metrics["n_image_tokens"]
+
+    @pytest.mark.parametrize("option", GENERATION_OPTIONS)
+    def test_keep_ratio_one_matches_unwrapped_generate_with_options(self, tiny, option):
+        """Logits processors and stopping criteria see the prompt as without VisSparse."""
+        model, processor = tiny
+        image, prompt = self.images()[0], PROMPTS[0]
+        inputs = pipeline(model, processor, keep_ratio=1.0).prepare_inputs(image, prompt)
+        greedy = hf_generate(model, inputs, **GEN)[0].tolist()
+        kwargs = generation_options(option, greedy, processor, inputs["input_ids"].shape[1])
+        torch.manual_seed(0)
+        expected = hf_generate(model, inputs, max_new_tokens=6, **kwargs)
+        if option in ("bad_words_ids", "min_length", "stop_strings"):  # they must bite
+            assert expected[0].tolist() != greedy
+        for mode in ("drop", "mask") if self.mask_reference else ("drop",):
+            pipe = pipeline(model, processor, keep_ratio=1.0, mode=mode)
+            torch.manual_seed(0)
+            details = pipe.generate(image, prompt, return_details=True, max_new_tokens=6,
+                                    **kwargs)  # fmt: skip
+            assert torch.equal(details.sequences, expected), mode
             assert details.metrics["n_kept"] == details.metrics["n_image_tokens"]
 
     @pytest.mark.parametrize("scorer", SCORERS)

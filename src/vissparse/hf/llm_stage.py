@@ -15,6 +15,7 @@ from vissparse.adapters import Embedded
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.config import PruningConfig
 from vissparse.hf.generate_checks import check_llm_generate_kwargs
+from vissparse.hf.generation_options import lengths_from_call
 from vissparse.hf.results import PrunedBatch, generated_ids
 from vissparse.llm.pruner import LayerPruner, StageView, check_attention_readable
 from vissparse.llm.schedule import LayerSchedule, average_tokens
@@ -82,8 +83,12 @@ class LLMStage:
         raise NotImplementedError
 
     def token_types(self, emb: Embedded) -> Tensor | None:
-        """``token_type_ids`` where the family reads them (the pipeline's)."""
-        raise NotImplementedError
+        """``[B, L]`` long, 1 on image tokens, for families that read ``token_type_ids``."""
+        if not self.adapter.spec.token_types:
+            return None
+        shape = (emb.attention_mask.shape[0], emb.attention_mask.shape[1])
+        return image_token_mask(shape, emb.image_sample, emb.image_positions,
+                                emb.attention_mask.device).long()  # fmt: skip
 
     def llm_pruner(
         self, emb: Embedded, prompt_mask: Tensor, keys: list[bytes] | None = None,
@@ -205,12 +210,13 @@ class LLMStage:
         self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
     ) -> Any:
         """Generate on the full prompt with the layer hooks pruning inside the model."""
-        check_llm_generate_kwargs(kwargs)
+        check_llm_generate_kwargs(kwargs, self.model)
         self.adapter.reset_state()
         emb, vision = self.embed(inputs)
         pruner = self.llm_pruner(emb, prompt_mask, keys, self.layouts(inputs, emb), vision)
         full = self.unpruned(emb)
-        with torch.inference_mode(), self.feeding(full, pruner):
-            out = self.model.generate(**full.model_inputs(), **kwargs)
+        full.input_ids = inputs["input_ids"]
+        with torch.inference_mode(), self.feeding(full, pruner), lengths_from_call(self.model):
+            out = self.model.generate(**full.generate_inputs(), **kwargs)
         self.adapter.reset_state()
-        return self.llm_result(pruner, emb, vision), generated_ids(out)
+        return self.llm_result(pruner, emb, vision), generated_ids(out, full.prompt_length())

@@ -22,6 +22,7 @@ from vissparse.hf.generate_checks import (
     check_generate_kwargs,
     check_llm_generate_kwargs,
 )
+from vissparse.hf.generation_options import as_new_tokens, lengths_from_call
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
 from vissparse.hf.llm_stage import LLMStage
 from vissparse.hf.results import (
@@ -38,7 +39,7 @@ from vissparse.pruning import (
     drop_tokens,
     gather_images,
     image_counts,
-    image_token_mask,
+    kept_ids,
     mask_tokens,
     pack_left,
     scatter_images,
@@ -146,7 +147,14 @@ class HFPipeline(LLMStage):
                 self.model(**full.model_inputs(), use_cache=True, logits_to_keep=1)
             self.adapter.reset_state()
             return self.llm_result(pruner, emb, vision)
-        return self.select_and_apply(emb, prompt_mask, keys, layouts, vision)
+        batch = self.select_and_apply(emb, prompt_mask, keys, layouts, vision)
+        ids = inputs["input_ids"]  # as fed: drop mode leaves the pruned tokens out
+        if self.config.mode == "drop":
+            pad = getattr(getattr(self.processor, "tokenizer", None), "pad_token_id", None)
+            ids = kept_ids(ids, emb.attention_mask, emb.image_sample, emb.image_positions,
+                           batch.image_keep, pad=pad or 0)  # fmt: skip
+        batch.input_ids = ids
+        return batch
 
     def embed(self, inputs: Any, prune: bool = True) -> tuple[Embedded, VisionSignals | None]:
         """The vision encoder's pass, with the attention signals the method asked for."""
@@ -224,14 +232,6 @@ class HFPipeline(LLMStage):
             layer_additions=additions,
         )  # fmt: skip
 
-    def token_types(self, emb: Embedded) -> Tensor | None:
-        """``[B, L]`` long, 1 on image tokens, for families that read ``token_type_ids``."""
-        if not self.adapter.spec.token_types:
-            return None
-        shape = (emb.attention_mask.shape[0], emb.attention_mask.shape[1])
-        return image_token_mask(shape, emb.image_sample, emb.image_positions,
-                                emb.attention_mask.device).long()  # fmt: skip
-
     def _context(
         self, tokens: Tensor, query: Tensor, valid: Tensor, present: Tensor | None,
         emb: Embedded, hidden: Tensor, prompt_mask: Tensor,
@@ -287,35 +287,39 @@ class HFPipeline(LLMStage):
         """Per-image sample keys, computed only for a scorer that uses them."""
         return sample_keys(items) if "sample_keys" in self.signals else None
 
+    def _call(self, image: Any, prompt: Any, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Encoded inputs; ``kwargs`` with each length limit as new tokens (both calls).
+
+        From keyword, ``generation_config=`` or the model's, counted after the UNPRUNED prompt.
+        """
+        check_generate_kwargs(kwargs, self.model)
+        inputs, prompt_mask, items, batched = self._encode(image, prompt)
+        kwargs = as_new_tokens(self.model, kwargs, int(inputs["input_ids"].shape[1]))
+        return inputs, prompt_mask, items, batched, kwargs
+
     def _generate_pruned(
         self, inputs: Any, prompt_mask: Tensor, keys: list[bytes] | None = None, **kwargs: Any
     ) -> Any:
+        """The pruned call; ``kwargs`` as :meth:`_call` gives them."""
         if self.schedule is not None:
             return self._generate_llm(inputs, prompt_mask, keys, **kwargs)
         pruned = self.prune(inputs, prompt_mask, keys)
-        # Lengths count from the UNPRUNED prompt, as for the baseline: generate() only
-        # sees the shorter embeddings, so turn them into counts of new tokens.
-        prompt_length = int(inputs["input_ids"].shape[1])
-        for total, new in (("max_length", "max_new_tokens"), ("min_length", "min_new_tokens")):
-            if total in kwargs:
-                value = kwargs.pop(total)
-                kwargs.setdefault(new, max(0, value - prompt_length))
-        with torch.inference_mode(), self.feeding(pruned):
-            out = self.model.generate(**pruned.model_inputs(), **kwargs)
+        with torch.inference_mode(), self.feeding(pruned), lengths_from_call(self.model):
+            out = self.model.generate(**pruned.generate_inputs(), **kwargs)
         self.adapter.reset_state()
-        return pruned, generated_ids(out)
+        return pruned, generated_ids(out, pruned.prompt_length())
 
     def _generate_baseline(self, inputs: Any, **kwargs: Any) -> Tensor:
+        """The unpruned call; ``kwargs`` as :meth:`_call` gives them."""
         self.adapter.reset_state()
-        with torch.inference_mode():
+        with torch.inference_mode(), lengths_from_call(self.model):
             out = self.model.generate(**inputs, **kwargs)
         self.adapter.reset_state()
-        return generated_ids(out)[:, inputs["input_ids"].shape[1] :]
+        return generated_ids(out, inputs["input_ids"].shape[1])
 
     def run(self, image: Any, prompt: str, prune: bool = True, **kwargs: Any) -> CallOutput:
         """Answer one prompt, pruned or (``prune=False``) with the unmodified model."""
-        check_generate_kwargs(kwargs)
-        inputs, prompt_mask, items, _ = self._encode(image, prompt)
+        inputs, prompt_mask, items, _, kwargs = self._call(image, prompt, kwargs)
         n_image = int((inputs["input_ids"] == self.adapter.image_token_id).sum())
         if prune:
             pruned, sequences = self._generate_pruned(
@@ -348,14 +352,9 @@ class HFPipeline(LLMStage):
                            ("measure_baseline", measure_baseline)):  # fmt: skip
             if not isinstance(flag, bool):
                 raise TypeError(f"`{name}` must be a bool, got {flag!r}")
-        check_generate_kwargs(generate_kwargs)
-        inputs, prompt_mask, items, batched = self._encode(image, prompt)
-        max_length = generate_kwargs.get("max_length")
-        if max_length is not None and max_length <= inputs["input_ids"].shape[1]:
-            raise ValueError(
-                f"`max_length`={max_length} leaves no room to answer: the prompt with its "
-                f"image tokens is {inputs['input_ids'].shape[1]} tokens; use `max_new_tokens`"
-            )
+        inputs, prompt_mask, items, batched, generate_kwargs = self._call(
+            image, prompt, generate_kwargs
+        )
         keys = self._keys(items)
         if measure_baseline and not self._warm:
             self._generate_pruned(inputs, prompt_mask, keys, **generate_kwargs)
@@ -384,9 +383,7 @@ class HFPipeline(LLMStage):
             metrics["speedup"] = base_ms / latency_ms
             base_texts = self.processor.batch_decode(base, skip_special_tokens=True)
             metrics["baseline_text"] = base_texts if batched else base_texts[0]
-        per_row: list[list[Tensor]] = [[] for _ in items]
-        for row, kept in zip(pruned.image_sample, pruned.image_keep, strict=True):
-            per_row[row].append(kept)
+        per_row = pruned.keep_masks_per_row(len(items))
         details = GenerationDetails(
             text=texts if batched else texts[0],
             sequences=sequences,

@@ -35,6 +35,10 @@ class PrunedBatch:
         layer_additions: ``[B, L', D]`` tensors added after the language model's first
             layers (Qwen3-VL's DeepStack), packed like ``inputs_embeds``; feed the batch
             inside :meth:`HFPipeline.feeding` so they are added.
+        input_ids: ``[B, L']`` the prompt's token ids packed like ``inputs_embeds`` (drop
+            mode: without the pruned image tokens), given to ``generate`` with the
+            embeddings so logits processors and stopping criteria (repetition penalty,
+            n-gram bans, ...) see the prompt as they do without VisSparse.
     """
 
     inputs_embeds: Tensor
@@ -50,12 +54,20 @@ class PrunedBatch:
     llm_ms: float = 0.0
     token_type_ids: Tensor | None = None
     layer_additions: list[Tensor] = field(default_factory=list)
+    input_ids: Tensor | None = None
 
     def avg_image_tokens(self) -> list[float]:
         """Per row, the image tokens a language-model layer sees on average."""
         if self.image_tokens_per_layer is None:
             return [float(k) for k in self.n_kept]
         return [average_tokens(row) for row in self.image_tokens_per_layer]
+
+    def keep_masks_per_row(self, n_rows: int) -> list[list[Tensor]]:
+        """Per prompt row, the keep masks of its images (in order)."""
+        per_row: list[list[Tensor]] = [[] for _ in range(n_rows)]
+        for row, kept in zip(self.image_sample, self.image_keep, strict=True):
+            per_row[row].append(kept)
+        return per_row
 
     def model_inputs(self) -> dict[str, Tensor]:
         """Keyword arguments for ``model(...)`` / ``model.generate(...)``."""
@@ -67,6 +79,21 @@ class PrunedBatch:
         if self.token_type_ids is not None:  # Gemma 3: image tokens attend both ways
             out["token_type_ids"] = self.token_type_ids
         return out
+
+    def generate_inputs(self) -> dict[str, Tensor]:
+        """Keyword arguments for ``model.generate(...)``: :meth:`model_inputs` and the ids.
+
+        ``generate`` runs the prefill on the embeddings and hands ``input_ids`` to its
+        logits processors and stopping criteria; it returns them before the new tokens.
+        """
+        out = self.model_inputs()
+        if self.input_ids is not None:
+            out["input_ids"] = self.input_ids
+        return out
+
+    def prompt_length(self) -> int:
+        """Columns of the prompt ``generate`` returns before the new tokens."""
+        return 0 if self.input_ids is None else int(self.input_ids.shape[1])
 
 
 @dataclass
@@ -112,6 +139,11 @@ def call_metrics(pruned: PrunedBatch, latency_ms: float) -> dict[str, Any]:
     return metrics
 
 
-def generated_ids(out: Any) -> Tensor:
-    """The token ids of ``model.generate``'s output (a tensor, or an output object)."""
-    return out.sequences if hasattr(out, "sequences") else out
+def generated_ids(out: Any, prompt_length: int = 0) -> Tensor:
+    """The new token ids of ``model.generate``'s output (a tensor, or an output object).
+
+    ``prompt_length``: the columns of prompt ids ``generate`` returns before them (0
+    when it was given embeddings only).
+    """
+    ids = out.sequences if hasattr(out, "sequences") else out
+    return ids[:, prompt_length:]
