@@ -188,3 +188,18 @@ def test_cli_show_and_sweep_name_a_huge_file_in_one_line(tmp_path, monkeypatch, 
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "is too large to open" in err, (name, err)
         assert "MAX_IMAGE_PIXELS" in err and (name == "show" or "qa.jsonl:1:" in err)
+
+
+def test_a_file_is_turned_upright_by_its_exif_orientation(tmp_path):
+    """A phone photo stored sideways with an EXIF orientation tag reads upright (as
+    transformers' load_image reads it); a PIL image passed in is taken as it is."""
+    stored = Image.new("RGB", (4, 2), (0, 0, 0))
+    stored.putpixel((0, 0), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "sideways.png"
+    stored.save(path, exif=exif.tobytes())
+    upright = load_image(path)
+    assert upright.size == (2, 4)
+    assert upright.getpixel((1, 0)) == (255, 0, 0)  # the stored top-left, now top-right
+    assert load_image(stored).size == (4, 2)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 _SENTINEL = "\ue000vissparse-prompt\ue000"
 
@@ -32,7 +32,9 @@ def _where(index: int | None) -> str:
 def load_image(obj: Any, index: int | None = None) -> Image.Image:
     """A PIL RGB image from a PIL image or a file path; clear errors otherwise.
 
-    Every PIL mode is read as the picture a viewer shows (see :func:`to_rgb`: 16-bit and
+    A file is turned upright by its EXIF orientation tag (as transformers' own
+    ``load_image`` does); a PIL image is taken as it is. Every PIL mode is read as the
+    picture a viewer shows (see :func:`to_rgb`: 16-bit and
     float images are scaled to 8 bits, not clipped). A file over PIL's decompression-bomb
     limit is a ``ValueError`` that names the file, the limit and how to raise it.
 
@@ -50,7 +52,8 @@ def load_image(obj: Any, index: int | None = None) -> Image.Image:
         try:
             with Image.open(obj) as opened:
                 opened.load()
-                obj = opened.copy()
+                # a photo's EXIF orientation, applied as transformers' load_image does
+                obj = ImageOps.exif_transpose(opened)
         except Image.DecompressionBombError as err:
             raise ValueError(f"{_where(index)}{_too_large(obj, err)}") from None
         except (OSError, UnidentifiedImageError) as err:
