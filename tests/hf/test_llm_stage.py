@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.hf.family_contract import generation_options, hf_generate
 from vissparse.config import PruningConfig
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import FAMILY_NAMES, random_image, tiny_model
@@ -201,3 +202,79 @@ def test_prune_reports_what_the_language_model_kept() -> None:
     details = pipe.generate(image, PROMPT, return_details=True, **GEN)
     assert torch.equal(pruned.image_keep[0], details.keep_mask[0])
     assert pruned.n_kept == [4] and pruned.image_tokens_per_layer == [[16, 16, 4, 4]]
+
+
+@pytest.mark.parametrize("option", ["repetition_penalty", "no_repeat_ngram_size", "min_length",
+                                    "stop_strings"])  # fmt: skip
+def test_keep_all_equals_hf_generate_with_options(
+    family: tuple[str, Any, Any], option: str
+) -> None:
+    """The in-LLM stage hands generate the prompt's ids too (see the family contract)."""
+    name, model, processor = family
+    image = _image(name)
+    pipe = _pipe(model, processor, keep_ratio=1.0, scorer="fastv", stage="llm", layer=2)
+    inputs = pipe.prepare_inputs(image, PROMPT)
+    greedy = hf_generate(model, inputs, max_new_tokens=6, min_new_tokens=6)[0].tolist()
+    kwargs = generation_options(option, greedy, processor, inputs["input_ids"].shape[1])
+    expected = hf_generate(model, inputs, max_new_tokens=6, **kwargs)
+    details = pipe.generate(image, PROMPT, return_details=True, max_new_tokens=6, **kwargs)
+    assert torch.equal(details.sequences, expected)
+
+
+STATIC = {"max_new_tokens": 6, "min_new_tokens": 6, "cache_implementation": "static"}
+
+
+@pytest.mark.parametrize(("scorer", "mode"), [("fastv", "drop"), ("cosine", "mask")])
+def test_static_cache_decodes_as_the_dynamic_cache(
+    family: tuple[str, Any, Any], scorer: str, mode: str
+) -> None:
+    """A static cache hands attention all its slots: the pruned layers' masks cover them."""
+    name, model, processor = family
+    pipe = _pipe(model, processor, keep_ratio=0.25, scorer=scorer, stage="llm", layer=2,
+                 mode=mode)  # fmt: skip
+    # two prompt lengths (left padding) and, for Qwen, two image sizes
+    images = [_image(name, seed=1), _image(name, seed=2, wide=True)]
+    prompts = [PROMPT, "Is there a dog on the left of the red house here?"]
+    dynamic = pipe.generate(images, prompts, return_details=True, max_new_tokens=6,
+                            min_new_tokens=6)  # fmt: skip
+    static = pipe.generate(images, prompts, return_details=True, **STATIC)
+    assert torch.equal(static.sequences, dynamic.sequences)
+    for got, want in zip(static.keep_mask, dynamic.keep_mask, strict=True):
+        assert torch.equal(got[0], want[0]) and int(got[0].sum()) < got[0].numel()
+
+
+def test_static_cache_with_eager_attention() -> None:
+    model, processor = tiny_model("llava", attn_implementation="eager", text_layers=4)
+    pipe = _pipe(model, processor, keep_ratio=0.25, scorer="fastv", stage="llm", layer=2)
+    image = _image("llava")
+    dynamic = pipe.generate(image, PROMPT, return_details=True, max_new_tokens=6,
+                            min_new_tokens=6)  # fmt: skip
+    assert torch.equal(pipe.generate(image, PROMPT, return_details=True, **STATIC).sequences,
+                       dynamic.sequences)  # fmt: skip
+
+
+def test_input_stage_with_a_static_cache_matches_the_model(family: tuple[str, Any, Any]) -> None:
+    name, model, processor = family
+    image = _image(name)
+    full = _pipe(model, processor, keep_ratio=1.0)
+    inputs = full.prepare_inputs(image, PROMPT)
+    expected = hf_generate(model, inputs, **STATIC)
+    assert torch.equal(full.generate(image, PROMPT, return_details=True, **STATIC).sequences,
+                       expected)  # fmt: skip
+    pruned = _pipe(model, processor, keep_ratio=0.25)
+    dynamic = pruned.generate(image, PROMPT, return_details=True, max_new_tokens=6,
+                              min_new_tokens=6)  # fmt: skip
+    static = pruned.generate(image, PROMPT, return_details=True, **STATIC)
+    assert torch.equal(static.sequences, dynamic.sequences)
+
+
+def test_static_cache_with_linear_attention_layers() -> None:
+    """Qwen3.5: its Gated DeltaNet layers get no mask; its attention layers the widened one."""
+    model, processor = tiny_model("qwen3_5", text_layers=4)
+    pipe = _pipe(model, processor, keep_ratio=0.25, scorer="cosine", stage="llm", layer=2)
+    images = [random_image(64, 64, seed=1), random_image(64, 96, seed=2)]
+    prompts = [PROMPT, "Is there a dog on the left?"]
+    dynamic = pipe.generate(images, prompts, return_details=True, max_new_tokens=6,
+                            min_new_tokens=6)  # fmt: skip
+    static = pipe.generate(images, prompts, return_details=True, **STATIC)
+    assert torch.equal(static.sequences, dynamic.sequences)

@@ -90,8 +90,10 @@ def _scoring_attention(module: Any, query: Tensor, key: Tensor, value: Tensor,
     if request is not None and request.result is None and query.shape[2] > 1:
         scaling = kwargs.get("scaling")
         scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
+        # the prefill's own keys: a static cache also hands over its unwritten slots
+        keys = key[:, :, : request.key_valid.shape[1]]
         request.result = attention_rows(
-            query, key, request.rows, request.row_valid, request.key_valid, scaling
+            query, keys, request.rows, request.row_valid, request.key_valid, scaling
         )
     return slot.delegate(module, query, key, value, attention_mask, **kwargs)
 

@@ -125,3 +125,22 @@ def decode_mask(
     prompt = valid[:, None, :].expand(b, n_query, valid.shape[1])
     allowed = torch.cat([prompt, new.expand(b, n_query, -1)], dim=-1)
     return _as_mask(allowed[:, None], dtype)
+
+
+def widen_keys(mask: Tensor, n_keys: int) -> Tensor:
+    """``mask`` ``[B, 1, q, k]`` over ``n_keys >= k`` keys, the added ones masked out.
+
+    A static KV cache hands attention all its ``max_cache_len`` slots, the ones not yet
+    written included: they follow the written ones and must not be attended to.
+
+    Example:
+        >>> widen_keys(torch.ones(1, 1, 1, 2, dtype=torch.bool), 4)[0, 0].int().tolist()
+        [[1, 1, 0, 0]]
+        >>> widen_keys(torch.zeros(1, 1, 1, 1), 2)[0, 0].tolist() == [[0.0, torch.finfo().min]]
+        True
+    """
+    extra = n_keys - mask.shape[-1]
+    if extra <= 0:
+        return mask
+    fill = False if mask.dtype == torch.bool else torch.finfo(mask.dtype).min
+    return torch.cat([mask, mask.new_full((*mask.shape[:-1], extra), fill)], dim=-1)

@@ -5,7 +5,9 @@ layers after it run on a shorter sequence, so their KV cache holds only the kept
 while the layers below K hold every token. The hooks keep the rest of the model as it
 is: HF's own ``generate``, its attention implementation (SDPA) and its rotary tables,
 which are gathered at the kept tokens' ORIGINAL positions (M-RoPE included). Decoding
-continues on this mixed cache with a per-layer-group attention mask.
+continues on this mixed cache with a per-layer-group attention mask; a static cache
+(``cache_implementation="static"``) fills each layer's slots from 0 at its own pace and
+hands attention all of them, so the masks are widened to its slots, unwritten ones out.
 
 ``mode="mask"`` is the reference: nothing is dropped; from layer K on the pruned tokens
 are only masked out of attention. Its kept tokens' outputs equal drop mode's.
@@ -30,6 +32,7 @@ from vissparse.llm.masks import (
     inverse_index,
     left_pack,
     prefill_mask,
+    widen_keys,
 )
 from vissparse.llm.schedule import LayerSchedule
 
@@ -57,6 +60,19 @@ def check_attention_readable(
             f"{read_from} are linear-attention layers, which have no attention weights; "
             f"choose `layer` among {choices}"
         )
+
+
+def _cached_keys(kwargs: dict[str, Any], layer: int, n_query: int) -> int:
+    """The keys ``layer``'s attention will see, per its KV cache (0 when unknown).
+
+    A dynamic cache holds what was written and the new queries; a static one (HF's
+    ``cache_implementation="static"``) always hands over all its slots.
+    """
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    layers = getattr(cache, "layers", None)
+    if layers is None or layer >= len(layers) or not hasattr(layers[layer], "get_mask_sizes"):
+        return 0
+    return int(layers[layer].get_mask_sizes(n_query)[0])
 
 
 @dataclass
@@ -153,7 +169,7 @@ class LayerPruner:
         self._keep = self._real
         self._prefill_kwargs: dict[str, Any] = {}
         self._group_valid: list[Tensor] = []  # per stage: the keys its layers' caches hold
-        self._decode_masks: dict[tuple[int, int, int], Tensor] = {}
+        self._decode_masks: dict[tuple[int, int, int, int], Tensor] = {}
 
     # --- bookkeeping -------------------------------------------------------------------
     def columns(self) -> tuple[Tensor, Tensor] | None:
@@ -250,9 +266,14 @@ class LayerPruner:
                     kwargs.update(self._prefill_kwargs)
                     if layer in self.recurrent:  # a 2-D mask: zero the padding columns
                         kwargs["attention_mask"] = self._valid
+                    else:
+                        n_keys = _cached_keys(kwargs, layer, int(hidden.shape[1]))
+                        kwargs["attention_mask"] = widen_keys(kwargs["attention_mask"], n_keys)
             elif grouped:
                 recurrent = layer in self.recurrent  # one new token: nothing to mask
-                kwargs["attention_mask"] = None if recurrent else self._step_mask(layer, hidden)
+                kwargs["attention_mask"] = None if recurrent else self._step_mask(
+                    layer, hidden, _cached_keys(kwargs, layer, int(hidden.shape[1]))
+                )  # fmt: skip
             if args:
                 args = (hidden, *args[1:])
             else:
@@ -262,16 +283,21 @@ class LayerPruner:
 
         return hook
 
-    def _step_mask(self, layer: int, hidden: Tensor) -> Tensor:
-        """The decode mask of ``layer``'s stage group for this step (built once per step)."""
+    def _step_mask(self, layer: int, hidden: Tensor, n_keys: int = 0) -> Tensor:
+        """The decode mask of ``layer``'s stage group for this step (built once per step).
+
+        ``n_keys``: the keys the layer's cache hands attention (a static cache: all its
+        slots); the mask is widened to them.
+        """
         group = sum(1 for start in self.schedule.layers if start <= layer) - 1
         q = int(hidden.shape[1])
-        key = (group, self._n_past, q)
+        key = (group, self._n_past, q, n_keys)
         if key not in self._decode_masks:
             self._decode_masks = {k: v for k, v in self._decode_masks.items()
                                   if k[1] == self._n_past}  # fmt: skip
             valid = self._group_valid[group]
-            self._decode_masks[key] = decode_mask(valid, self._n_past, q, self._mask_dtype(hidden))
+            mask = decode_mask(valid, self._n_past, q, self._mask_dtype(hidden))
+            self._decode_masks[key] = widen_keys(mask, n_keys)
         return self._decode_masks[key]
 
     def _after_last(self, module: Any, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
