@@ -77,6 +77,49 @@ def test_benchmark_checks_every_image_before_the_first_call(vs, tmp_path):
     assert len(vs.records) == before  # nothing ran
 
 
+@pytest.mark.parametrize(
+    ("index", "prompt", "match"),
+    [(3, "", r"`samples\[3\]`: `prompt` is empty"),
+     (2, "   ", r"`samples\[2\]`: `prompt` is empty"),
+     (4, "</s>", r"`samples\[4\]`: `prompt` '</s>' has no token of its own once the tokenizer's "
+                 "special tokens are set aside"),
+     (5, "<s></s>", r"`samples\[5\]`: `prompt` '<s></s>' has no token of its own"),
+     (1, "<image> What?", r"`samples\[1\]`: `prompt` contains the image placeholder")],
+)  # fmt: skip
+def test_benchmark_checks_every_prompt_before_the_first_call(vs, monkeypatch, index, prompt,
+                                                             match):  # fmt: skip
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sample ran before every sample was checked")
+
+    samples = [{"image": random_image(seed=i), "prompt": "What is it?", "answer": "x"}
+               for i in range(6)]  # fmt: skip
+    samples[index]["prompt"] = prompt
+    before = len(vs.records)
+    monkeypatch.setattr(vs.pipeline, "run", refuse)
+    with pytest.raises(ValueError, match=match):
+        vs.benchmark(n_samples=6, samples=samples, warmup=0, progress=False, max_new_tokens=1)
+    monkeypatch.setattr(type(vs), "_pipeline_for", refuse)
+    with pytest.raises(ValueError, match=match):  # sweep and tune check before their first row
+        vs.sweep([0.5, 1.0], n_samples=6, samples=samples, progress=False)
+    with pytest.raises(ValueError, match=match):
+        vs.tune(max_accuracy_drop=0.1, n_samples=6, samples=samples, progress=False)
+    assert len(vs.records) == before
+
+
+def test_benchmark_refuses_what_is_no_generate_option(vs):
+    good = [{"image": random_image(), "prompt": "What is it?", "answer": "x"}]
+    with pytest.raises(TypeError, match="`prune` is not an option of benchmark"):
+        vs.benchmark(samples=good, prune=False)
+    with pytest.raises(TypeError, match="`generate_kwargs` is not an argument of benchmark"):
+        vs.benchmark(samples=good, generate_kwargs=[1])
+    with pytest.raises(TypeError, match="`keep_ratio` is a setting of VisSparse"):
+        vs.benchmark(samples=good, keep_ratio=0.5)
+    with pytest.raises(TypeError, match="`attention_mask` is built by VisSparse"):
+        vs.benchmark(samples=good, attention_mask=None)
+    with pytest.raises(TypeError, match=r"`samples` must be a list of dicts .* got a dict"):
+        vs.benchmark(samples=good[0])
+
+
 def test_image_refused_by_the_processor_is_named():
     from PIL import Image
 

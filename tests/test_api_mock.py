@@ -80,6 +80,51 @@ def test_mock_errors():
         VisSparse(base_model="mock", mock=True, torch_dtype="bfloat16")
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [(lambda vs: vs.sweep(0.5), TypeError,
+      "`keep_ratios` must be a list of keep ratios, got 0.5 (for one keep ratio, pass a list of "
+      "one)"),
+     (lambda vs: vs.sweep("0.5"), TypeError, "`keep_ratios` must be a list of keep ratios"),
+     (lambda vs: vs.sweep([]), ValueError, "`keep_ratios` must hold at least one keep ratio"),
+     (lambda vs: vs.benchmark(prune=False), TypeError,
+      "`prune` is not an option of benchmark(): it runs every sample both unpruned and pruned"),
+     (lambda vs: vs.benchmark(generate_kwargs=[1]), TypeError,
+      "`generate_kwargs` is not an argument of benchmark(): pass generate options as keywords, "
+      "e.g. benchmark(samples=..., max_new_tokens=8)"),
+     (lambda vs: vs.benchmark(max_new_tokens=4), TypeError,
+      "mock mode takes no generate options, got ['max_new_tokens']; they apply to HuggingFace "
+      "models"),
+     (lambda vs: vs.benchmark(samples=[{"image": 0, "prompt": "?", "answer": "red"}]), ValueError,
+      "`samples` is for HuggingFace models: the mock draws its own synthetic samples (set "
+      "`n_samples` and `seed`)"),
+     (lambda vs: vs.benchmark(warmup=-1), ValueError, "`warmup` must be an int >= 0, got -1"),
+     (lambda vs: vs.benchmark(seed="0"), TypeError, "`seed` must be an int, got '0'"),
+     (lambda vs: vs.tune(target_speedup=True), ValueError,
+      "`target_speedup` must be a number > 0, got True"),
+     (lambda vs: vs.tune(target_speedup=float("nan")), ValueError,
+      "`target_speedup` must be a number > 0, got nan"),
+     (lambda vs: vs.tune(max_accuracy_drop=True), ValueError,
+      "`max_accuracy_drop` must be a number in [0, 1], got True"),
+     (lambda vs: vs.tune(max_accuracy_drop=0.1, step=0), ValueError, "`step` must be in"),
+     (lambda vs: vs.tune(max_accuracy_drop=0.1, samples=[]), ValueError,
+      "`samples` is for HuggingFace models"),
+     (lambda vs: vs.sweep([0.5], on_row=1), TypeError, "`on_row` must be a function")],
+)  # fmt: skip
+def test_benchmark_arguments_are_checked_first_in_one_line(monkeypatch, call, error, message):
+    from vissparse.mock.pipeline import MockPipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sample ran before the arguments were checked")
+
+    monkeypatch.setattr(MockPipeline, "run", refuse)
+    vs = VisSparse(base_model="mock", mock=True, dim=32, n_tokens=64)
+    with pytest.raises(error) as err:
+        call(vs)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    assert vs.records == []
+
+
 def test_generate_in_mock_mode():
     model = VisSparse(base_model="mock", mock=True)
     sample = model.pipeline.samples(1, seed=5)[0]

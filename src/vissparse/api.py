@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from vissparse.bench.checks import (
+    BenchmarkOptions,
+    benchmark_options,
+    check_callback,
+    check_keep_ratios,
+    check_number,
+)
 from vissparse.bench.paired import paired_benchmark
-from vissparse.bench.tune import TuneResult, explain, search
+from vissparse.bench.tune import TuneResult, explain, grid, search
 from vissparse.config import Mode, Positions, PruningConfig, Stage
-from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.records import CallRecord
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 
@@ -165,15 +171,17 @@ class VisSparse:
 
         Mock mode draws synthetic samples (``seed``). HF models take ``samples``: dicts
         with ``image``, ``prompt`` and ``answer``; ``generate_kwargs`` go to generate.
+        Every argument and every sample is checked before the first call.
 
         Returns a dict with ``speedup``, ``accuracy_delta``, ``accuracy``,
         ``baseline_accuracy``, ``latency_ms``, ``baseline_latency_ms``, ``keep_ratio``,
         ``n_samples``, ``scorer``, ``strategy``, ``mode`` and ``records`` (one dict per
-        call). The records are also kept on ``self.records``.
+        call). The records are also kept on ``self.records``, each as soon as its call
+        finishes: an interrupted benchmark (Ctrl-C) keeps the finished ones there.
         """
-        return self._benchmark(
-            self.pipeline, n_samples, seed, warmup, progress, samples, **generate_kwargs
-        )
+        opts = benchmark_options(self.pipeline, self.mock, n_samples, seed, warmup, progress,
+                                 samples, **generate_kwargs)  # fmt: skip
+        return self._benchmark(self.pipeline, opts)
 
     def _pipeline_for(self, keep_ratio: float) -> Any:
         """A pipeline like this one (same model, scorer, strategy) at another keep ratio."""
@@ -186,44 +194,24 @@ class VisSparse:
 
         return HFPipeline(self.pipeline.model, self.pipeline.processor, config)
 
-    def _benchmark(
-        self,
-        pipe: Any,
-        n_samples: int,
-        seed: int,
-        warmup: int,
-        progress: bool,
-        samples: Iterable[Mapping[str, Any]] | None,
-        **generate_kwargs: Any,
-    ) -> dict[str, Any]:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"`n_samples` must be an int >= 1, got {n_samples!r}")
-        if self.mock:
-            items: list[Any] = [
-                {"image": s.image_tokens, "prompt": s.prompt, "answer": s.answer}
-                for s in pipe.samples(n_samples, seed=seed)
-            ]
-        elif samples is None:
-            raise ValueError(
-                "benchmarking a HuggingFace model needs `samples=`: dicts with `image`, "
-                "`prompt` and `answer`"
-            )
-        else:
-            items = list(samples)[:n_samples]
-            _check_samples(items)
+    def _benchmark(self, pipe: Any, opts: BenchmarkOptions) -> dict[str, Any]:
+        items: list[Any] | None = opts.samples
+        if items is None:  # the mock's own samples
+            items = [{"image": s.image_tokens, "prompt": s.prompt, "answer": s.answer}
+                     for s in pipe.samples(opts.n_samples, seed=opts.seed)]  # fmt: skip
         keep_ratio = pipe.config.keep_ratio
-        kw = generate_kwargs
+        kw = opts.generate
         summary, records = paired_benchmark(
             items,
             run_baseline=lambda s: pipe.run(s["image"], s["prompt"], prune=False, **kw),
             run_pruned=lambda s: pipe.run(s["image"], s["prompt"], prune=True, **kw),
             reference=lambda s: s["answer"],
             keep_ratio=keep_ratio,
-            warmup=warmup,
-            progress=progress,
+            warmup=opts.warmup,
+            progress=opts.progress,
             desc=f"{'mock' if self.mock else 'model'} keep={keep_ratio:g}",
+            on_record=self.records.append,
         )
-        self.records.extend(records)
         return {
             **summary,
             "scorer": _describe(pipe.scorer),
@@ -237,38 +225,34 @@ class VisSparse:
         self,
         keep_ratios: Iterable[float] = (0.05, 0.1, 0.25, 0.5, 1.0),
         n_samples: int = 100,
+        on_row: Callable[[dict[str, Any]], None] | None = None,
         **benchmark_kwargs: Any,
     ) -> list[dict[str, Any]]:
         """One paired benchmark per keep ratio, same samples; one row (dict) each.
 
         Each row holds at least ``keep_ratio``, ``speedup``, ``accuracy`` and
         ``accuracy_delta`` (everything :meth:`benchmark` returns, without records).
+        Every keep ratio and sample is checked before the first row. ``on_row`` is
+        called with each row as soon as it is measured (to save it: an interrupted sweep
+        keeps what ``on_row`` saved, and the finished records on ``self.records``).
 
         Example:
             >>> vs = VisSparse("mock", mock=True, dim=32, n_tokens=64)
             >>> [row["keep_ratio"] for row in vs.sweep([0.25, 1.0], n_samples=2, progress=False)]
             [0.25, 1.0]
         """
-        ratios = [validate_keep_ratio(r, "keep_ratios") for r in keep_ratios]
-        if not ratios:
-            raise ValueError("`keep_ratios` must hold at least one keep ratio")
-        if benchmark_kwargs.get("samples") is not None:  # measured once per keep ratio
-            benchmark_kwargs["samples"] = list(benchmark_kwargs["samples"])
+        ratios = check_keep_ratios(keep_ratios, self.config)
+        check_callback(on_row)
+        opts = benchmark_options(self.pipeline, self.mock, n_samples, **benchmark_kwargs)
         rows = []
         for ratio in ratios:
-            row = self._measure(ratio, n_samples, benchmark_kwargs)
-            rows.append(row)
+            rows.append(self._measure(ratio, opts))
+            if on_row is not None:
+                on_row(rows[-1])
         return rows
 
-    def _measure(self, keep_ratio: float, n_samples: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-        opts = {"seed": 0, "warmup": 3, "progress": True, "samples": None, **kwargs}
-        samples = opts.pop("samples")
-        if samples is not None:
-            samples = list(samples)
-        row = self._benchmark(
-            self._pipeline_for(keep_ratio), n_samples, opts.pop("seed"), opts.pop("warmup"),
-            opts.pop("progress"), samples, **opts,
-        )  # fmt: skip
+    def _measure(self, keep_ratio: float, opts: BenchmarkOptions) -> dict[str, Any]:
+        row = self._benchmark(self._pipeline_for(keep_ratio), opts)
         row.pop("records")
         return row
 
@@ -278,6 +262,7 @@ class VisSparse:
         max_accuracy_drop: float | None = None,
         n_samples: int = 100,
         step: float = 0.01,
+        on_row: Callable[[dict[str, Any]], None] | None = None,
         **benchmark_kwargs: Any,
     ) -> TuneResult:
         """Choose ``keep_ratio`` from measurements.
@@ -287,7 +272,8 @@ class VisSparse:
         ratio whose accuracy delta is at most ``d`` (so the most speed is gained). A binary
         search over a grid of ``step`` from 0.05 to 1.0, each point a paired benchmark on
         the same samples. The result has ``.keep_ratio``, ``.measurements`` and
-        ``.reason``, which says why a target cannot be met when it cannot.
+        ``.reason``, which says why a target cannot be met when it cannot. ``on_row`` is
+        called with each measurement as it is made, as in :meth:`sweep`.
 
         Example:
             >>> vs = VisSparse("mock", mock=True, dim=32, n_tokens=64)
@@ -297,29 +283,30 @@ class VisSparse:
         """
         if (target_speedup is None) == (max_accuracy_drop is None):
             raise ValueError("give exactly one of `target_speedup` and `max_accuracy_drop`")
-        samples = benchmark_kwargs.pop("samples", None)
-        if samples is not None:
-            benchmark_kwargs["samples"] = list(samples)
+        speed = target_speedup is not None
+        goal = (
+            check_number(target_speedup, "target_speedup", 0)
+            if speed
+            else check_number(max_accuracy_drop, "max_accuracy_drop", 0, 1, include_low=True)
+        )
+        target = {"target_speedup" if speed else "max_accuracy_drop": goal}  # fmt: skip
+        check_callback(on_row)
+        check_keep_ratios(grid(step), self.config)  # `step` too, before the first row
+        opts = benchmark_options(self.pipeline, self.mock, n_samples, **benchmark_kwargs)
 
         def measure(ratio: float) -> dict[str, Any]:
-            return self._measure(ratio, n_samples, dict(benchmark_kwargs))
+            row = self._measure(ratio, opts)
+            if on_row is not None:
+                on_row(row)
+            return row
 
-        if target_speedup is not None:
-            if not (isinstance(target_speedup, int | float) and target_speedup > 0):
-                raise ValueError(f"`target_speedup` must be a number > 0, got {target_speedup!r}")
-            target = {"target_speedup": float(target_speedup)}
-            choice, rows = search(measure, lambda r: r["speedup"] >= target_speedup, True, step)
+        if speed:
+            choice, rows = search(measure, lambda r: r["speedup"] >= goal, True, step)
         else:
-            drop = max_accuracy_drop
-            if not (isinstance(drop, int | float) and 0 <= drop <= 1):
-                raise ValueError(f"`max_accuracy_drop` must be in [0, 1], got {drop!r}")
-            target = {"max_accuracy_drop": float(drop)}
-            choice, rows = search(measure, lambda r: r["accuracy_delta"] <= drop, False, step)
+            choice, rows = search(measure, lambda r: r["accuracy_delta"] <= goal, False, step)
         bound = None
-        if choice is None and target_speedup is not None and not self.mock:
-            bound = self._flop_bound(
-                benchmark_kwargs["samples"][0], min(r["keep_ratio"] for r in rows)
-            )
+        if choice is None and speed and opts.samples is not None:
+            bound = self._flop_bound(opts.samples[0], min(r["keep_ratio"] for r in rows))
         return TuneResult(choice, choice is not None, target, rows,
                           explain(target, choice, rows, self.mock, bound))  # fmt: skip
 
@@ -356,23 +343,3 @@ def _model_name(base_model: Any) -> str:
 def _describe(obj: TokenScorer | MaskStrategy) -> str:
     name = getattr(obj, "name", type(obj).__name__)
     return name if name != "custom" else type(obj).__name__
-
-
-def _check_samples(items: list[Any]) -> None:
-    from vissparse.hf.inputs import probe_image
-
-    if not items:
-        raise ValueError("`samples` holds no samples")
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping) or any(
-            k not in item for k in ("image", "prompt", "answer")
-        ):
-            raise ValueError(f"`samples[{i}]` must be a dict with `image`, `prompt` and `answer`")
-        if not isinstance(item["prompt"], str) or not isinstance(item["answer"], str):
-            raise ValueError(f"`samples[{i}]`: `prompt` and `answer` must be strings")
-        images = item["image"] if isinstance(item["image"], list | tuple) else [item["image"]]
-        for image in images:
-            try:
-                probe_image(image)
-            except (ValueError, TypeError) as err:
-                raise type(err)(f"`samples[{i}]`: {err}") from None

@@ -65,10 +65,13 @@ def paired_benchmark(
     progress: bool = True,
     desc: str = "benchmark",
     match: Callable[[str, str], bool] = exact_match,
+    on_record: Callable[[CallRecord], None] | None = None,
 ) -> tuple[dict[str, Any], list[CallRecord]]:
     """Time and score ``run_baseline`` against ``run_pruned`` on every item.
 
-    Returns a summary dict and one :class:`CallRecord` per item.
+    Returns a summary dict and one :class:`CallRecord` per item. ``on_record`` is called
+    with each record as soon as its pair finishes, so a caller keeps the finished
+    records of a run that is interrupted.
 
     Example:
         >>> from types import SimpleNamespace as NS
@@ -87,31 +90,46 @@ def paired_benchmark(
         run_baseline(item)
         run_pruned(item)
     records = []
-    for i, item in enumerate(tqdm(items, desc=desc, disable=not progress, leave=False)):
-        if i % 2 == 0:
-            base, base_ms = timed(partial(run_baseline, item))
-            pruned, pruned_ms = timed(partial(run_pruned, item))
-        else:
-            pruned, pruned_ms = timed(partial(run_pruned, item))
-            base, base_ms = timed(partial(run_baseline, item))
-        ref = reference(item)
-        records.append(
-            CallRecord(
-                index=i,
-                keep_ratio=keep_ratio,
-                n_image_tokens=pruned.n_image_tokens,
-                n_kept=pruned.n_kept,
-                answer=pruned.text,
-                baseline_answer=base.text,
-                reference=ref,
-                correct=match(pruned.text, ref),
-                baseline_correct=match(base.text, ref),
-                latency_ms=pruned_ms,
-                baseline_latency_ms=base_ms,
-                avg_image_tokens=getattr(pruned, "avg_image_tokens", None),
-            )
-        )
+    with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
+        for i, item in enumerate(items):
+            records.append(_pair(i, item, run_baseline, run_pruned, reference, keep_ratio, match))
+            if on_record is not None:
+                on_record(records[-1])
+            bar.update()
     return summarize(records), records
+
+
+def _pair(
+    i: int,
+    item: T,
+    run_baseline: Callable[[T], Output],
+    run_pruned: Callable[[T], Output],
+    reference: Callable[[T], str],
+    keep_ratio: float,
+    match: Callable[[str, str], bool],
+) -> CallRecord:
+    """Item ``i``'s baseline and pruned calls, timed back to back (order alternating)."""
+    if i % 2 == 0:
+        base, base_ms = timed(partial(run_baseline, item))
+        pruned, pruned_ms = timed(partial(run_pruned, item))
+    else:
+        pruned, pruned_ms = timed(partial(run_pruned, item))
+        base, base_ms = timed(partial(run_baseline, item))
+    ref = reference(item)
+    return CallRecord(
+        index=i,
+        keep_ratio=keep_ratio,
+        n_image_tokens=pruned.n_image_tokens,
+        n_kept=pruned.n_kept,
+        answer=pruned.text,
+        baseline_answer=base.text,
+        reference=ref,
+        correct=match(pruned.text, ref),
+        baseline_correct=match(base.text, ref),
+        latency_ms=pruned_ms,
+        baseline_latency_ms=base_ms,
+        avg_image_tokens=getattr(pruned, "avg_image_tokens", None),
+    )
 
 
 def summarize(records: Sequence[CallRecord]) -> dict[str, Any]:
