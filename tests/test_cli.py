@@ -29,7 +29,9 @@ def test_bench_rejects_bad_keep_ratio(capsys):
     with pytest.raises(SystemExit) as err:
         main(["bench", "--mock", "--keep-ratio", "2"])
     assert err.value.code == 2
-    assert "keep_ratio" in capsys.readouterr().err
+    assert "argument --keep-ratio: expected a real number in [0.05, 1.0], got '2'" in (
+        capsys.readouterr().err
+    )
 
 
 def test_format_table_aligns_columns():
@@ -93,3 +95,97 @@ def test_model_bench_llm_stage(capsys):
     assert "avg/layer" in header and "input keep @FLOPs" in header
     assert main(["bench", "--mock", "--stage", "llm"]) == 2
     assert "--stage llm is for --model-config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--stage", "llm", "--scorer", "fastv", "--layer", "3", "--layer", "2"],
+      "stages must have increasing layers"),
+     (["--scorer", "fastv"], "`scorer` 'fastv' reads attention inside the language model: pass "
+                             "stage='llm'"),
+     (["--stage", "llm", "--scorer", "fastv", "--layer", "999"],
+      "`layer` 999 is beyond the language model's 4 layers (0..3)"),
+     (["--stage", "llm", "--scorer", "fastv", "--layer", "0"], "`layer` must be >= 1"),
+     (["--depth-scale", "0.5"], "`depth_scale` must be a number >= 1, got 0.5")],
+)  # fmt: skip
+def test_model_bench_checks_settings_before_the_build(monkeypatch, capsys, flags, message):
+    from vissparse.bench import model_bench
+
+    build = model_bench.build_model
+
+    def weightless_only(name, depth_scale, dtype, device, *args):
+        assert device == "meta", "the model was built before the settings were checked"
+        return build(name, depth_scale, dtype, device, *args)
+
+    monkeypatch.setattr(model_bench, "build_model", weightless_only)
+    assert main(["bench", "--model-config", "llava-1.5-7b", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["bench", "--mock", "--n-samples", "x"],
+      "argument --n-samples: expected a positive integer, got 'x'"),
+     (["bench", "--mock", "--n-samples", "0"],
+      "argument --n-samples: expected a positive integer, got '0'"),
+     (["bench", "--mock", "--warmup", "-1"],
+      "argument --warmup: expected an integer >= 0, got '-1'"),
+     (["bench", "--mock", "--seed", "1.5"], "argument --seed: expected an integer, got '1.5'"),
+     (["bench", "--mock", "--keep-ratio", "x"],
+      "argument --keep-ratio: expected a real number in [0.05, 1.0], got 'x'"),
+     (["sweep", "--mock", "--out", "o", "--max-new-tokens", "-1"],
+      "argument --max-new-tokens: expected a positive integer, got '-1'"),
+     (["tune", "--mock", "--max-accuracy-drop", "2"],
+      "argument --max-accuracy-drop: expected a number in [0, 1], got '2'"),
+     (["tune", "--mock", "--target-speedup", "inf"],
+      "argument --target-speedup: expected a number > 0, got 'inf'")],
+)  # fmt: skip
+def test_argument_errors_name_the_flag(capsys, argv, message):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    assert f"error: {message}\n" in capsys.readouterr().err
+
+
+def test_library_errors_are_one_line_in_every_command(tmp_path, capsys, monkeypatch):
+    import PIL.Image
+
+    from vissparse.testing import random_image
+
+    big = tmp_path / "big.png"
+    random_image(64, 64).save(big)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is a "bomb" now
+    png = str(tmp_path / "s.png")
+    cases = [
+        ["show", str(big), "What is it?", "--model", "tiny:llava", "--out", png],
+        ["show", "x", "What?", "--mock", "--out", png],
+        ["sweep", "--model", "tiny:llava", "--data", str(tmp_path / "none.jsonl"),
+         "--out", str(tmp_path / "o")],
+        ["tune", "--model", "tiny:llava", "--target-speedup", "2"],
+        ["bench", "--model-config", "no-such-model"],
+        ["testbed", "card", "--model", str(tmp_path)],
+    ]  # fmt: skip
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+        assert len(lines) == 1 and "Traceback" not in err, (argv, err)
+        assert lines[0].startswith(
+            f"vissparse {' '.join(argv[: 2 if argv[0] == 'testbed' else 1])}"
+        )
+
+
+def test_an_image_over_the_pixel_limit_is_one_line(tmp_path, capsys, monkeypatch):
+    import PIL.Image
+
+    from vissparse import cli
+
+    def bomb(*args, **kwargs):
+        raise PIL.Image.DecompressionBombError("Image size (182250000 pixels) exceeds limit")
+
+    monkeypatch.setattr(cli, "run_show", bomb)
+    assert main(["show", "big.png", "What?", "--mock"]) == 2
+    assert capsys.readouterr().err == (
+        "vissparse show: error: Image size (182250000 pixels) exceeds limit\n"
+    )

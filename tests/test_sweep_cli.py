@@ -79,8 +79,10 @@ def test_cli_needs_exactly_one_model(capsys):
 
 
 def test_cli_usage_errors_exit_2(capsys):
-    assert main(["tune", "--mock", "--target-speedup", "-1", "--n-samples", "2"]) == 2
-    assert "target_speedup" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["tune", "--mock", "--target-speedup", "-1", "--n-samples", "2"])
+    assert err.value.code == 2
+    assert "argument --target-speedup: expected a number > 0, got '-1'" in capsys.readouterr().err
     assert main(["show", "x", "What?", "--mock"]) == 2
     assert "sample number" in capsys.readouterr().err
     assert main(["sweep", "--model", "tiny:llava", "--out", "unused"]) == 2

@@ -15,47 +15,44 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from vissparse.api import VisSparse
 from vissparse.bench.report import (
     LLM_COLUMNS,
     MODEL_COLUMNS,
+    check_writable,
     format_table,
     machine_description,
+    write_json,
     write_rows,
 )
-from vissparse.keep_ratio import validate_keep_ratio
+from vissparse.cli_support import (
+    INTERRUPTED,
+    Interrupted,
+    check_device,
+    integer,
+    interrupted,
+    keep_ratio,
+    non_negative_int,
+    one_line,
+    positive_float,
+    positive_int,
+    refuse_ignored_flags,
+    share,
+)
 from vissparse.strategies.registry import SCORERS, STRATEGIES
 
 DEFAULT_SWEEP = [0.05, 0.1, 0.25, 0.5, 1.0]
-
-
-def _keep_ratio(text: str) -> float:
-    try:
-        return validate_keep_ratio(float(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
-    return value
+# what main() prints as one line and exits 2 on: usage and input errors (PIL refuses an
+# image over its pixel limit with an error of its own)
+USAGE_ERRORS = (ValueError, TypeError, OSError, Image.DecompressionBombError)
 
 
 def _add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
@@ -64,7 +61,7 @@ def _add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
     if data:
         p.add_argument("--data", help="JSONL of {image, question, answer} (with --model)")
     p.add_argument("--scorer", default="cosine", choices=SCORERS.names())
-    p.add_argument("--max-new-tokens", type=_positive_int, default=16)
+    p.add_argument("--max-new-tokens", type=positive_int, default=16)
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
                    help="with --model DIR: the dtype to load in")  # fmt: skip
     p.add_argument("--device-map", help="with --model DIR: e.g. cuda or auto")
@@ -79,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="paired baseline-vs-pruned benchmark")
     bench.add_argument("--mock", action="store_true", help="use the synthetic CPU model")
     bench.add_argument("--model-config", help="shape-faithful config (see bench.model_configs)")
-    bench.add_argument("--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios",
+    bench.add_argument("--keep-ratio", type=keep_ratio, action="append", dest="keep_ratios",
                        help="repeat for one row each (default: mock 0.1, model-config "
                             "0.05 0.1 0.25 0.5 1.0)")  # fmt: skip
-    bench.add_argument("--n-samples", type=_positive_int, default=None,
+    bench.add_argument("--n-samples", type=positive_int, default=None,
                        help="mock only (default 100)")  # fmt: skip
     bench.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
                        help="repeat to compare methods (one model build for all)")  # fmt: skip
@@ -93,17 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["input", "llm"],
         help="--model-config only: prune before the LM or inside it",
     )
-    bench.add_argument("--layer", type=_non_negative_int, action="append", dest="layers",
+    bench.add_argument("--layer", type=non_negative_int, action="append", dest="layers",
                        help="with --stage llm: the layer K (repeat for PyramidDrop-style "
                             "stages; default 2)")  # fmt: skip
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--warmup", type=_non_negative_int, default=None)
+    bench.add_argument("--seed", type=integer, default=0)
+    bench.add_argument("--warmup", type=non_negative_int, default=None)
     bench.add_argument("--device", default=None, help="--model-config only (default cpu)")
     bench.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                        help="--model-config only (default float32)")  # fmt: skip
-    bench.add_argument("--new-tokens", type=_positive_int, default=8)
-    bench.add_argument("--repeats", type=_positive_int, default=3)
-    bench.add_argument("--depth-scale", type=float, default=8)
+    bench.add_argument("--new-tokens", type=positive_int, default=8)
+    bench.add_argument("--repeats", type=positive_int, default=3)
+    bench.add_argument("--depth-scale", type=positive_float, default=8)
     bench.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     bench.add_argument("--out", help="write the results JSON here")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
@@ -111,17 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="accuracy and speedup against keep_ratio")
     _add_model_args(sweep)
-    sweep.add_argument("--keep-ratio", type=_keep_ratio, action="append", dest="keep_ratios")
-    sweep.add_argument("--n-samples", type=_positive_int, default=100)
+    sweep.add_argument("--keep-ratio", type=keep_ratio, action="append", dest="keep_ratios")
+    sweep.add_argument("--n-samples", type=positive_int, default=100)
     sweep.add_argument("--out", required=True, help="folder for sweep.csv/.json/.png")
 
     tune = sub.add_parser("tune", help="choose keep_ratio for a target")
     _add_model_args(tune)
     goal = tune.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--target-speedup", type=float)
-    goal.add_argument("--max-accuracy-drop", type=float)
-    tune.add_argument("--n-samples", type=_positive_int, default=100)
-    tune.add_argument("--step", type=float, default=0.01)
+    goal.add_argument("--target-speedup", type=positive_float)
+    goal.add_argument("--max-accuracy-drop", type=share)
+    tune.add_argument("--n-samples", type=positive_int, default=100)
+    tune.add_argument("--step", type=positive_float, default=0.01)
     tune.add_argument("--json", action="store_true")
 
     show = sub.add_parser("show", help="PNG of the kept patches")
@@ -131,14 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--prompt", action="append", default=[], dest="more_prompts",
                       help="another prompt, shown side by side")  # fmt: skip
     _add_model_args(show, data=False)
-    show.add_argument("--keep-ratio", type=_keep_ratio, default=0.25)
+    show.add_argument("--keep-ratio", type=keep_ratio, default=0.25)
     show.add_argument("--also-scorer", action="append", default=[], choices=SCORERS.names(),
                       help="another scorer on the same prompts, in a panel beside")  # fmt: skip
     show.add_argument("--out", default="vissparse_show.png")
 
     from vissparse.testbed.cli import add_parser as add_testbed_parser
 
-    add_testbed_parser(sub, _keep_ratio, _positive_int)
+    add_testbed_parser(sub)
     return parser
 
 
@@ -174,127 +171,125 @@ def _samples_and_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"samples": samples, "max_new_tokens": args.max_new_tokens}
 
 
-def check_device(name: str) -> str:
-    """``name`` if torch can run on it here, else ``ValueError`` naming ``--device``."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r}: this torch build sees no CUDA device")
-    return name
-
-
-def _output_path(path: str, folder: bool = False) -> Path:
-    """Create ``path``'s folder (or ``path`` itself with ``folder``) and check it is writable.
-
-    Called before any work, so an unusable ``--out`` fails at once, not after the run.
-    """
-    target = Path(path)
-    where = target if folder else target.parent
-    if folder and target.exists() and not target.is_dir():
-        raise ValueError(f"--out {path!r} is a file; expected a folder")
-    if not folder and target.is_dir():
-        raise ValueError(f"--out {path!r} is a folder; expected a file name")
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        probe = where / f".vissparse-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"--out {path!r} cannot be written: {err.strerror or err}") from None
-    return target
-
-
-def _refuse_ignored_flags(args: argparse.Namespace) -> None:
-    """Flags that the chosen mode would ignore are errors, not silence."""
-    if args.records and not args.json:
-        raise ValueError("--records adds per-call records to the JSON: give --json too")
-    if args.model_config:
-        if args.records:
-            raise ValueError("--records is for --mock runs")
-        if args.n_samples is not None:
-            raise ValueError("--n-samples is for --mock runs; --model-config times prompts")
-    else:
-        for flag, value in (("--dtype", args.dtype), ("--device", args.device)):
-            if value is not None:
-                raise ValueError(f"{flag} is for --model-config runs; --mock runs on the CPU")
-        if args.stage != "input":
-            raise ValueError("--stage llm is for --model-config runs: the mock has no LM layers")
-    if args.layers and args.stage != "llm":
-        raise ValueError("--layer applies to --stage llm")
-
-
 def run_bench(args: argparse.Namespace) -> int:
-    """The ``bench`` sub-command."""
+    """The ``bench`` sub-command; ``--out`` holds the finished rows after every row."""
     if args.mock == bool(args.model_config):
         print("vissparse bench: give exactly one of --mock and --model-config", file=sys.stderr)
         return 2
-    _refuse_ignored_flags(args)
-    out = _output_path(args.out) if args.out else None
+    refuse_ignored_flags(args)
+    out = check_writable(args.out) if args.out else None
     progress = not args.json or sys.stderr.isatty()
     if args.model_config:
-        from vissparse.bench.model_bench import check_targets, run_model_bench
+        return _model_bench(args, out, progress)
+    payload: dict[str, Any] = {"machine": machine_description(), "results": []}
+    rows: list[dict[str, Any]] = payload["results"]
+    try:
+        for scorer in args.scorers or ["cosine"]:
+            for ratio in args.keep_ratios or [0.1]:
+                model = VisSparse(base_model="mock", keep_ratio=ratio, scorer=scorer,
+                                  strategy=args.strategy, mock=True, seed=args.seed)  # fmt: skip
+                result = model.benchmark(n_samples=args.n_samples or 100, seed=args.seed,
+                                         warmup=3 if args.warmup is None else args.warmup,
+                                         progress=progress)  # fmt: skip
+                if not args.records:
+                    result.pop("records")
+                rows.append(result)
+                if out:
+                    write_json(out, {**payload, "partial": True})
+    except KeyboardInterrupt:
+        _show_bench(args, {**payload, "partial": True} if rows else None)
+        raise interrupted(rows, out) from None
+    _show_bench(args, payload)
+    if out:
+        write_json(out, payload)
+    return 0
 
-        report = run_model_bench(
+
+def _show_bench(args: argparse.Namespace, payload: dict[str, Any] | None) -> None:
+    """Print a mock bench's rows: JSON with ``--json``, else a table and the machine."""
+    if payload is None:
+        return
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(payload["results"]))
+        print(f"\nmachine: {payload['machine']}")
+
+
+def _model_bench(args: argparse.Namespace, out: Path | None, progress: bool) -> int:
+    """``bench --model-config``: every setting is checked before the model is built."""
+    from vissparse.bench.model_bench import check_targets, run_model_bench
+
+    done: dict[str, Any] = {"results": []}
+
+    def save(report: dict[str, Any]) -> None:
+        done.update(report, machine=machine_description(), targets=check_targets(report))
+        if out:
+            write_json(out, {**done, "partial": True})
+
+    try:
+        run_model_bench(
             args.model_config, args.keep_ratios or DEFAULT_SWEEP,
             device=check_device(args.device or "cpu"), dtype=args.dtype or "float32",
             new_tokens=args.new_tokens, repeats=args.repeats,
             warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
             scorer=args.scorers or ["cosine"], strategy=args.strategy, stage=args.stage,
-            layer=tuple(args.layers) if args.layers else None,
+            layer=tuple(args.layers) if args.layers else None, on_row=save,
         )  # fmt: skip
-        report["machine"] = machine_description()
-        report["targets"] = check_targets(report)
-        rows: list[dict[str, Any]] = report["results"]
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            several = len(args.scorers or []) > 1
-            columns = (("scorer", "scorer", "{}"),) * several + MODEL_COLUMNS
-            if args.stage == "llm":
-                columns += LLM_COLUMNS
-            print(format_table(rows, columns))
-            for check in report["targets"]:
-                print(f"[{'met' if check['met'] else 'NOT met'}] {check['target']}")
-        if out:
-            out.write_text(json.dumps(report, indent=2) + "\n")
-        return 0
-    rows = []
-    for scorer in args.scorers or ["cosine"]:
-        for keep_ratio in args.keep_ratios or [0.1]:
-            model = VisSparse(base_model="mock", keep_ratio=keep_ratio, scorer=scorer,
-                              strategy=args.strategy, mock=True, seed=args.seed)  # fmt: skip
-            result = model.benchmark(n_samples=args.n_samples or 100, seed=args.seed,
-                                     warmup=3 if args.warmup is None else args.warmup,
-                                     progress=progress)  # fmt: skip
-            if not args.records:
-                result.pop("records")
-            rows.append(result)
-    payload = {"machine": machine_description(), "results": rows}
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print(format_table(rows))
-        print(f"\nmachine: {payload['machine']}")
+    except KeyboardInterrupt:
+        if done["results"]:
+            _show_model_bench(args, {**done, "partial": True})
+        raise interrupted(done["results"], out) from None
+    _show_model_bench(args, done)
     if out:
-        out.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(out, done)
     return 0
 
 
+def _show_model_bench(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    several = len(args.scorers or []) > 1
+    columns = (("scorer", "scorer", "{}"),) * several + MODEL_COLUMNS
+    if args.stage == "llm":
+        columns += LLM_COLUMNS
+    print(format_table(report["results"], columns))
+    for check in report["targets"]:
+        print(f"[{'met' if check['met'] else 'NOT met'}] {check['target']}")
+
+
+def _saving(rows: list[dict[str, Any]], save: Callable[[], Any]) -> Callable[[Any], None]:
+    """An ``on_row`` that keeps each finished row and saves them all."""
+
+    def on_row(row: dict[str, Any]) -> None:
+        rows.append(row)
+        save()
+
+    return on_row
+
+
 def run_sweep(args: argparse.Namespace) -> int:
-    """The ``sweep`` sub-command: CSV, JSON and a PNG plot in ``--out``."""
+    """The ``sweep`` sub-command: CSV, JSON (after every row) and a PNG plot in ``--out``."""
     from vissparse.bench.plots import plot_sweep
 
-    _output_path(args.out, folder=True)
+    out = check_writable(args.out, folder=True)
     vs = _vissparse(args)
-    rows = vs.sweep(args.keep_ratios or DEFAULT_SWEEP, n_samples=args.n_samples,
-                    **_samples_and_kwargs(args))  # fmt: skip
     name = "mock" if args.mock else args.model
+    extra = {"model": name, "machine": machine_description()}
+    rows: list[dict[str, Any]] = []
+    on_row = _saving(rows, lambda: write_rows(rows, out, "sweep", {**extra, "partial": True}))
+    try:
+        vs.sweep(args.keep_ratios or DEFAULT_SWEEP, n_samples=args.n_samples, on_row=on_row,
+                 **_samples_and_kwargs(args))  # fmt: skip
+    except KeyboardInterrupt:
+        if rows:
+            print(format_table(rows))
+        raise interrupted(rows, out / "sweep.json") from None
     print(format_table(rows))  # before writing, so the table is never lost
-    paths = write_rows(rows, args.out, "sweep", {"model": name, "machine": machine_description()})
-    png = plot_sweep(rows, Path(args.out) / "sweep.png", title=f"{name} ({args.scorer})")
+    paths = write_rows(rows, out, "sweep", extra)
+    png = plot_sweep(rows, out / "sweep.png", title=f"{name} ({args.scorer})")
     print(f"\nwrote {paths['csv']}, {paths['json']}, {png}")
     return 0
 
@@ -302,9 +297,16 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_tune(args: argparse.Namespace) -> int:
     """The ``tune`` sub-command."""
     vs = _vissparse(args)
-    result = vs.tune(target_speedup=args.target_speedup, max_accuracy_drop=args.max_accuracy_drop,
-                     n_samples=args.n_samples, step=args.step, progress=False,
-                     **_samples_and_kwargs(args))  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    try:
+        result = vs.tune(target_speedup=args.target_speedup,
+                         max_accuracy_drop=args.max_accuracy_drop, n_samples=args.n_samples,
+                         step=args.step, progress=False, on_row=_saving(rows, lambda: None),
+                         **_samples_and_kwargs(args))  # fmt: skip
+    except KeyboardInterrupt:
+        if rows:
+            print(format_table(sorted(rows, key=lambda r: r["keep_ratio"])))
+        raise interrupted(rows) from None
     if args.json:
         print(json.dumps({"keep_ratio": result.keep_ratio, "met": result.met,
                           "target": result.target, "reason": result.reason,
@@ -319,7 +321,7 @@ def run_show(args: argparse.Namespace) -> int:
     """The ``show`` sub-command: a PNG of the kept patches, one panel per prompt."""
     from vissparse.bench.overlay import render_comparison
 
-    _output_path(args.out)
+    check_writable(args.out)
     vs = _vissparse(args, keep_ratio=args.keep_ratio)
     image: Any = args.image
     prompts = [*args.prompts, *args.more_prompts]
@@ -350,17 +352,28 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vissparse`` console script."""
+    """Entry point of the ``vissparse`` console script.
+
+    A usage or input error prints one line and exits 2; Ctrl-C prints the finished rows
+    (saved in ``--out`` as they finished) and one line, and exits 130.
+    """
     args = build_parser().parse_args(argv)
     from vissparse.testbed.cli import run as run_testbed
 
     commands = {"bench": run_bench, "sweep": run_sweep, "tune": run_tune, "show": run_show,
                 "testbed": run_testbed}  # fmt: skip
+    name = " ".join(["vissparse", args.command, getattr(args, "testbed_command", "")]).strip()
     try:
         return commands[args.command](args)
-    except (ValueError, TypeError, OSError) as err:  # usage and input errors: exit 2
-        print(f"vissparse {args.command}: error: {err}", file=sys.stderr)
+    except USAGE_ERRORS as err:
+        print(f"{name}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"{name}: {stop}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -382,16 +382,6 @@ def test_stats():
     assert chance_accuracy("counting") == pytest.approx(0.1)
 
 
-@pytest.fixture(scope="module")
-def saved_untrained(tmp_path_factory):
-    """An untrained testbed LLaVA saved like a trained one (eval mechanics only)."""
-    out = tmp_path_factory.mktemp("untrained")
-    model, processor = build_model("llava", seed=5)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
-
-
 def test_run_scorers_rows(saved_untrained):
     from vissparse.testbed.evaluate import load_testbed_model
 

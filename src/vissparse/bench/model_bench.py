@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from vissparse.bench.checks import check_count
 from vissparse.bench.flops import analytic_prefill_flops, equal_flops_keep
 from vissparse.bench.measure import CallTiming, prefill_flops, timed_call
 from vissparse.bench.model_configs import build_model
 from vissparse.config import PruningConfig
 from vissparse.hf.pipeline import HFPipeline
+from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.testing import random_image
 
 PROMPT = "What color is the car in this picture?"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTENTION = ("sdpa", "eager")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -63,6 +67,7 @@ def run_model_bench(
     strategy: str = "topk",
     stage: str = "input",
     layer: int | tuple[int, ...] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
 
@@ -77,11 +82,14 @@ def run_model_bench(
     PyramidDrop-style stages). Each row then reports the image tokens a layer sees on
     average (``avg_image_tokens``, the fair count) and ``input_keep_at_equal_flops``, the
     input-stage keep ratio with the same analytic prefill FLOPs.
+
+    Every setting is checked before the model is built (:func:`check_model_bench`).
+    ``on_row`` is called with the report after each finished row (to save it: an
+    interrupted run keeps what it saved).
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if new_tokens < 1 or repeats < 1:
-        raise ValueError("`new_tokens` and `repeats` must be >= 1")
+    scorers = [scorer] if isinstance(scorer, str) else list(scorer)
+    cases = check_model_bench(name, keep_ratios, dtype, new_tokens, repeats, warmup, depth_scale,
+                              attn_implementation, scorers, strategy, stage, layer)  # fmt: skip
     model, processor, shape = build_model(name, depth_scale, DTYPES[dtype], device,
                                           attn_implementation, seed)  # fmt: skip
     image = random_image(*shape.image_size, seed=seed)
@@ -99,70 +107,134 @@ def run_model_bench(
     base_flops = prefill_flops(base_pipe, inputs, prompt_mask, prune=False)
     base_analytic = analytic_prefill_flops(model.config, seq, n_patches)
     vision_layers, text_layers = shape.depths(depth_scale)
-    rows = []
-    scorers = [scorer] if isinstance(scorer, str) else list(scorer)
-    cases = [(s, k) for s in scorers for k in keep_ratios]
+    rows: list[dict[str, Any]] = []
+    report = {"config": {
+        "name": name, "reference": shape.reference, "family": shape.family,
+        "depth_scale": depth_scale, "vision_layers": vision_layers,
+        "text_layers": text_layers, "real_vision_layers": shape.vision_layers,
+        "real_text_layers": shape.text_layers, "image_size": list(shape.image_size),
+        "n_image_tokens": n_image, "sequence_length": seq, "device": device,
+        "dtype": dtype, "attn_implementation": attn_implementation,
+        "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
+        "scorer": scorer, "strategy": strategy, "stage": stage,
+        "layer": list(layer) if isinstance(layer, tuple | list) else layer,
+        "flop_counter_vs_analytic": base_flops / base_analytic, "prompt": PROMPT,
+    }, "results": rows}  # fmt: skip
     bar = tqdm(total=len(cases) * (warmup + repeats), desc=name, disable=not progress)
-    for case_scorer, keep_ratio in cases:
-        config = PruningConfig(keep_ratio=keep_ratio, scorer=case_scorer, strategy=strategy,
-                               stage=stage, layer=layer)  # type: ignore[arg-type]  # fmt: skip
-        pipe = HFPipeline(model, processor, config)
-        base_calls, pruned_calls = [], []
-        for i in range(warmup + repeats):
-            order = (False, True) if (i - warmup) % 2 == 0 else (True, False)
-            pair = {p: timed_call(pipe, inputs, prompt_mask, p, new_tokens) for p in order}
-            if i >= warmup:
-                base_calls.append(pair[False])
-                pruned_calls.append(pair[True])
-            bar.update()
-        base, pruned = _summary(base_calls), _summary(pruned_calls)
-        pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
-        lengths = pruned_calls[0].layer_lengths
-        analytic_pruned = analytic_prefill_flops(model.config, lengths, n_patches)
-        per_layer = pruned_calls[0].image_tokens_per_layer
-        overhead = pruned["overhead_ms"]["median"]
-        prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
-        rows.append({
-            "scorer": case_scorer,
-            "keep_ratio": keep_ratio,
-            "n_image_tokens": n_image,
-            "stage": stage,
-            "layers": list(config.layer_schedule().layers) if stage == "llm" else [],
-            "n_kept": per_layer[-1],
-            "avg_image_tokens": sum(per_layer) / len(per_layer),
-            "input_keep_at_equal_flops": equal_flops_keep(model.config, seq, n_image,
-                                                          n_patches, analytic_pruned),
-            "prefill_speedup": prefill_speedup,
-            "lm_prefill_speedup": _ratio(base, pruned, "lm_prefill_ms"),
-            "decode_speedup": _ratio(base, pruned, "decode_ms_per_token"),
-            "e2e_speedup": _ratio(base, pruned, "e2e_ms"),
-            "flop_speedup_bound": base_flops / pruned_flops,
-            "analytic_flop_speedup_bound": base_analytic / analytic_pruned,
-            "kv_cache_ratio": pruned["kv_cache_bytes"] / base["kv_cache_bytes"],
-            "overhead_ms": overhead,
-            "signal_ms": pruned["signal_ms"]["median"],
-            "overhead_fraction": overhead / base["prefill_ms"]["median"],
-            "prefill_vs_bound": prefill_speedup / (base_flops / pruned_flops),
-            "flops_baseline": base_flops,
-            "flops_pruned": pruned_flops,
-            "baseline": base,
-            "pruned": pruned,
-        })  # fmt: skip
-    bar.close()
+    try:
+        for case_scorer, config in cases:
+            rows.append(_row(model, processor, config, case_scorer, inputs, prompt_mask,
+                             new_tokens, warmup, repeats, bar, n_image, n_patches, seq,
+                             base_flops, base_analytic))  # fmt: skip
+            if on_row is not None:
+                on_row(report)
+    finally:
+        bar.close()
+    return report
+
+
+def check_model_bench(
+    name: str,
+    keep_ratios: Sequence[float],
+    dtype: str,
+    new_tokens: int,
+    repeats: int,
+    warmup: int,
+    depth_scale: float,
+    attn_implementation: str,
+    scorers: Sequence[str],
+    strategy: str,
+    stage: str,
+    layer: int | tuple[int, ...] | None,
+) -> list[tuple[str, PruningConfig]]:
+    """Every setting of :func:`run_model_bench` checked before the model is built.
+
+    Each case (scorer, keep ratio) is set up on a weightless copy of the model (on the
+    ``meta`` device), so what a pipeline refuses (a layer beyond the model's depth, a
+    method the family cannot run) fails in a second, not after the build. Returns the
+    ``(scorer, config)`` cases in order.
+
+    Example:
+        >>> check_model_bench("qwen2-vl-2b", [0.1], "float32", 1, 1, 0, 32, "sdpa",
+        ...                   ["fastv"], "topk", "llm", 999)
+        Traceback (most recent call last):
+        ...
+        ValueError: `layer` 999 is beyond the language model's 1 layers (0..0)
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}")
+    for key, value, least in (("new_tokens", new_tokens, 1), ("repeats", repeats, 1),
+                              ("warmup", warmup, 0)):  # fmt: skip
+        check_count(value, key, least)
+    if attn_implementation not in ATTENTION:
+        raise ValueError(
+            f"`attn_implementation` must be one of {ATTENTION}, got {attn_implementation!r}"
+        )
+    if not scorers:
+        raise ValueError("`scorer` must name at least one scorer")
+    ratios = [validate_keep_ratio(k, "keep_ratios") for k in keep_ratios]
+    if not ratios:
+        raise ValueError("`keep_ratios` must hold at least one keep ratio")
+    model, processor, _ = build_model(name, depth_scale, DTYPES[dtype], "meta",
+                                      attn_implementation)  # fmt: skip
+    cases = []
+    for case_scorer in scorers:
+        for keep_ratio in ratios:
+            config = PruningConfig(keep_ratio=keep_ratio, scorer=case_scorer, strategy=strategy,
+                                   stage=stage, layer=layer)  # type: ignore[arg-type]  # fmt: skip
+            HFPipeline(model, processor, config)  # its own checks, on the skeleton
+            cases.append((case_scorer, config))
+    return cases
+
+
+def _row(
+    model: Any, processor: Any, config: PruningConfig, case_scorer: str, inputs: Any,
+    prompt_mask: Any, new_tokens: int, warmup: int, repeats: int, bar: Any, n_image: int,
+    n_patches: int, seq: int, base_flops: float, base_analytic: float,
+) -> dict[str, Any]:  # fmt: skip
+    """One case's row: ``repeats`` interleaved baseline and pruned calls after warm-up."""
+    keep_ratio, stage = config.keep_ratio, config.stage
+    pipe = HFPipeline(model, processor, config)
+    base_calls, pruned_calls = [], []
+    for i in range(warmup + repeats):
+        order = (False, True) if (i - warmup) % 2 == 0 else (True, False)
+        pair = {p: timed_call(pipe, inputs, prompt_mask, p, new_tokens) for p in order}
+        if i >= warmup:
+            base_calls.append(pair[False])
+            pruned_calls.append(pair[True])
+        bar.update()
+    base, pruned = _summary(base_calls), _summary(pruned_calls)
+    pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
+    lengths = pruned_calls[0].layer_lengths
+    analytic_pruned = analytic_prefill_flops(model.config, lengths, n_patches)
+    per_layer = pruned_calls[0].image_tokens_per_layer
+    overhead = pruned["overhead_ms"]["median"]
+    prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
     return {
-        "config": {
-            "name": name, "reference": shape.reference, "family": shape.family,
-            "depth_scale": depth_scale, "vision_layers": vision_layers,
-            "text_layers": text_layers, "real_vision_layers": shape.vision_layers,
-            "real_text_layers": shape.text_layers, "image_size": list(shape.image_size),
-            "n_image_tokens": n_image, "sequence_length": seq, "device": device,
-            "dtype": dtype, "attn_implementation": attn_implementation,
-            "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
-            "scorer": scorer, "strategy": strategy, "stage": stage,
-            "layer": list(layer) if isinstance(layer, tuple | list) else layer,
-            "flop_counter_vs_analytic": base_flops / base_analytic, "prompt": PROMPT,
-        },
-        "results": rows,
+        "scorer": case_scorer,
+        "keep_ratio": keep_ratio,
+        "n_image_tokens": n_image,
+        "stage": stage,
+        "layers": list(config.layer_schedule().layers) if stage == "llm" else [],
+        "n_kept": per_layer[-1],
+        "avg_image_tokens": sum(per_layer) / len(per_layer),
+        "input_keep_at_equal_flops": equal_flops_keep(model.config, seq, n_image,
+                                                      n_patches, analytic_pruned),
+        "prefill_speedup": prefill_speedup,
+        "lm_prefill_speedup": _ratio(base, pruned, "lm_prefill_ms"),
+        "decode_speedup": _ratio(base, pruned, "decode_ms_per_token"),
+        "e2e_speedup": _ratio(base, pruned, "e2e_ms"),
+        "flop_speedup_bound": base_flops / pruned_flops,
+        "analytic_flop_speedup_bound": base_analytic / analytic_pruned,
+        "kv_cache_ratio": pruned["kv_cache_bytes"] / base["kv_cache_bytes"],
+        "overhead_ms": overhead,
+        "signal_ms": pruned["signal_ms"]["median"],
+        "overhead_fraction": overhead / base["prefill_ms"]["median"],
+        "prefill_vs_bound": prefill_speedup / (base_flops / pruned_flops),
+        "flops_baseline": base_flops,
+        "flops_pruned": pruned_flops,
+        "baseline": base,
+        "pruned": pruned,
     }  # fmt: skip
 
 

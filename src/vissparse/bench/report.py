@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,26 +131,75 @@ def _cpu_model() -> str | None:
 
 
 def _cpu_count() -> int | None:
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count()
 
 
+def check_writable(path: str | os.PathLike[str], folder: bool = False, name: str = "--out") -> Path:
+    """Create ``path``'s folder (or ``path`` itself with ``folder``) and check it is writable.
+
+    Called before any work, so an unusable output path fails at once, not after the run;
+    the ``ValueError`` names the argument ``name``.
+
+    Example:
+        >>> import tempfile
+        >>> check_writable(Path(tempfile.mkdtemp()) / "new" / "r.json").name
+        'r.json'
+    """
+    target = Path(path)
+    where = target if folder else target.parent
+    if folder and target.exists() and not target.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a file; expected a folder")
+    if not folder and target.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a folder; expected a file name")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        probe = where / f".vissparse-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ValueError(f"{name} {str(path)!r} cannot be written: {reason}") from None
+    return target
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file, then a rename).
+
+    A run interrupted while it writes leaves the previous file, never half of one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """``payload`` as indented JSON in ``path``, written whole (see :func:`write_text`)."""
+    return write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
 def write_rows(rows: Sequence[dict[str, Any]], out_dir: str | Path, stem: str,
                extra: dict[str, Any] | None = None) -> dict[str, Path]:  # fmt: skip
-    """Write rows as ``{stem}.csv`` and ``{stem}.json`` (with ``extra`` beside them)."""
+    """Write rows as ``{stem}.csv`` and ``{stem}.json`` (with ``extra`` beside them).
+
+    Each file is written whole (see :func:`write_text`): called after every finished
+    row, the files always hold the rows finished so far.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     flat = [{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in rows]
     keys = list(dict.fromkeys(k for r in flat for k in r))
-    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(flat)
-    payload = {**(extra or {}), "results": list(rows)}
-    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(flat)
+    csv_path = write_text(out / f"{stem}.csv", table.getvalue())
+    json_path = write_json(out / f"{stem}.json", {**(extra or {}), "results": list(rows)})
     return {"csv": csv_path, "json": json_path}

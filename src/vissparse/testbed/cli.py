@@ -19,8 +19,17 @@ from typing import Any
 KEEP_HELP = "repeat for several (default 0.05 0.1 0.25 0.5 1.0)"
 
 
-def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
+def add_parser(sub: Any) -> None:
     """Add the ``testbed`` sub-command (with its own sub-commands) to ``sub``."""
+    from vissparse.cli_support import (
+        integer,
+        keep_ratio,
+        non_negative_float,
+        non_negative_int,
+        positive_float,
+        positive_int,
+        share,
+    )
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.models import TESTBED_FAMILIES
     from vissparse.testbed.train import PADDING_SIDES
@@ -33,25 +42,26 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     train = tsub.add_parser("train", help="train a miniature VLM on generated questions")
     train.add_argument("--family", required=True, choices=TESTBED_FAMILIES)
     train.add_argument("--out", required=True, help="folder for the checkpoint")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=integer, default=0)
     train.add_argument("--steps", type=positive_int, default=None, help="default: the family's")
     train.add_argument("--batch-size", type=positive_int, default=D["batch_size"])
-    train.add_argument("--lr", type=float, default=D["lr"], help="peak learning rate")
-    train.add_argument("--workers", type=int, default=1, help="data-generating processes (0 or 1)")
+    train.add_argument("--lr", type=positive_float, default=D["lr"], help="peak learning rate")
+    train.add_argument("--workers", type=integer, default=1, choices=(0, 1),
+                       help="data-generating processes (0 or 1)")  # fmt: skip
     train.add_argument("--accelerator", default=D["accelerator"], help="cpu or gpu")
     train.add_argument("--precision", default=D["precision"])
     train.add_argument("--warmup", type=positive_int, default=D["warmup"], help="warm-up steps")
-    train.add_argument("--aux-weight", type=float, default=D["aux_weight"],
+    train.add_argument("--aux-weight", type=non_negative_float, default=D["aux_weight"],
                        help="weight of the image-token class loss (0: none)")  # fmt: skip
-    train.add_argument("--clutter-ramp", type=float, default=D["clutter_ramp"],
+    train.add_argument("--clutter-ramp", type=share, default=D["clutter_ramp"],
                        help="share of items over which clutter grows (0: none)")  # fmt: skip
-    train.add_argument("--objects-ramp", type=float, default=D["objects_ramp"],
+    train.add_argument("--objects-ramp", type=share, default=D["objects_ramp"],
                        help="share of items over which the most objects grows to 9")  # fmt: skip
-    train.add_argument("--family-ramp", type=float, default=D["family_ramp"],
+    train.add_argument("--family-ramp", type=share, default=D["family_ramp"],
                        help="share of items over which question families come in")  # fmt: skip
-    train.add_argument("--vision-steps", type=int, default=None,
+    train.add_argument("--vision-steps", type=non_negative_int, default=None,
                        help="first steps on the vision side alone (default: family's)")  # fmt: skip
-    train.add_argument("--extra-turns", type=int, default=D["extra_turns"],
+    train.add_argument("--extra-turns", type=non_negative_int, default=D["extra_turns"],
                        help="derived questions per scene after its own (0: one)")  # fmt: skip
     switches = {
         "aux_key": "key-cell target (one cell per object) in the aux loss",
@@ -79,7 +89,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
                     help="checkpoint folder or shipped family (default: all shipped)")  # fmt: skip
     ev.add_argument("--out", required=True, help="folder for the CSV, JSON and PNG")
     ev.add_argument("--n", type=positive_int, default=1000, help="held-out questions")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the test questions")
+    ev.add_argument("--seed", type=integer, default=0, help="seed of the test questions")
     ev.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
                     help="repeat for several (default: every registered scorer)")  # fmt: skip
     ev.add_argument("--keep-ratio", type=keep_ratio, action="append", dest="keep_ratios",
@@ -95,7 +105,7 @@ def add_parser(sub: Any, keep_ratio: Any, positive_int: Any) -> None:
     export = tsub.add_parser("export", help="write questions as PNG + JSONL")
     export.add_argument("--n", type=positive_int, required=True)
     export.add_argument("--split", default="test", choices=["train", "val", "test"])
-    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--seed", type=integer, default=0)
     export.add_argument("--out", required=True)
 
 
@@ -126,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
         return _eval(args)
     if command == "card":
         return _card(Path(args.model), args.n)
+    from vissparse.bench.report import check_writable
     from vissparse.testbed.questions import export_questions, make_questions
 
+    check_writable(args.out, folder=True)
     path = export_questions(make_questions(args.n, args.seed, args.split), args.out)
     print(f"wrote {args.n} questions to {path}")
     return 0
@@ -184,8 +196,7 @@ def _train(args: argparse.Namespace) -> int:
         weights[family] = int(n)
     check_family_weights(weights)  # before the output folder is made
     changes = _arch_changes(args.family, args.arch)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # made by train() once every setting is checked
     steps = args.steps or DEFAULT_STEPS[args.family]
     train(args.family, out, seed=args.seed, steps=steps, batch_size=args.batch_size, lr=args.lr,
           workers=args.workers,
@@ -206,22 +217,25 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from vissparse.bench.report import machine_description
+    """``testbed eval``: everything checked first; the rows saved after every finished run."""
+    from transformers import AutoConfig
+
+    from vissparse.bench.report import check_writable, machine_description, write_rows
+    from vissparse.cli_support import interrupted
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.evaluate import (
         KEEP_RATIOS,
+        Run,
         blank_check,
+        check_llm_keeps,
         load_testbed_model,
         run_scorers,
-        summarize,
+        summarize_run,
     )
     from vissparse.testbed.questions import make_questions
     from vissparse.testbed.report import accuracy_table, write_results
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not out.is_dir():
-        raise ValueError(f"`--out` {str(out)!r} is not a folder")
+    out = check_writable(args.out, folder=True)
     if not args.model:
         from vissparse.testbed.checkpoints import shipped_families
 
@@ -229,28 +243,59 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.model:
             raise ValueError("no testbed checkpoint ships with this version: pass `--model DIR`")
     paths = [_model_path(m) for m in args.model]
-    for path in paths:
-        if not path.is_dir():
-            raise ValueError(f"`--model` {str(path)!r} is not a checkpoint folder")
     scorers = args.scorers or SCORERS.names()
     keeps = sorted(set(args.keep_ratios or KEEP_RATIOS))
+    for name, path in zip(args.model, paths, strict=True):
+        if not (path / "config.json").is_file():
+            raise ValueError(f"`--model` {str(path)!r} is not a checkpoint folder")
+        check_llm_keeps(scorers, keeps, AutoConfig.from_pretrained(path), name, "--keep-ratio")
     questions = make_questions(args.n, seed=args.seed, split="test")
     rows: list[dict[str, Any]] = []
     blank: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for name, path in zip(args.model, paths, strict=True):
-        model, processor = load_testbed_model(path)
-        seeds = range(args.random_seeds)
-        runs = run_scorers(model, processor, questions, scorers, keeps, seeds, args.batch_size)
-        rows += summarize(name, runs, questions)
-        blank += blank_check(name, model, processor, questions, args.batch_size)
-        print(f"\n{name} ({path}): accuracy % [95% CI], * = differs from random (p < 0.05)")
-        print(accuracy_table([r for r in rows if r["model"] == name]))
     models = {n: _shown(p) for n, p in zip(args.model, paths, strict=True)}
     meta = {"command": "vissparse testbed eval", "models": models,
             "n_questions": args.n, "question_seed": args.seed, "split": "test", "mode": "drop",
-            "random_seeds": args.random_seeds, "seconds": round(time.perf_counter() - start, 1),
-            "machine": machine_description()}  # fmt: skip
-    written = write_results(rows, blank, out, meta)
+            "random_seeds": args.random_seeds}  # fmt: skip
+
+    def extra() -> dict[str, Any]:
+        return {**meta, "seconds": round(time.perf_counter() - start, 1),
+                "machine": machine_description()}  # fmt: skip
+
+    def order(row: dict[str, Any]) -> tuple[int, float, int]:  # as the runs are listed
+        return args.model.index(row["model"]), row["keep_ratio"], scorers.index(row["scorer"])
+
+    def saver(name: str) -> Any:
+        """An ``on_run`` for model ``name``: its rows added in order, and saved."""
+        random: dict[float, Run] = {}  # the random scorer's runs: the references
+
+        def add(run: Run) -> None:
+            if run.scorer == "random":
+                random[run.keep_ratio] = run
+            rows.extend(summarize_run(name, run, random.get(run.keep_ratio), questions))
+            rows.sort(key=order)  # stable: each run's rows stay in family order
+            write_rows(rows, out, "testbed_eval", {**extra(), "partial": True})
+
+        return add
+
+    name = args.model[0]
+    try:
+        for name, path in zip(args.model, paths, strict=True):
+            model, processor = load_testbed_model(path)
+            run_scorers(model, processor, questions, scorers, keeps, range(args.random_seeds),
+                        args.batch_size, on_run=saver(name))  # fmt: skip
+            blank += blank_check(name, model, processor, questions, args.batch_size)
+            write_rows(blank, out, "testbed_blank", {**extra(), "partial": True})
+            _print_table(name, path, rows, accuracy_table)
+    except KeyboardInterrupt:
+        if any(r["model"] == name for r in rows):
+            _print_table(name, paths[args.model.index(name)], rows, accuracy_table)
+        raise interrupted(rows, out / "testbed_eval.json") from None
+    written = write_results(rows, blank, out, extra())
     print("\nwrote " + ", ".join(str(p) for p in written.values()))
     return 0
+
+
+def _print_table(name: str, path: Path, rows: list[dict[str, Any]], table: Any) -> None:
+    print(f"\n{name} ({path}): accuracy % [95% CI], * = differs from random (p < 0.05)")
+    print(table([r for r in rows if r["model"] == name]))

@@ -22,8 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,17 +73,18 @@ def answer_all(
     kept: list[float] = []
     total: list[int] = []
     starts = range(0, len(questions), batch_size)
-    for start in tqdm(starts, desc=desc, leave=False, disable=not desc):
-        chunk = questions[start : start + batch_size]
-        details = pipe.generate([q["image"] for q in chunk], [q["question"] for q in chunk],
-                                return_details=True, max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
-        texts += details.text
-        per_layer = details.metrics.get("image_tokens_per_layer")
-        if per_layer is not None:  # inside the LM: the average over layers is the count
-            kept += [sum(row) / len(row) for row in per_layer]
-        else:
-            kept += [int(sum(int(m.sum()) for m in row)) for row in details.keep_mask]
-        total += [int(sum(m.numel() for m in row)) for row in details.keep_mask]
+    with tqdm(starts, desc=desc, leave=False, disable=not desc) as bar:  # closed on Ctrl-C
+        for start in bar:
+            chunk = questions[start : start + batch_size]
+            details = pipe.generate([q["image"] for q in chunk], [q["question"] for q in chunk],
+                                    return_details=True, max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
+            texts += details.text
+            per_layer = details.metrics.get("image_tokens_per_layer")
+            if per_layer is not None:  # inside the LM: the average over layers is the count
+                kept += [sum(row) / len(row) for row in per_layer]
+            else:
+                kept += [int(sum(int(m.sum()) for m in row)) for row in details.keep_mask]
+            total += [int(sum(m.numel() for m in row)) for row in details.keep_mask]
     return texts, np.array(kept, dtype=np.float64), np.array(total, dtype=np.float64)
 
 
@@ -114,23 +116,84 @@ def llm_layers(scorer: str, n_layers: int) -> tuple[int, ...]:
     return tuple(range(1, n_layers)) if scorer == "pdrop" else (1,)
 
 
+def _in_llm(scorer: str) -> bool:
+    """Whether ``scorer`` prunes inside the language model (it reads its attention)."""
+    from vissparse.strategies.base import reads_llm_attention
+    from vissparse.strategies.registry import build_scorer
+
+    return reads_llm_attention(build_scorer(scorer))
+
+
 def llm_stage(scorer: str, model: Any, keep: float) -> dict[str, Any] | None:
     """The ``stage="llm"`` settings of ``scorer`` at equal average tokens per layer.
 
     ``{}`` for an input-stage method; ``None`` when ``keep`` is below what the layers
-    before the first stage already see.
+    before the first stage already see. ``model`` may be the model or its config.
     """
     from vissparse.llm.schedule import schedule_for_average
-    from vissparse.strategies.base import reads_llm_attention
-    from vissparse.strategies.registry import build_scorer
 
-    if not reads_llm_attention(build_scorer(scorer)):
+    if not _in_llm(scorer):
         return {}
-    n_layers = int(model.config.text_config.num_hidden_layers)
+    n_layers = text_layers(model)
     schedule = schedule_for_average(llm_layers(scorer, n_layers), n_layers, keep)
     if schedule is None:
         return None
     return {"stage": "llm", "schedule": schedule.stages, "keep_ratio": schedule.keep_ratio}
+
+
+def text_layers(model: Any) -> int:
+    """The language model's depth of a testbed model (or of its config)."""
+    config = getattr(model, "config", model)
+    return int(config.text_config.num_hidden_layers)
+
+
+def lowest_llm_keep(scorer: str, n_layers: int) -> float:
+    """The lowest average share of image tokens per layer in-LLM ``scorer`` can reach.
+
+    Its first layers see every image token; the bound is rounded up to 3 decimals.
+
+    Example:
+        >>> lowest_llm_keep("fastv", 4)  # layer 0 sees all, layers 1-3 keep 0.05
+        0.288
+    """
+    from vissparse.keep_ratio import MIN_KEEP_RATIO
+    from vissparse.llm.schedule import LayerSchedule
+
+    n = 10**6
+    schedule = LayerSchedule.build(llm_layers(scorer, n_layers), MIN_KEEP_RATIO)
+    mean = sum(schedule.tokens_per_layer(n_layers, n)) / (n_layers * n)
+    return math.ceil(mean * 1000 - 1e-9) / 1000
+
+
+def check_llm_keeps(
+    scorers: Sequence[str], keep_ratios: Sequence[float], model: Any, where: str,
+    name: str = "keep_ratios",
+) -> None:  # fmt: skip
+    """Refuse a scorer that would get no row: an in-LLM method at keep ratios all too low.
+
+    ``model`` is a testbed model or its config, ``where`` its name in the message.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> config = NS(text_config=NS(num_hidden_layers=4))
+        >>> check_llm_keeps(["fastv"], [0.25], config, "llava")
+        Traceback (most recent call last):
+        ...
+        ValueError: `keep_ratios` [0.25] give fastv no row on llava: it prunes inside the language model from layer 1 of 4, so its image tokens per layer average at least 0.288 of the image; give a keep ratio >= 0.288 (or 1.0)
+    """  # noqa: E501
+    for scorer in scorers:
+        if not _in_llm(scorer) or any(
+            k == 1.0 or llm_stage(scorer, model, k) is not None for k in keep_ratios
+        ):
+            continue
+        n_layers = text_layers(model)
+        low = lowest_llm_keep(scorer, n_layers)
+        raise ValueError(
+            f"`{name}` {list(keep_ratios)} give {scorer} no row on {where}: it prunes inside "
+            f"the language model from layer {llm_layers(scorer, n_layers)[0]} of {n_layers}, "
+            f"so its image tokens per layer average at least {low:g} of the image; give a "
+            f"keep ratio >= {low:g} (or 1.0)"
+        )
 
 
 def run_scorers(
@@ -142,8 +205,15 @@ def run_scorers(
     random_seeds: Sequence[int] = RANDOM_SEEDS,
     batch_size: int = 50,
     progress: bool = True,
+    on_run: Callable[[Run], None] | None = None,
 ) -> list[Run]:
-    """Every scorer at every keep ratio (random over ``random_seeds``), in drop mode."""
+    """Every scorer at every keep ratio (random over ``random_seeds``), in drop mode.
+
+    ``on_run`` is called with each run as it finishes (to save it: an interrupted
+    evaluation keeps what it saved). At each keep ratio the random scorer runs first, so
+    every other run finds its reference finished (:func:`summarize_run`); the runs are
+    returned in the order of ``keep_ratios`` and ``scorers``.
+    """
     from vissparse.strategies.baselines import RandomScorer
 
     runs: list[Run] = []
@@ -153,10 +223,13 @@ def run_scorers(
             pipe = pipeline_for(model, processor, "cosine", 1.0)
             texts, kept, total = answer_all(pipe, questions, batch_size, "keep 1.0" * progress)
             full = Run("", 1.0, correctness(texts, questions), kept, total)
-            runs += [Run(s, 1.0, full.scores, kept, total, [float(full.scores.mean())])
-                     for s in scorers]  # fmt: skip
+            for s in scorers:
+                runs.append(Run(s, 1.0, full.scores, kept, total, [float(full.scores.mean())]))
+                if on_run is not None:
+                    on_run(runs[-1])
             continue
-        for name in scorers:
+        done: dict[str, Run] = {}
+        for name in sorted(scorers, key=lambda s: s != "random"):  # random first
             seeds: Sequence[int | None] = random_seeds if name == "random" else [None]
             stage = llm_stage(name, model, keep)
             if stage is None:
@@ -169,9 +242,12 @@ def run_scorers(
                 texts, kept, total = answer_all(pipe, questions, batch_size, desc * progress)
                 per_seed.append(correctness(texts, questions))
                 kept_seed.append(kept)
-            runs.append(Run(name, keep, np.mean(per_seed, axis=0), np.mean(kept_seed, axis=0),
-                            total, [float(s.mean()) for s in per_seed],
-                            {k: v for k, v in stage.items() if k != "stage"}))  # fmt: skip
+            done[name] = Run(name, keep, np.mean(per_seed, axis=0), np.mean(kept_seed, axis=0),
+                             total, [float(s.mean()) for s in per_seed],
+                             {k: v for k, v in stage.items() if k != "stage"})  # fmt: skip
+            if on_run is not None:
+                on_run(done[name])
+        runs += [done[name] for name in scorers if name in done]
     return runs
 
 
@@ -242,33 +318,39 @@ def summarize(
     model_name: str, runs: Sequence[Run], questions: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Rows per scorer x keep x family (and ``"all"``): accuracy, CI, tokens, vs random."""
-    families = np.array([q["family"] for q in questions])
     random = {r.keep_ratio: r for r in runs if r.scorer == "random"}
+    by_run = (summarize_run(model_name, run, random.get(run.keep_ratio), questions) for run in runs)
+    return [row for rows in by_run for row in rows]
+
+
+def summarize_run(
+    model_name: str, run: Run, random: Run | None, questions: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """:func:`summarize`'s rows of one run, against ``random`` (same keep) where given."""
+    families = np.array([q["family"] for q in questions])
     rows = []
-    for run in runs:
-        for family in ("all", *FAMILIES):
-            sel = np.ones(len(families), bool) if family == "all" else families == family
-            if not sel.any():
-                continue
-            lo, hi = bootstrap_ci(run.scores[sel])
-            row: dict[str, Any] = {
-                "model": model_name, "scorer": run.scorer, "keep_ratio": run.keep_ratio,
-                "family": family, "n": int(sel.sum()), "accuracy": float(run.scores[sel].mean()),
-                "ci_low": lo, "ci_high": hi, "image_tokens": float(run.n_kept[sel].mean()),
-                "image_tokens_full": float(run.n_image[sel].mean()),
-                "chance": float(np.mean([chance_accuracy(f) for f in families[sel]])),
-            }  # fmt: skip
-            if family == "all" and run.seed_accuracy:
-                row["seed_accuracy"] = run.seed_accuracy
-            if run.settings:  # inside the LM: its stages and final keep ratio
-                row["stage"] = "llm"
-                row["schedule"] = [list(pair) for pair in run.settings["schedule"]]
-                row["final_keep_ratio"] = run.settings["keep_ratio"]
-            ref = random.get(run.keep_ratio)
-            if ref is not None and run.scorer != "random" and run.keep_ratio < 1.0:
-                test = paired_bootstrap(run.scores[sel], ref.scores[sel])
-                row.update({f"vs_random_{k}": v for k, v in test.items()})
-            rows.append(row)
+    for family in ("all", *FAMILIES):
+        sel = np.ones(len(families), bool) if family == "all" else families == family
+        if not sel.any():
+            continue
+        lo, hi = bootstrap_ci(run.scores[sel])
+        row: dict[str, Any] = {
+            "model": model_name, "scorer": run.scorer, "keep_ratio": run.keep_ratio,
+            "family": family, "n": int(sel.sum()), "accuracy": float(run.scores[sel].mean()),
+            "ci_low": lo, "ci_high": hi, "image_tokens": float(run.n_kept[sel].mean()),
+            "image_tokens_full": float(run.n_image[sel].mean()),
+            "chance": float(np.mean([chance_accuracy(f) for f in families[sel]])),
+        }  # fmt: skip
+        if family == "all" and run.seed_accuracy:
+            row["seed_accuracy"] = run.seed_accuracy
+        if run.settings:  # inside the LM: its stages and final keep ratio
+            row["stage"] = "llm"
+            row["schedule"] = [list(pair) for pair in run.settings["schedule"]]
+            row["final_keep_ratio"] = run.settings["keep_ratio"]
+        if random is not None and run.scorer != "random" and run.keep_ratio < 1.0:
+            test = paired_bootstrap(run.scores[sel], random.scores[sel])
+            row.update({f"vs_random_{k}": v for k, v in test.items()})
+        rows.append(row)
     return rows
 
 

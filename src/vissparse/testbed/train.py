@@ -261,12 +261,20 @@ def train(
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from vissparse.bench.report import machine_description
+    from vissparse.bench.checks import check_count, check_number
+    from vissparse.bench.report import check_writable, machine_description
     from vissparse.testbed.models import IMAGE_TOKEN_MODULE, architecture, build_model
 
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("warmup", warmup)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("warmup", warmup),
+                        ("val_every", val_every)):  # fmt: skip
+        check_count(value, name)
+    for name, value in (("extra_turns", extra_turns), ("val_questions", val_questions)):
+        check_count(value, name, least=0)
+    check_number(lr, "lr", 0)
+    check_number(aux_weight, "aux_weight", 0, include_low=True)
+    for name, ramp in (("clutter_ramp", clutter_ramp), ("objects_ramp", objects_ramp),
+                       ("family_ramp", family_ramp)):  # fmt: skip
+        check_number(ramp, name, 0, 1, include_low=True)  # a share of the items
     if (
         isinstance(vision_steps, bool)
         or not isinstance(vision_steps, int)
@@ -298,8 +306,7 @@ def train(
         if relation_from is None:
             raise ValueError("`lm_relation_late`: no step asks relation questions (is "
                              f"`family_ramp` {family_ramp!r} below 1?)")  # fmt: skip
-    out = Path(out)  # every argument checked: now the folder and the model
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out, folder=True, name="`out`")  # every argument checked: now make it
     L.seed_everything(seed, workers=True, verbose=False)
     model, processor = build_model(family, seed, changes)
     model.train()
