@@ -148,3 +148,16 @@ def test_pruned_prompt_ids_reach_the_logits_processors(setup):
     keep[is_image] = pruned.image_keep[0]
     assert torch.equal(seen[0], ids[keep])  # the prompt as the model is fed it
     assert int((seen[0] == pipe.adapter.image_token_id).sum()) == pruned.n_kept[0]
+
+
+def test_drop_equals_mask_under_prompt_reading_options(tiny):
+    """Drop mode's ids leave out only repeats of the image token: the same penalties."""
+    model, processor = tiny
+    image = random_image(112, 112)
+    options = {"repetition_penalty": 3.0, "no_repeat_ngram_size": 2, "max_new_tokens": 6}
+    out = {}
+    for mode in ("drop", "mask"):
+        vs = VisSparse(base_model=model, processor=processor, keep_ratio=0.25, mode=mode)
+        out[mode] = vs.generate(image=image, prompt=PROMPT, return_details=True, **options)
+    assert torch.equal(out["drop"].sequences, out["mask"].sequences)
+    assert out["drop"].metrics["kv_cache_tokens"] < out["mask"].metrics["kv_cache_tokens"]

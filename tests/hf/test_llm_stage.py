@@ -274,6 +274,11 @@ def test_static_cache_with_linear_attention_layers() -> None:
     pipe = _pipe(model, processor, keep_ratio=0.25, scorer="cosine", stage="llm", layer=2)
     images = [random_image(64, 64, seed=1), random_image(64, 96, seed=2)]
     prompts = [PROMPT, "Is there a dog on the left?"]
+    try:  # transformers 5.6 builds no static-cache masks for linear-attention layers
+        hf_generate(model, pipe.prepare_inputs(images[0], PROMPT), max_new_tokens=1,
+                    cache_implementation="static")  # fmt: skip
+    except KeyError as err:
+        pytest.skip(f"the model's own generate has no static cache here ({err!r})")
     dynamic = pipe.generate(images, prompts, return_details=True, max_new_tokens=6,
                             min_new_tokens=6)  # fmt: skip
     static = pipe.generate(images, prompts, return_details=True, **STATIC)
