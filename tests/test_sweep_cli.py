@@ -98,3 +98,19 @@ def test_sweep_accepts_a_generator_of_samples():
     rows = vs.sweep([0.25, 0.5], n_samples=2, samples=samples, warmup=0, progress=False,
                     max_new_tokens=1)  # fmt: skip
     assert [r["n_samples"] for r in rows] == [2, 2]
+
+
+def test_sweep_cli_names_the_data_line_of_a_bad_prompt_before_any_run(tmp_path, capsys):
+    random_image().save(tmp_path / "a.png")
+    good = json.dumps({"image": "a.png", "question": "What?", "answer": "x"})
+    bad = json.dumps({"image": "a.png", "question": "</s>", "answer": "x"})
+    (tmp_path / "qa.jsonl").write_text(f"{good}\n\n{bad}\n")  # line 2 is blank
+    out = tmp_path / "out"
+    argv = ["sweep", "--model", "tiny:llava", "--data", str(tmp_path / "qa.jsonl"),
+            "--keep-ratio", "0.5", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"vissparse sweep: error: {tmp_path / 'qa.jsonl'}:3: `prompt` '</s>' has no "
+                   "token of its own once the tokenizer's special tokens are set aside; the query "
+                   "is built from the prompt's tokens\n")  # fmt: skip
+    assert not (out / "sweep.json").exists()

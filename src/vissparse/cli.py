@@ -157,17 +157,20 @@ def _vissparse(args: argparse.Namespace, keep_ratio: float = 0.1) -> VisSparse:
     return VisSparse(args.model, keep_ratio=keep_ratio, scorer=args.scorer, **options)
 
 
-def _samples_and_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _samples_and_kwargs(args: argparse.Namespace, vs: VisSparse) -> dict[str, Any]:
+    """``--data``'s samples, each checked (an error names its file and line)."""
     if args.mock:
         return {}
     if not args.data:
         raise ValueError("--model needs --data (a JSONL of image/question/answer)")
+    from vissparse.bench.checks import check_samples
     from vissparse.data import VQAJsonlDataset
 
     data = VQAJsonlDataset(args.data)
     n = min(len(data), args.n_samples) if hasattr(args, "n_samples") else len(data)
     samples = [{"image": it["image"], "prompt": it["question"], "answer": it["answer"]}
                for it in (data[i] for i in range(n))]  # fmt: skip
+    check_samples(samples, vs.pipeline, lambda i: f"{data.path}:{data.rows[i][0]}")
     return {"samples": samples, "max_new_tokens": args.max_new_tokens}
 
 
@@ -282,7 +285,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     on_row = _saving(rows, lambda: write_rows(rows, out, "sweep", {**extra, "partial": True}))
     try:
         vs.sweep(args.keep_ratios or DEFAULT_SWEEP, n_samples=args.n_samples, on_row=on_row,
-                 **_samples_and_kwargs(args))  # fmt: skip
+                 **_samples_and_kwargs(args, vs))  # fmt: skip
     except KeyboardInterrupt:
         if rows:
             print(format_table(rows))
@@ -302,7 +305,7 @@ def run_tune(args: argparse.Namespace) -> int:
         result = vs.tune(target_speedup=args.target_speedup,
                          max_accuracy_drop=args.max_accuracy_drop, n_samples=args.n_samples,
                          step=args.step, progress=False, on_row=_saving(rows, lambda: None),
-                         **_samples_and_kwargs(args))  # fmt: skip
+                         **_samples_and_kwargs(args, vs))  # fmt: skip
     except KeyboardInterrupt:
         if rows:
             print(format_table(sorted(rows, key=lambda r: r["keep_ratio"])))

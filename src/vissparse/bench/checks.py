@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -208,14 +208,19 @@ def sample_list(samples: object, n_samples: int) -> list[Any]:
     return items
 
 
-def check_samples(items: list[Any], pipeline: Any) -> None:
+def _sample(i: int) -> str:
+    return f"`samples[{i}]`"
+
+
+def check_samples(items: list[Any], pipeline: Any, where: Callable[[int], str] = _sample) -> None:
     """Check every sample before the first call, naming ``samples[i]`` in each error.
 
     A sample is a dict with ``image`` (an image or a list of them), ``prompt`` and
     ``answer`` (strings). Images are probed without decoding their pixels; the prompt
     goes through the pipeline's own checks and chat template, and must keep a token of
     its own once the tokenizer's special tokens are set aside (``"</s>"`` alone has
-    none): the query is built from those tokens.
+    none): the query is built from those tokens. ``where(i)`` names sample ``i`` in an
+    error (a file and line, where the samples come from one).
     """
     from vissparse.hf.inputs import probe_image
 
@@ -225,9 +230,9 @@ def check_samples(items: list[Any], pipeline: Any) -> None:
         if not isinstance(item, Mapping) or any(
             k not in item for k in ("image", "prompt", "answer")
         ):
-            raise ValueError(f"`samples[{i}]` must be a dict with `image`, `prompt` and `answer`")
+            raise ValueError(f"{where(i)} must be a dict with `image`, `prompt` and `answer`")
         if not isinstance(item["prompt"], str) or not isinstance(item["answer"], str):
-            raise ValueError(f"`samples[{i}]`: `prompt` and `answer` must be strings")
+            raise ValueError(f"{where(i)}: `prompt` and `answer` must be strings")
         images = item["image"] if isinstance(item["image"], list | tuple) else [item["image"]]
         try:
             if not images:
@@ -236,7 +241,7 @@ def check_samples(items: list[Any], pipeline: Any) -> None:
                 probe_image(image)
             _check_prompt(pipeline, item["prompt"], len(images))
         except (ValueError, TypeError) as err:
-            raise type(err)(f"`samples[{i}]`: {err}") from None
+            raise type(err)(f"{where(i)}: {err}") from None
 
 
 def _check_prompt(pipeline: Any, prompt: str, n_images: int) -> None:
