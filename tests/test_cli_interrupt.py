@@ -113,3 +113,35 @@ def test_ctrl_c_before_any_row_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(api.VisSparse, "tune", interrupt)
     assert main(["tune", "--mock", "--target-speedup", "2"]) == 130
     assert capsys.readouterr().err == "vissparse tune: interrupted before the first row finished\n"
+
+
+def test_ctrl_c_in_model_bench_and_tune_keeps_the_finished_rows(tmp_path, monkeypatch, capsys):
+    from vissparse import api
+    from vissparse.bench import model_bench
+
+    row = {"keep_ratio": 0.1, "n_kept": 58, "n_image_tokens": 576, "prefill_speedup": 2.0,
+           "overhead_fraction": 0.01}  # fmt: skip
+
+    def one_row_then_ctrl_c(name, keep_ratios, on_row=None, **kwargs):
+        on_row({"config": {"name": name}, "results": [row]})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_bench, "run_model_bench", one_row_then_ctrl_c)
+    out = tmp_path / "r.json"
+    assert main(["bench", "--model-config", "qwen2-vl-2b", "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == f"vissparse bench: interrupted: 1 finished row kept in {out}\n"
+    assert captured.out.splitlines()[0].split()[:2] == ["keep", "kept"]
+    saved = json.loads(out.read_text())
+    assert saved["results"] == [row] and saved["partial"] is True and "machine" in saved
+
+    def two_rows_then_ctrl_c(self, *args, on_row=None, **kwargs):
+        on_row({"keep_ratio": 1.0, "speedup": 1.0})
+        on_row({"keep_ratio": 0.05, "speedup": 3.0})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api.VisSparse, "tune", two_rows_then_ctrl_c)
+    assert main(["tune", "--mock", "--target-speedup", "2"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "vissparse tune: interrupted: 2 finished rows shown above\n"
+    assert [line.split()[0] for line in captured.out.splitlines()[1:]] == ["0.05", "1.00"]
