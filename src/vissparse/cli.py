@@ -225,7 +225,8 @@ def _model_bench(args: argparse.Namespace, out: Path | None, progress: bool) -> 
 
     done: dict[str, Any] = {"results": []}
 
-    def save(report: dict[str, Any]) -> None:
+    def save(report: dict[str, Any]) -> None:  # config, results, machine, targets: as recorded
+        done.clear()
         done.update(report, machine=machine_description(), targets=check_targets(report))
         if out:
             write_json(out, {**done, "partial": True})
