@@ -161,3 +161,20 @@ def test_drop_equals_mask_under_prompt_reading_options(tiny):
         out[mode] = vs.generate(image=image, prompt=PROMPT, return_details=True, **options)
     assert torch.equal(out["drop"].sequences, out["mask"].sequences)
     assert out["drop"].metrics["kv_cache_tokens"] < out["mask"].metrics["kv_cache_tokens"]
+
+
+def test_llm_stage_refusals_read_every_source(tiny):
+    model, processor = tiny
+    vs = VisSparse(base_model=model, processor=processor, keep_ratio=0.25, stage="llm",
+                   layer=1, scorer="fastv")  # fmt: skip
+    image = random_image(112, 112)
+    beams = GenerationConfig(num_beams=2, max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"^`num_beams` \(from generation_config\) must be 1"):
+        vs.generate(image=image, prompt=PROMPT, generation_config=beams)
+    saved = model.generation_config.use_cache
+    model.generation_config.use_cache = False
+    try:
+        with pytest.raises(ValueError, match=r"^`use_cache` \(from model.generation_config\)"):
+            vs.generate(image=image, prompt=PROMPT, max_new_tokens=2)
+    finally:
+        model.generation_config.use_cache = saved
