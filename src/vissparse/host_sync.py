@@ -1,0 +1,179 @@
+"""Catch the host waiting on the device: a guard for the pruning path.
+
+On a GPU, any ``.item()``, ``.tolist()``, ``int(t)``, ``if t:``, ``.nonzero()`` or
+boolean-mask indexing of a device tensor makes the host wait until the device has
+finished everything queued before it: the pipeline of kernels drains and the GPU idles
+while Python catches up. :func:`no_host_sync` makes those calls raise inside a block, on
+any device, so a CPU test can prove a code path free of them. On CUDA the same check is
+``torch.cuda.set_sync_debug_mode("error")``, which :func:`no_host_sync` also sets.
+
+Host-side facts (token counts, spans) that follow from the processor's output are plain
+Python values computed before the block; inside it, no tensor goes back to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+__all__ = ["HostSyncError", "no_host_sync", "to_device", "values_on_host"]
+
+# Tensor methods whose result lives on the host or whose output shape depends on values.
+_METHODS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
+            "nonzero", "argwhere", "unique", "unique_consecutive", "masked_select")  # fmt: skip
+_FUNCTIONS = ("nonzero", "argwhere", "unique", "unique_consecutive", "masked_select")
+
+
+class HostSyncError(RuntimeError):
+    """A call inside :func:`no_host_sync` needs the device's values on the host."""
+
+
+_active = [0]  # nesting depth of no_host_sync blocks
+
+
+def values_on_host(tensor: torch.Tensor) -> bool:
+    """Whether reading ``tensor``'s values costs no wait: on the CPU, outside a guard.
+
+    Checks of values (NaN scores, empty prompts) run where they are free and are left
+    out on an accelerator; inside :func:`no_host_sync`, which stands in for a device,
+    they are left out too.
+
+    Example:
+        >>> values_on_host(torch.zeros(1))
+        True
+        >>> with no_host_sync():
+        ...     values_on_host(torch.zeros(1))
+        False
+    """
+    return tensor.device.type == "cpu" and not _active[0]
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (host index or mask) on ``device``, copied without waiting for it.
+
+    A blocking host-to-device copy synchronises the CUDA stream; a non-blocking one from
+    ordinary host memory is staged at once and queued.
+
+    Example:
+        >>> to_device(torch.tensor([1, 2]), torch.device("cpu")).tolist()
+        [1, 2]
+    """
+    return tensor.to(device, non_blocking=True)
+
+
+def _refuse(name: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise HostSyncError(
+            f"`{name}` inside a no-host-sync block: the host would wait for the device"
+        )
+
+    return refuse
+
+
+def _check_index(index: Any) -> None:
+    parts = index if isinstance(index, tuple) else (index,)
+    for part in parts:
+        if isinstance(part, torch.Tensor) and part.dtype == torch.bool and part.dim() > 0:
+            raise HostSyncError(
+                "boolean-mask indexing inside a no-host-sync block: its size depends on "
+                "the mask's values"
+            )
+
+
+def _guarded_getitem(original: Callable[..., Any]) -> Callable[..., Any]:
+    def getitem(self: torch.Tensor, index: Any) -> Any:
+        _check_index(index)
+        return original(self, index)
+
+    return getitem
+
+
+def _guarded_setitem(original: Callable[..., Any]) -> Callable[..., Any]:
+    def setitem(self: torch.Tensor, index: Any, value: Any) -> Any:
+        _check_index(index)
+        return original(self, index, value)
+
+    return setitem
+
+
+def _guarded_repeat(original: Callable[..., Any]) -> Callable[..., Any]:
+    def repeat_interleave(inp: Any, repeats: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None:
+            raise HostSyncError(
+                "`repeat_interleave` with tensor repeats and no `output_size` inside a "
+                "no-host-sync block: its size depends on the repeats' values"
+            )
+        return original(inp, repeats, *args, **kwargs)
+
+    return repeat_interleave
+
+
+def _guarded_where(original: Callable[..., Any]) -> Callable[..., Any]:
+    def where(condition: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs:
+            raise HostSyncError("`torch.where(condition)` inside a no-host-sync block")
+        return original(condition, *args, **kwargs)
+
+    return where
+
+
+@contextmanager
+def no_host_sync() -> Iterator[None]:
+    """Inside the block, a call that would make the host wait for the device raises.
+
+    Covers ``Tensor.item/tolist/numpy/cpu``, ``bool()/int()/float()`` and index use of
+    a tensor (``if t:``, ``range(t)``), ``nonzero``/``argwhere``/``unique``/
+    ``masked_select``/one-argument ``torch.where`` and ``repeat_interleave`` without
+    ``output_size`` (data-dependent output sizes), and boolean-mask indexing or
+    assignment; on CUDA, also every synchronising call the CUDA runtime reports (blocking
+    copies included). It checks the Python-level calls, on any device, so CPU tests can
+    prove a path free of them; an accelerator's own waits (a blocking host-to-device
+    copy) show only on CUDA. Not thread-safe: it patches ``torch.Tensor`` for the
+    duration of the block.
+
+    Example:
+        >>> x = torch.arange(4.0)
+        >>> with no_host_sync():
+        ...     y = (x * 2).topk(2).indices  # fixed output size: fine
+        >>> try:
+        ...     with no_host_sync():
+        ...         n = int(x.sum())
+        ... except HostSyncError as err:
+        ...     print(err)
+        `__int__` inside a no-host-sync block: the host would wait for the device
+    """
+    saved: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, value: Any) -> None:
+        if hasattr(owner, name):
+            saved.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, value)
+
+    entered = False
+    cuda = torch.cuda.is_available()
+    previous = torch.cuda.get_sync_debug_mode() if cuda else None
+    try:
+        for name in _METHODS:
+            patch(torch.Tensor, name, _refuse(name))
+        for name in _FUNCTIONS:
+            patch(torch, name, _refuse(name))
+        patch(torch.Tensor, "__getitem__", _guarded_getitem(torch.Tensor.__getitem__))
+        patch(torch.Tensor, "__setitem__", _guarded_setitem(torch.Tensor.__setitem__))
+        patch(torch, "where", _guarded_where(torch.where))
+        for owner in (torch, torch.Tensor):
+            patch(owner, "repeat_interleave", _guarded_repeat(owner.repeat_interleave))
+        if cuda:
+            torch.cuda.set_sync_debug_mode("error")
+        _active[0] += 1
+        entered = True
+        yield
+    finally:
+        if entered:
+            _active[0] -= 1
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+        if cuda and previous is not None:
+            torch.cuda.set_sync_debug_mode(previous)
