@@ -3,8 +3,10 @@
     python benchmarks/model_benchmark.py --device cpu --dtype float32 --depth-scale 8 \\
         --out benchmarks/results --readme README.md
 
-Writes ``{config}_{device}_{dtype}_d{depth}.json`` per config and ``model_{device}.md``
-(the tables quoted in the README, between the ``model-results-{device}`` markers). The
+Writes ``{config}_{device}_{dtype}_d{depth}.json`` per config (``..._b{B}.json`` for each
+``--batch-size B`` above 1; repeat the flag for tables at several batch sizes) and
+``model_{device}.md`` (the tables quoted in the README, between the
+``model-results-{device}`` markers; each config's batch sizes in order). The
 configs in ``--configs`` are measured; the tables of the others are rebuilt from their
 JSON of an earlier run where it exists (``--configs llava-onevision-7b`` adds one config
 without re-measuring the rest). ``--render-only`` measures nothing and rebuilds every
@@ -24,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mock_benchmark import publish
 
 from vissparse.bench.model_configs import MODEL_CONFIGS
-from vissparse.bench.report import machine_name, markdown_table
+from vissparse.bench.report import machine_name, markdown_table, with_throughput
 from vissparse.cli import main as cli
+from vissparse.cli_support import positive_int
 
 CONFIGS = tuple(MODEL_CONFIGS)  # every shape-faithful config, in the README's order
 KEEP = ("0.05", "0.1", "0.25", "0.5", "1.0")
@@ -39,46 +42,24 @@ def main() -> None:
     parser.add_argument("--depth-scale", default="8")
     parser.add_argument("--new-tokens", default="8")
     parser.add_argument("--repeats", default="3")
+    parser.add_argument("--batch-size", action="append", type=positive_int, dest="batch_sizes",
+                        help="prompts per call; repeat for one table each (default 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--readme", type=Path)
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rebuild every table from its JSON")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    batch_sizes = args.batch_sizes or [1]
     sections = []
     for name in CONFIGS:
-        path = args.out / f"{name}_{args.device}_{args.dtype}_d{args.depth_scale}.json"
+        stem = f"{name}_{args.device}_{args.dtype}_d{args.depth_scale}"
         if name in args.configs and not args.render_only:
-            argv = ["bench", "--model-config", name, "--device", args.device, "--dtype",
-                    args.dtype, "--depth-scale", args.depth_scale, "--new-tokens",
-                    args.new_tokens, "--repeats", args.repeats, "--out", str(path)]  # fmt: skip
-            for keep in KEEP:
-                argv += ["--keep-ratio", keep]
-            if cli(argv) != 0:
-                raise SystemExit(f"vissparse bench --model-config {name} failed")
-        elif not path.exists():
-            continue
-        report = json.loads(path.read_text())
-        cfg, machine = report["config"], report["machine"]
-        where = machine.get("gpu") or (
-            f"{machine_name(machine)} CPU, {machine['cpu_count']} cores, "
-            f"{machine['torch_threads']} torch threads"
-        )
-        targets = "".join(
-            f"\n- {'met' if t['met'] else 'NOT met'}: {t['target']}" for t in report["targets"]
-        )
-        sections.append(
-            f"**{name}** ({cfg['reference']} shapes; vision {cfg['vision_layers']}/"
-            f"{cfg['real_vision_layers']} and LM {cfg['text_layers']}/{cfg['real_text_layers']} "
-            f"layers; {cfg['image_size'][0]}x{cfg['image_size'][1]} image, "
-            f"{cfg['n_image_tokens']} image tokens of {cfg['sequence_length']}; {cfg['dtype']}, "
-            f"{cfg['attn_implementation']}; {cfg['new_tokens']} new tokens; median of "
-            f"{cfg['repeats']} paired runs) on {where}, torch {machine['torch']}, "
-            f"transformers {machine.get('transformers', '?')}, "
-            f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}; "
-            f"{_baseline_times(report['results'])}:\n\n"
-            f"{markdown_table(report['results'])}\n{targets}\n"
-        )
+            for batch in dict.fromkeys(batch_sizes):
+                _measure(name, batch, result_path(args.out, stem, batch), args)
+        for batch in recorded_batches(args.out, stem):
+            sections.append(_section(name, json.loads(result_path(args.out, stem, batch)
+                                                      .read_text())))  # fmt: skip
     argv = [a for a in _without_configs(sys.argv[1:]) if a != "--render-only"]
     command = " ".join(["python benchmarks/model_benchmark.py", *argv])
     text = (
@@ -87,6 +68,61 @@ def main() -> None:
     )
     publish(text, args.out / f"model_{args.device}.md", args.readme,
             f"model-results-{args.device}")  # fmt: skip
+
+
+def result_path(out: Path, stem: str, batch: int) -> Path:
+    """A (config, batch) result's JSON: batch 1 keeps the name it had before batches."""
+    return out / (f"{stem}.json" if batch == 1 else f"{stem}_b{batch}.json")
+
+
+def recorded_batches(out: Path, stem: str) -> list[int]:
+    """The batch sizes with a result JSON in ``out``, in increasing order."""
+    found = [1] if (out / f"{stem}.json").exists() else []
+    for path in out.glob(f"{stem}_b*.json"):
+        suffix = path.stem.removeprefix(f"{stem}_b")
+        if suffix.isdigit():
+            found.append(int(suffix))
+    return sorted(found)
+
+
+def _measure(name: str, batch: int, path: Path, args: argparse.Namespace) -> None:
+    """``vissparse bench --model-config name --batch-size batch --out path``."""
+    argv = ["bench", "--model-config", name, "--device", args.device, "--dtype", args.dtype,
+            "--depth-scale", args.depth_scale, "--new-tokens", args.new_tokens,
+            "--repeats", args.repeats, "--batch-size", str(batch), "--out", str(path)]  # fmt: skip
+    for keep in KEEP:
+        argv += ["--keep-ratio", keep]
+    if cli(argv) != 0:
+        raise SystemExit(f"vissparse bench --model-config {name} --batch-size {batch} failed")
+
+
+def _section(name: str, report: dict) -> str:
+    """One (config, batch) table with what it was measured on."""
+    report = with_throughput(report)
+    cfg, machine = report["config"], report["machine"]
+    batch = cfg["batch_size"]
+    where = machine.get("gpu") or (
+        f"{machine_name(machine)} CPU, {machine['cpu_count']} cores, "
+        f"{machine['torch_threads']} torch threads"
+    )
+    targets = "".join(
+        f"\n- {'met' if t['met'] else 'NOT met'}: {t['target']}" for t in report["targets"]
+    )
+    images = (f"{cfg['n_image_tokens']} image tokens of {cfg['sequence_length']}" if batch == 1
+              else f"batch of {batch} prompts, each {cfg['n_image_tokens'] // batch} image "
+                   f"tokens of {cfg['sequence_length']}")  # fmt: skip
+    return (
+        f"**{name}**{f' at batch {batch}' if batch > 1 else ''} ({cfg['reference']} shapes; "
+        f"vision {cfg['vision_layers']}/{cfg['real_vision_layers']} and LM "
+        f"{cfg['text_layers']}/{cfg['real_text_layers']} layers; "
+        f"{cfg['image_size'][0]}x{cfg['image_size'][1]} image, {images}; {cfg['dtype']}, "
+        f"{cfg['attn_implementation']}; {cfg['new_tokens']} new tokens; median of "
+        f"{cfg['repeats']} paired runs) on {where}, torch {machine['torch']}, "
+        f"transformers {machine.get('transformers', '?')}, "
+        f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}; "
+        f"{_baseline_times(report['results'])}:\n\n"
+        f"{markdown_table(report['results'])}\n{targets}\n"
+    )
 
 
 def _baseline_times(rows: list[dict]) -> str:

@@ -147,6 +147,9 @@ def refuse_ignored_flags(args: argparse.Namespace) -> None:
         for flag, value in (("--dtype", args.dtype), ("--device", args.device)):
             if value is not None:
                 raise ValueError(f"{flag} is for --model-config runs; --mock runs on the CPU")
+        if args.batch_size is not None:
+            raise ValueError("--batch-size is for --model-config runs; --mock answers one "
+                             "sample per call")  # fmt: skip
         if args.stage != "input":
             raise ValueError("--stage llm is for --model-config runs: the mock has no LM layers")
     if args.layers and args.stage != "llm":

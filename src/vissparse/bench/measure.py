@@ -8,6 +8,9 @@ vision + overhead + prefill; end to end is TTFT + all decode steps.
 With ``stage="llm"`` the pruning runs inside the language model's prefill: the overhead
 is the hooks' own time (text attention, scoring, selection, gathers, masks), and the
 prefill is the rest of that call.
+
+A call may hold a batch of prompts (left-padded rows): every count, the KV cache's bytes
+and the peak memory are the whole batch's; each row's greedy tokens are recorded.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ class CallTiming:
     kv_cache_bytes: int = 0
     peak_memory_bytes: int | None = None
     sequence_length: int = 0
-    tokens: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # the first row's greedy tokens
+    batch_tokens: list[list[int]] = field(default_factory=list)  # every row's
     signal_ms: float = 0.0  # vision attention signals, inside vision_ms
     layer_lengths: list[int] = field(default_factory=list)  # tokens each LM layer runs on
-    image_tokens_per_layer: list[int] = field(default_factory=list)
+    image_tokens_per_layer: list[int] = field(default_factory=list)  # summed over the batch
 
     @property
     def e2e_ms(self) -> float:
@@ -108,14 +112,13 @@ def timed_call(
     timing.sequence_length = length
     timing.layer_lengths = [length] * n_layers if pruner is None else pruner.kv_lengths()
     timing.signal_ms = 0.0 if vision is None else vision.ms
-    n_image = int((inputs["input_ids"] == pipe.adapter.image_token_id).sum())
     if pruner is not None:
         result = pipe.llm_result(pruner, emb, vision)
         assert result.image_tokens_per_layer is not None
-        timing.image_tokens_per_layer = result.image_tokens_per_layer[0]
-    else:
-        kept = n_image - (int(inputs["input_ids"].shape[1]) - length)
-        timing.image_tokens_per_layer = [kept] * n_layers
+        per_row = result.image_tokens_per_layer
+        timing.image_tokens_per_layer = [int(sum(layer)) for layer in zip(*per_row, strict=True)]
+    else:  # the kept (or, unpruned, all) image tokens of every row, in every layer
+        timing.image_tokens_per_layer = [int(sum(int(k) for k in batch.n_kept))] * n_layers
     if device.type == "cuda":
         timing.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
     pipe.adapter.reset_state()
@@ -129,8 +132,8 @@ def _decode(
     """Greedy decoding after the prefill ``out``, each step timed on its own."""
     model = pipe.model
     cache = out.past_key_values
-    timing = CallTiming(0.0, 0.0, 0.0, 0.0, kv_cache_bytes=cache_bytes(cache),
-                        tokens=[int(token[0, 0])])  # fmt: skip
+    timing = CallTiming(0.0, 0.0, 0.0, 0.0, kv_cache_bytes=cache_bytes(cache))
+    steps = [token]
     mask, positions = lm_in["attention_mask"], lm_in["position_ids"]
     for _ in range(new_tokens - 1):
         positions = positions[..., -1:] + 1
@@ -141,7 +144,9 @@ def _decode(
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         _sync(device)
         timing.decode_ms.append((time.perf_counter() - start) * 1e3)
-        timing.tokens.append(int(token[0, 0]))
+        steps.append(token)
+    timing.batch_tokens = torch.cat(steps, dim=1).tolist()  # read once, after the last step
+    timing.tokens = timing.batch_tokens[0]
     return timing
 
 

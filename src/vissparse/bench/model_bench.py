@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from vissparse.bench.checks import check_count
@@ -27,8 +28,10 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def _summary(calls: list[CallTiming]) -> dict[str, Any]:
+def _summary(calls: list[CallTiming], batch_size: int, new_tokens: int) -> dict[str, Any]:
+    """Medians of one side's calls; throughput from the median end-to-end time."""
     per_token = [statistics.median(c.decode_ms) for c in calls if c.decode_ms]
+    e2e_s = statistics.median(c.e2e_ms for c in calls) / 1e3
     out = {
         "vision_ms": _stats([c.vision_ms for c in calls]),
         "overhead_ms": _stats([c.overhead_ms for c in calls]),
@@ -39,6 +42,8 @@ def _summary(calls: list[CallTiming]) -> dict[str, Any]:
         "kv_cache_bytes": calls[0].kv_cache_bytes,
         "sequence_length": calls[0].sequence_length,
         "peak_memory_bytes": calls[0].peak_memory_bytes,
+        "sequences_per_s": batch_size / e2e_s,
+        "tokens_per_s": batch_size * new_tokens / e2e_s,
     }
     if per_token:
         out["decode_ms_per_token"] = _stats(per_token)
@@ -68,8 +73,15 @@ def run_model_bench(
     stage: str = "input",
     layer: int | tuple[int, ...] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    batch_size: int = 1,
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
+
+    Each call answers ``batch_size`` prompts at once, each about its own random image
+    (seeds ``seed``, ``seed + 1``, ...; one size, so rows differ in length only where the
+    family's processor makes them differ, and then they are left-padded). Token counts,
+    KV-cache bytes, peak memory and FLOPs are the whole batch's; each side's throughput
+    (sequences and new tokens per second) follows from its median end-to-end time.
 
     ``scorer`` may be a list: the model is built once and every scorer runs at every
     keep ratio (each row names its scorer). For each keep ratio, ``repeats`` baseline
@@ -89,23 +101,17 @@ def run_model_bench(
     """
     scorers = [scorer] if isinstance(scorer, str) else list(scorer)
     cases = check_model_bench(name, keep_ratios, dtype, new_tokens, repeats, warmup, depth_scale,
-                              attn_implementation, scorers, strategy, stage, layer)  # fmt: skip
+                              attn_implementation, scorers, strategy, stage, layer,
+                              batch_size)  # fmt: skip
     model, processor, shape = build_model(name, depth_scale, DTYPES[dtype], device,
                                           attn_implementation, seed)  # fmt: skip
-    image = random_image(*shape.image_size, seed=seed)
     base_pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=1.0))
-    inputs, prompt_mask, _, _ = base_pipe._encode(image, PROMPT)
+    inputs, prompt_mask = bench_inputs(base_pipe, shape.image_size, batch_size, seed)
     n_image = int((inputs["input_ids"] == base_pipe.adapter.image_token_id).sum())
-    n_patches = (int(inputs["image_grid_thw"].prod()) if "image_grid_thw" in inputs
-                 else (shape.vision["image_size"] // shape.vision["patch_size"]) ** 2)  # fmt: skip
-    pixels = inputs["pixel_values"]
-    if pixels.dim() == 5:  # anyres tiles (LLaVA-OneVision): every tile is encoded
-        n_patches *= int(pixels.shape[1])
-    elif "image_grid_thw" not in inputs:  # one image; InternVL: its tiles and thumbnail
-        n_patches *= int(pixels.shape[0])
-    seq = int(inputs["input_ids"].shape[1])
+    n_patches = patches_per_image(inputs, shape.vision, batch_size)
+    seq = int(inputs["input_ids"].shape[1])  # each row's length (left-padded to the longest)
     base_flops = prefill_flops(base_pipe, inputs, prompt_mask, prune=False)
-    base_analytic = analytic_prefill_flops(model.config, seq, n_patches)
+    base_analytic = batch_size * analytic_prefill_flops(model.config, seq, n_patches)
     vision_layers, text_layers = shape.depths(depth_scale)
     rows: list[dict[str, Any]] = []
     report = {"config": {
@@ -113,8 +119,8 @@ def run_model_bench(
         "depth_scale": depth_scale, "vision_layers": vision_layers,
         "text_layers": text_layers, "real_vision_layers": shape.vision_layers,
         "real_text_layers": shape.text_layers, "image_size": list(shape.image_size),
-        "n_image_tokens": n_image, "sequence_length": seq, "device": device,
-        "dtype": dtype, "attn_implementation": attn_implementation,
+        "batch_size": batch_size, "n_image_tokens": n_image, "sequence_length": seq,
+        "device": device, "dtype": dtype, "attn_implementation": attn_implementation,
         "new_tokens": new_tokens, "repeats": repeats, "warmup": warmup,
         "scorer": scorer, "strategy": strategy, "stage": stage,
         "layer": list(layer) if isinstance(layer, tuple | list) else layer,
@@ -125,12 +131,50 @@ def run_model_bench(
         for case_scorer, config in cases:
             rows.append(_row(model, processor, config, case_scorer, inputs, prompt_mask,
                              new_tokens, warmup, repeats, bar, n_image, n_patches, seq,
-                             base_flops, base_analytic))  # fmt: skip
+                             base_flops, base_analytic, batch_size))  # fmt: skip
             if on_row is not None:
                 on_row(report)
     finally:
         bar.close()
     return report
+
+
+def bench_inputs(
+    pipe: HFPipeline, image_size: tuple[int, int], batch_size: int, seed: int
+) -> tuple[Any, Tensor]:
+    """One call's processed batch and its prompt mask: one random image per prompt.
+
+    The images have seeds ``seed``, ``seed + 1``, ... and all of ``image_size``; every
+    prompt is the benchmark's.
+
+    Example:
+        >>> from vissparse.testing import tiny_model
+        >>> model, processor = tiny_model("llava")
+        >>> pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.5))
+        >>> inputs, prompt_mask = bench_inputs(pipe, (32, 32), 3, seed=0)
+        >>> inputs["input_ids"].shape[0], prompt_mask.shape[0]
+        (3, 3)
+    """
+    images = [random_image(*image_size, seed=seed + i) for i in range(batch_size)]
+    if batch_size == 1:  # the single-prompt call, as recorded before batches
+        inputs, prompt_mask, _, _ = pipe._encode(images[0], PROMPT)
+    else:
+        inputs, prompt_mask, _, _ = pipe._encode(images, [PROMPT] * batch_size)
+    return inputs, prompt_mask
+
+
+def patches_per_image(inputs: Any, vision: dict[str, Any], batch_size: int) -> int:
+    """Vision-encoder patches of one image of the batch (its tiles and thumbnail included).
+
+    The images of a benchmark batch share one size, so each has this many.
+    """
+    if "image_grid_thw" in inputs:  # Qwen: one (t, h, w) row per image
+        return int(inputs["image_grid_thw"].prod(dim=-1).sum()) // batch_size
+    n_patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    pixels = inputs["pixel_values"]
+    if pixels.dim() == 5:  # anyres tiles (LLaVA-OneVision): every tile is encoded
+        return n_patches * int(pixels.shape[1])
+    return n_patches * int(pixels.shape[0]) // batch_size  # InternVL: tiles and thumbnail
 
 
 def check_model_bench(
@@ -146,6 +190,7 @@ def check_model_bench(
     strategy: str,
     stage: str,
     layer: int | tuple[int, ...] | None,
+    batch_size: int = 1,
 ) -> list[tuple[str, PruningConfig]]:
     """Every setting of :func:`run_model_bench` checked before the model is built.
 
@@ -164,7 +209,7 @@ def check_model_bench(
     if dtype not in DTYPES:
         raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}")
     for key, value, least in (("new_tokens", new_tokens, 1), ("repeats", repeats, 1),
-                              ("warmup", warmup, 0)):  # fmt: skip
+                              ("warmup", warmup, 0), ("batch_size", batch_size, 1)):  # fmt: skip
         check_count(value, key, least)
     if attn_implementation not in ATTENTION:
         raise ValueError(
@@ -190,7 +235,7 @@ def check_model_bench(
 def _row(
     model: Any, processor: Any, config: PruningConfig, case_scorer: str, inputs: Any,
     prompt_mask: Any, new_tokens: int, warmup: int, repeats: int, bar: Any, n_image: int,
-    n_patches: int, seq: int, base_flops: float, base_analytic: float,
+    n_patches: int, seq: int, base_flops: float, base_analytic: float, batch_size: int,
 ) -> dict[str, Any]:  # fmt: skip
     """One case's row: ``repeats`` interleaved baseline and pruned calls after warm-up."""
     keep_ratio, stage = config.keep_ratio, config.stage
@@ -203,27 +248,34 @@ def _row(
             base_calls.append(pair[False])
             pruned_calls.append(pair[True])
         bar.update()
-    base, pruned = _summary(base_calls), _summary(pruned_calls)
+    base = _summary(base_calls, batch_size, new_tokens)
+    pruned = _summary(pruned_calls, batch_size, new_tokens)
     pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
     lengths = pruned_calls[0].layer_lengths
-    analytic_pruned = analytic_prefill_flops(model.config, lengths, n_patches)
+    analytic_pruned = batch_size * analytic_prefill_flops(model.config, lengths, n_patches)
     per_layer = pruned_calls[0].image_tokens_per_layer
     overhead = pruned["overhead_ms"]["median"]
     prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
     return {
         "scorer": case_scorer,
         "keep_ratio": keep_ratio,
+        "batch_size": batch_size,
         "n_image_tokens": n_image,
         "stage": stage,
         "layers": list(config.layer_schedule().layers) if stage == "llm" else [],
         "n_kept": per_layer[-1],
         "avg_image_tokens": sum(per_layer) / len(per_layer),
-        "input_keep_at_equal_flops": equal_flops_keep(model.config, seq, n_image,
-                                                      n_patches, analytic_pruned),
+        "input_keep_at_equal_flops": equal_flops_keep(model.config, seq, n_image // batch_size,
+                                                      n_patches, analytic_pruned / batch_size),
         "prefill_speedup": prefill_speedup,
         "lm_prefill_speedup": _ratio(base, pruned, "lm_prefill_ms"),
         "decode_speedup": _ratio(base, pruned, "decode_ms_per_token"),
         "e2e_speedup": _ratio(base, pruned, "e2e_ms"),
+        "baseline_sequences_per_s": base["sequences_per_s"],
+        "pruned_sequences_per_s": pruned["sequences_per_s"],
+        "baseline_tokens_per_s": base["tokens_per_s"],
+        "pruned_tokens_per_s": pruned["tokens_per_s"],
+        "throughput_gain": pruned["sequences_per_s"] / base["sequences_per_s"],
         "flop_speedup_bound": base_flops / pruned_flops,
         "analytic_flop_speedup_bound": base_analytic / analytic_pruned,
         "kv_cache_ratio": pruned["kv_cache_bytes"] / base["kv_cache_bytes"],

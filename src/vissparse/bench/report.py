@@ -26,6 +26,7 @@ SUMMARY_COLUMNS = (
     ("latency_ms", "pruned ms", "{:.2f}"),
 )
 MODEL_COLUMNS = (
+    ("batch_size", "batch", "{}"),
     ("keep_ratio", "keep", "{:.2f}"),
     ("n_kept", "kept", "{:.0f}"),
     ("n_image_tokens", "of", "{:.0f}"),
@@ -34,6 +35,11 @@ MODEL_COLUMNS = (
     ("prefill_vs_bound", "of bound", "{:.0%}"),
     ("decode_speedup", "decode", "{:.2f}x"),
     ("e2e_speedup", "e2e", "{:.2f}x"),
+    ("baseline_sequences_per_s", "base seq/s", "{:.3g}"),
+    ("pruned_sequences_per_s", "seq/s", "{:.3g}"),
+    ("baseline_tokens_per_s", "base tok/s", "{:.3g}"),
+    ("pruned_tokens_per_s", "tok/s", "{:.3g}"),
+    ("throughput_gain", "throughput", "{:.2f}x"),
     ("kv_cache_ratio", "KV", "{:.2f}"),
     ("overhead_ms", "overhead ms", "{:.1f}"),
     ("overhead_fraction", "overhead", "{:.2%}"),
@@ -43,6 +49,35 @@ LLM_COLUMNS = (
     ("avg_image_tokens", "avg/layer", "{:.1f}"),
     ("input_keep_at_equal_flops", "input keep @FLOPs", "{:.3f}"),
 )
+
+
+def with_throughput(report: dict[str, Any]) -> dict[str, Any]:
+    """A ``bench --model-config`` report whose rows all carry batch size and throughput.
+
+    Reports recorded before batches had neither: their batch size is 1, and throughput
+    follows from each side's recorded median end-to-end time and the new tokens.
+
+    Example:
+        >>> old = {"config": {"new_tokens": 4}, "results": [
+        ...     {"baseline": {"e2e_ms": {"median": 500.0}},
+        ...      "pruned": {"e2e_ms": {"median": 250.0}}}]}
+        >>> row = with_throughput(old)["results"][0]
+        >>> row["batch_size"], row["pruned_tokens_per_s"], row["throughput_gain"]
+        (1, 16.0, 2.0)
+    """
+    config = report["config"]
+    batch = int(config.get("batch_size", 1))
+    rows = []
+    for row in report["results"]:
+        row = {"batch_size": batch, **row}
+        if "throughput_gain" not in row:
+            for side in ("baseline", "pruned"):
+                per_s = batch * 1e3 / row[side]["e2e_ms"]["median"]
+                row[f"{side}_sequences_per_s"] = per_s
+                row[f"{side}_tokens_per_s"] = per_s * config["new_tokens"]
+            row["throughput_gain"] = row["pruned_sequences_per_s"] / row["baseline_sequences_per_s"]
+        rows.append(row)
+    return {**report, "config": {**config, "batch_size": batch}, "results": rows}
 
 
 def format_table(
