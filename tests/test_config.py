@@ -78,3 +78,20 @@ def test_the_facade_passes_layer_only_when_given():
     assert VisSparse("mock", mock=True, dim=32, n_tokens=64).config.layer is None
     with pytest.raises(ValueError, match=r"^`layer`=3 applies to stage='llm' only"):
         VisSparse("mock", mock=True, layer=3)
+
+
+def test_compile_is_a_bool_for_the_input_stage_only():
+    assert PruningConfig(keep_ratio=0.25).compile is False
+    assert PruningConfig(keep_ratio=0.25, compile=True).compile is True
+    with pytest.raises(TypeError, match=r"^`compile` must be a bool, got 1$"):
+        PruningConfig(compile=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^`compile`=True runs with stage='input' only"):
+        PruningConfig(keep_ratio=0.25, scorer="fastv", stage="llm", layer=2, compile=True)
+
+
+def test_the_facade_passes_compile_and_mock_mode_refuses_it():
+    from vissparse import VisSparse
+
+    assert VisSparse("mock", mock=True, dim=32, n_tokens=64).config.compile is False
+    with pytest.raises(ValueError, match=r"^mock mode supports `compile=False` only"):
+        VisSparse("mock", mock=True, compile=True)

@@ -46,6 +46,12 @@ class VisSparse:
         processor: the processor, required with an already-loaded model.
         positions: ``"keep"`` (kept tokens keep their original positions) or
             ``"compact"`` (1-D RoPE families: renumbered 0, 1, ... as vLLM does).
+        compile: run the language model with transformers' static KV cache and
+            ``torch.compile`` (CUDA graphs on a GPU), prompts left-padded to length buckets
+            so a new keep ratio or prompt length reuses the compiled graphs; the baseline
+            of ``measure_baseline`` / ``benchmark`` runs compiled the same way. HF models,
+            ``stage="input"``; families with linear-attention layers (Qwen3.5) refuse it.
+            See :mod:`vissparse.hf.compiled`.
         **options: for HF models, passed to ``from_pretrained`` (``dtype``/``torch_dtype``,
             ``device_map``, ``attn_implementation``, ...); in mock mode ``dim``,
             ``n_tokens``, ``seed``, ``model_config``, ``sample_config``.
@@ -70,11 +76,12 @@ class VisSparse:
         schedule: Any = None,
         processor: Any = None,
         positions: Positions = "keep",
+        compile: bool = False,
         **options: Any,
     ) -> None:
         self.config = PruningConfig(
             keep_ratio=keep_ratio, scorer=scorer, strategy=strategy, mode=mode, stage=stage,
-            layer=layer, schedule=schedule, positions=positions,
+            layer=layer, schedule=schedule, positions=positions, compile=compile,
         )  # fmt: skip
         if not isinstance(mock, bool):
             raise TypeError(f"`mock` must be a bool, got {mock!r}")
@@ -101,6 +108,8 @@ class VisSparse:
                 )
             if mode != "drop":
                 raise ValueError("mock mode supports `mode='drop'` only")
+            if compile:
+                raise ValueError("mock mode supports `compile=False` only: no model to compile")
             if positions != "keep":
                 raise ValueError("mock mode supports `positions='keep'` only: it has no positions")
             if stage != "input":

@@ -40,6 +40,11 @@ class PruningConfig:
             decoding continues after the unpruned prompt; ``"compact"`` (drop mode, input
             stage, 1-D RoPE families): the kept sequence is renumbered 0, 1, ..., as vLLM
             numbers it, so the HF path and the vLLM plugin give the same tokens.
+        compile: run the language model compiled (HF models, ``stage="input"``):
+            transformers' static KV cache and ``torch.compile`` of prefill and decode (CUDA
+            graphs on a GPU), the pruned prompt left-padded (masked) to a length bucket so
+            a new keep ratio or prompt length reuses the compiled graphs; the baseline of a
+            paired measurement runs compiled the same way. See :mod:`vissparse.hf.compiled`.
 
     Example:
         >>> PruningConfig(keep_ratio=0.25).keep_ratio
@@ -58,6 +63,7 @@ class PruningConfig:
     layer: int | tuple[int, ...] | None = None
     schedule: tuple[tuple[int, float], ...] | None = None
     positions: Positions = "keep"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.keep_ratio = validate_keep_ratio(self.keep_ratio)
@@ -83,6 +89,13 @@ class PruningConfig:
             raise ValueError(
                 "`positions`='compact' renumbers the dropped sequence: it needs mode='drop' and "
                 f"stage='input', got mode={self.mode!r}, stage={self.stage!r}"
+            )
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"`compile` must be a bool, got {self.compile!r}")
+        if self.compile and self.stage != "input":
+            raise ValueError(
+                "`compile`=True runs with stage='input' only (the in-LLM hooks change the "
+                f"sequence inside the model), got stage={self.stage!r}"
             )
         if isinstance(self.layer, list):
             self.layer = tuple(self.layer)

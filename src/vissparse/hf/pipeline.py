@@ -17,6 +17,7 @@ from vissparse.adapters import Embedded, get_adapter
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
+from vissparse.hf.compiled import check_compilable, full_batch, generate_from
 from vissparse.hf.generate_checks import (
     RESERVED_GENERATE_KWARGS,
     check_generate_kwargs,
@@ -76,6 +77,7 @@ class HFPipeline(LLMStage):
         self.adapter = get_adapter(model)
         self.core = SelectionCore(config.scorer, config.strategy)
         self.schedule = config.layer_schedule() if config.stage == "llm" else None
+        check_compilable(self.adapter, config.compile)
         if config.mode == "mask" and self.adapter.recurrent_layers():
             raise ValueError(
                 f"mode='mask' is not supported on {self.adapter.spec.name}: its linear-"
@@ -304,13 +306,12 @@ class HFPipeline(LLMStage):
         if self.schedule is not None:
             return self._generate_llm(inputs, prompt_mask, keys, **kwargs)
         pruned = self.prune(inputs, prompt_mask, keys)
-        with torch.inference_mode(), self.feeding(pruned), lengths_from_call(self.model):
-            out = self.model.generate(**pruned.generate_inputs(), **kwargs)
-        self.adapter.reset_state()
-        return pruned, generated_ids(out, pruned.prompt_length())
+        return pruned, generate_from(self, pruned, kwargs)
 
     def _generate_baseline(self, inputs: Any, **kwargs: Any) -> Tensor:
-        """The unpruned call; ``kwargs`` as :meth:`_call` gives them."""
+        """The unpruned call (compiled: from embeddings as the pruned one); see :meth:`_call`."""
+        if self.config.compile:
+            return generate_from(self, full_batch(self, inputs), kwargs)
         self.adapter.reset_state()
         with torch.inference_mode(), lengths_from_call(self.model):
             out = self.model.generate(**inputs, **kwargs)
@@ -327,8 +328,7 @@ class HFPipeline(LLMStage):
             )
             n_kept, seen = sum(pruned.n_kept), sum(pruned.avg_image_tokens())
         else:
-            sequences, n_kept = self._generate_baseline(inputs, **kwargs), n_image
-            seen = float(n_image)
+            sequences, n_kept, seen = self._generate_baseline(inputs, **kwargs), n_image, n_image
         text = self.processor.batch_decode(sequences, skip_special_tokens=True)[0]
         return CallOutput(text=text, n_kept=n_kept, n_image_tokens=n_image, avg_image_tokens=seen)
 
