@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from transformers import CompileConfig
 
-from vissparse.hf.generation_options import lengths_from_call, option
+from vissparse.hf.generation_options import lengths_from_call, option, option_source
 from vissparse.hf.results import PrunedBatch, generated_ids
 
 MIN_BUCKET = 64  # the finest step of a bucket, in tokens
@@ -133,6 +133,26 @@ def compile_config(model: Any, kwargs: dict[str, Any]) -> CompileConfig:
     return config
 
 
+def check_compiled_kwargs(kwargs: dict[str, Any], model: Any = None) -> None:
+    """Refuse ``generate`` options the compiled path cannot follow, naming where they were set.
+
+    Example:
+        >>> check_compiled_kwargs({"cache_implementation": "dynamic"})
+        Traceback (most recent call last):
+        ...
+        ValueError: `cache_implementation` must be 'static' (or unset) with compile=True, got 'dynamic'
+    """  # noqa: E501
+    value, source = option_source(model, kwargs, "cache_implementation")
+    if value not in (None, "static"):
+        where = "" if source == "keyword" else f" (from {source})"
+        raise ValueError(
+            f"`cache_implementation`{where} must be 'static' (or unset) with compile=True, "
+            f"got {value!r}"
+        )
+    if option(model, kwargs, "disable_compile"):
+        raise ValueError("`disable_compile`=True contradicts compile=True; pass one of them")
+
+
 def compiled_kwargs(model: Any, kwargs: dict[str, Any], prompt_length: int) -> dict[str, Any]:
     """``generate`` options of a compiled call whose (padded) prompt has ``prompt_length``.
 
@@ -147,11 +167,7 @@ def compiled_kwargs(model: Any, kwargs: dict[str, Any], prompt_length: int) -> d
         >>> out["max_cache_len"], out["prefill_chunk_size"], out["cache_implementation"]
         (128, 64, 'static')
     """
-    implementation, source = option(model, kwargs, "cache_implementation"), "cache_implementation"
-    if implementation not in (None, "static"):
-        raise ValueError(
-            f"`{source}` must be 'static' (or unset) with compile=True, got {implementation!r}"
-        )
+    check_compiled_kwargs(kwargs, model)
     max_new = option(model, kwargs, "max_new_tokens")
     out = dict(kwargs, cache_implementation="static", prefill_chunk_size=prompt_length,
                compile_config=compile_config(model, kwargs))  # fmt: skip

@@ -6,6 +6,7 @@ from typing import Any
 
 from transformers import GenerationConfig
 
+from vissparse.hf.compiled import check_compiled_kwargs
 from vissparse.hf.generation_options import option, option_source
 
 # Inputs VisSparse builds itself; passing them to generate() would bypass the pruning.
@@ -52,11 +53,12 @@ def _check_length(key: str, value: Any) -> None:
         raise ValueError(f"`{key}` must be an int >= {low} (or None), got {value!r}")
 
 
-def check_generate_kwargs(kwargs: dict[str, Any], model: Any = None) -> None:
+def check_generate_kwargs(kwargs: dict[str, Any], model: Any = None, compile: bool = False) -> None:
     """Reject generate() arguments VisSparse cannot honour, naming them.
 
     With ``model``, options that may also come from a ``generation_config`` (passed or
-    the model's own) are checked where ``generate`` reads them.
+    the model's own) are checked where ``generate`` reads them. ``compile``: also the
+    options the compiled path refuses (:func:`vissparse.hf.compiled.check_compiled_kwargs`).
 
     Example:
         >>> check_generate_kwargs({"max_new_tokens": 4})
@@ -91,3 +93,5 @@ def check_generate_kwargs(kwargs: dict[str, Any], model: Any = None) -> None:
             "takes token ids only and would skip the pruned embeddings; use 'dynamic' or "
             "'static'"
         )
+    if compile:
+        check_compiled_kwargs(kwargs, model)

@@ -294,7 +294,7 @@ class HFPipeline(LLMStage):
 
         From keyword, ``generation_config=`` or the model's, counted after the UNPRUNED prompt.
         """
-        check_generate_kwargs(kwargs, self.model)
+        check_generate_kwargs(kwargs, self.model, self.config.compile)
         inputs, prompt_mask, items, batched = self._encode(image, prompt)
         kwargs = as_new_tokens(self.model, kwargs, int(inputs["input_ids"].shape[1]))
         return inputs, prompt_mask, items, batched, kwargs
