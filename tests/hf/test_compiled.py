@@ -141,3 +141,15 @@ def test_padding_leaves_the_eager_answer_unchanged() -> None:
         pipe.adapter.reset_state()
         got = model(**padded.model_inputs()).logits[:, -1]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_facade_takes_compile_for_a_loaded_model() -> None:
+    from vissparse import VisSparse
+
+    model, processor = tiny_model("llava")
+    wrapped = VisSparse(model, keep_ratio=0.25, processor=processor, compile=True)
+    assert wrapped.config.compile and wrapped.pipeline.config.compile
+    assert wrapped._pipeline_for(0.5).config.compile  # sweeps and tunes stay compiled
+    model, processor = tiny_model("qwen3_5")
+    with pytest.raises(ValueError, match=r"^`compile=True` is not supported on qwen3_5"):
+        VisSparse(model, keep_ratio=0.25, processor=processor, compile=True)
