@@ -39,3 +39,14 @@ def test_pruned_prefill_is_compared_with_an_unpruned_one_of_its_length(script):
     shares, total_ms = script.op_shares(model, pruned)
     assert total_ms > 0 and sum(shares.values()) == pytest.approx(1.0)
     assert any(key.startswith(script.GEMM) for key in shares)
+
+
+def test_shortfall_splits_the_vision_encoders_part_from_the_short_prefills(script):
+    flops = {"vision": 10, "full": 90, "pruned": 9}  # bound 100 / 19
+    at_one_rate = script.shortfall({"vision": 10.0, "full": 90.0, "pruned": 9.0}, flops)
+    assert at_one_rate[1] == (
+        "measured 5.26x = 100% of the bound; at the full prefill's LM FLOP rate 5.26x = 100%"
+    )
+    slow_encoder = script.shortfall({"vision": 20.0, "full": 90.0, "pruned": 9.0}, flops)
+    assert slow_encoder[0].startswith("vision encoder: 18.2% of the unpruned prefill's time")
+    assert "= 72% of the bound; at the full prefill's LM FLOP rate 3.79x = 72%" in slow_encoder[1]
