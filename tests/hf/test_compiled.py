@@ -1,5 +1,6 @@
 """The compiled path: static cache + torch.compile at bucketed lengths (``compile=True``)."""
 
+import copy
 from typing import Any
 
 import pytest
@@ -153,3 +154,27 @@ def test_the_facade_takes_compile_for_a_loaded_model() -> None:
     model, processor = tiny_model("qwen3_5")
     with pytest.raises(ValueError, match=r"^`compile=True` is not supported on qwen3_5"):
         VisSparse(model, keep_ratio=0.25, processor=processor, compile=True)
+
+
+def test_a_generation_config_carries_the_compiled_options() -> None:
+    """With ``generation_config=`` the options go into a copy of it (HF warns on both)."""
+    model, processor = tiny_model("llava")
+    given = GenerationConfig(max_new_tokens=4, do_sample=False,
+                             pad_token_id=model.generation_config.pad_token_id)  # fmt: skip
+    out = compiled_kwargs(model, {"generation_config": given}, 64)
+    assert set(out) == {"generation_config"} and given.cache_implementation is None
+    config = out["generation_config"]
+    assert (config.cache_implementation, config.prefill_chunk_size, config.max_cache_len) == (
+        "static", 64, 128,
+    )  # fmt: skip
+    image = random_image()
+    want = _pipe(model, processor, keep_ratio=0.25).generate(
+        image, PROMPTS[0], return_details=True, generation_config=given
+    )
+    traced = copy.deepcopy(given)
+    traced.compile_config = CompileConfig(backend="eager", dynamic=False, mode="default")
+    got = _pipe(model, processor, keep_ratio=0.25, compile=True).generate(
+        image, PROMPTS[0], return_details=True, generation_config=traced
+    )
+    assert counters["stats"]["unique_graphs"] >= 1
+    assert torch.equal(got.sequences, want.sequences) and got.sequences.shape[1] == 4

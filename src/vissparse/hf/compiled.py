@@ -32,6 +32,8 @@ from transformers import CompileConfig
 from vissparse.hf.generation_options import lengths_from_call, option, option_source
 from vissparse.hf.results import PrunedBatch, generated_ids
 
+# the generate options a compiled call sets
+COMPILED_OPTIONS = ("cache_implementation", "prefill_chunk_size", "compile_config", "max_cache_len")
 MIN_BUCKET = 64  # the finest step of a bucket, in tokens
 STEPS_PER_OCTAVE = 8  # buckets between n and 2n: padding adds at most 1/8 beyond MIN_BUCKET
 
@@ -172,6 +174,12 @@ def compiled_kwargs(model: Any, kwargs: dict[str, Any], prompt_length: int) -> d
     out = dict(kwargs, cache_implementation="static", prefill_chunk_size=prompt_length,
                compile_config=compile_config(model, kwargs))  # fmt: skip
     out["max_cache_len"] = bucket_length(prompt_length + int(max_new))
+    given = out.get("generation_config")
+    if given is not None:  # generate reads them from the config it is given, not beside it
+        config = copy.deepcopy(given)
+        for key in COMPILED_OPTIONS:
+            setattr(config, key, out.pop(key))
+        out["generation_config"] = config
     return out
 
 
