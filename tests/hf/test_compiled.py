@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 from transformers import CompileConfig, GenerationConfig
 
 from vissparse import PruningConfig
-from vissparse.hf.compiled import bucket_length, compiled_kwargs, pad_batch
+from vissparse.hf.compiled import bucket_length, compile_config, compiled_kwargs, pad_batch
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import FAMILY_NAMES, random_image, tiny_model
 
@@ -22,7 +22,13 @@ STATIC_FAMILIES = [f for f in FAMILY_NAMES if f != "qwen3_5"]
 # 1-D RoPE and one M-RoPE family; the others trace the same graphs through dynamo and
 # AOTAutograd and run them eagerly (what a backend could get wrong is numerics, not shapes)
 INDUCTOR_FAMILIES = ("llava", "qwen2_vl")
-TRACED = CompileConfig(backend="aot_eager", dynamic=False, mode="default")
+
+
+def _traced(model: Any, backend: str = "aot_eager") -> CompileConfig:
+    """The path's own compile config with a cheaper backend."""
+    config = compile_config(model, {})
+    config.backend = backend
+    return config
 
 
 def _images(family: str) -> list[Any]:
@@ -51,7 +57,7 @@ def test_compiled_greedy_tokens_equal_eager(family: str) -> None:
     eager = _pipe(model, processor, keep_ratio=0.25, mode=mode)
     compiled = _pipe(model, processor, keep_ratio=0.25, mode=mode, compile=True)
     images = _images(family)
-    backend = {} if family in INDUCTOR_FAMILIES else {"compile_config": TRACED}
+    backend = {} if family in INDUCTOR_FAMILIES else {"compile_config": _traced(model)}
     want = eager.generate(images, PROMPTS, measure_baseline=True, **GEN)
     got = compiled.generate(images, PROMPTS, measure_baseline=True, **backend, **GEN)
     assert counters["stats"]["unique_graphs"] >= 1  # it ran compiled
@@ -178,3 +184,20 @@ def test_a_generation_config_carries_the_compiled_options() -> None:
     )
     assert counters["stats"]["unique_graphs"] >= 1
     assert torch.equal(got.sequences, want.sequences) and got.sequences.shape[1] == 4
+
+
+def test_sliding_window_layers_do_not_compile_every_decode_step() -> None:
+    """Gemma 3: a static graph would bake in the sliding cache's token count (one graph a
+    step, then dynamo's recompile limit and eager decoding); a dynamic one does not."""
+    model, processor = tiny_model("gemma3")
+    config = _traced(model, backend="eager")
+    assert config.dynamic is None
+    pipe = _pipe(model, processor, keep_ratio=0.25, compile=True)
+    eager = _pipe(model, processor, keep_ratio=0.25)
+    gen = {"max_new_tokens": 12, "min_new_tokens": 12}
+    for seed in (1, 2):
+        got = pipe.generate(random_image(seed=seed), PROMPTS[0], return_details=True,
+                            compile_config=config, **gen)  # fmt: skip
+        want = eager.generate(random_image(seed=seed), PROMPTS[0], return_details=True, **gen)
+        assert torch.equal(got.sequences, want.sequences)
+    assert 2 <= counters["stats"]["unique_graphs"] <= 3

@@ -116,20 +116,37 @@ def check_compilable(adapter: Any, compile: bool) -> None:
         )
 
 
+def sliding_layers(model: Any) -> bool:
+    """Whether the language model has sliding-window attention layers (Gemma 3).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> text = SimpleNamespace(layer_types=["sliding_attention", "full_attention"])
+        >>> sliding_layers(SimpleNamespace(config=SimpleNamespace(get_text_config=lambda: text)))
+        True
+    """
+    config = getattr(model, "config", None)
+    text = None if config is None else config.get_text_config()
+    return "sliding_attention" in (getattr(text, "layer_types", None) or ())
+
+
 def compile_config(model: Any, kwargs: dict[str, Any]) -> CompileConfig:
     """The ``CompileConfig`` of a compiled call: the caller's (copied) or the device's own.
 
     CUDA: ``mode="reduce-overhead"`` (CUDA graphs); other devices inductor's default mode,
     with transformers told to compile there too. Shapes are static (``dynamic=False``):
-    the buckets bound them.
+    the buckets bound them. With sliding-window layers ``dynamic=None``: transformers'
+    sliding-window static cache counts its tokens in a Python int, which a static graph
+    bakes in, so every decode step would compile anew (up to dynamo's recompile limit,
+    then run eagerly); torch's automatic dynamic shapes make that int symbolic instead.
     """
     given = option(model, kwargs, "compile_config")
     cuda = torch.device(model.device).type == "cuda"
-    config = (
-        copy.deepcopy(given)
-        if given is not None
-        else CompileConfig(dynamic=False, mode="reduce-overhead" if cuda else "default")
-    )
+    if given is not None:
+        config = copy.deepcopy(given)
+    else:
+        dynamic = None if sliding_layers(model) else False
+        config = CompileConfig(dynamic=dynamic, mode="reduce-overhead" if cuda else "default")
     if not cuda:
         config._compile_all_devices = True
     return config
