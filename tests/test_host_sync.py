@@ -89,3 +89,12 @@ def test_cuda_sync_is_refused() -> None:
         y.sum().item()
     with pytest.raises(RuntimeError), no_host_sync():
         y.to("cpu")
+
+
+def test_tensor_class_left_exactly_as_found() -> None:
+    """Inherited C slots are deleted again, not copied onto the class (indexing changes)."""
+    before = dict(vars(torch.Tensor))
+    with no_host_sync():
+        pass
+    after = vars(torch.Tensor)
+    assert set(after) == set(before) and all(after[k] is v for k, v in before.items())

@@ -18,8 +18,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["HostSyncError", "no_host_sync", "to_device", "values_on_host"]
+__all__ = [
+    "HostSyncError", "host_copy", "keep_host_copy", "no_host_sync", "to_device", "values_on_host",
+]  # fmt: skip
 
 # Tensor methods whose result lives on the host or whose output shape depends on values.
 _METHODS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
@@ -31,6 +34,7 @@ class HostSyncError(RuntimeError):
     """A call inside :func:`no_host_sync` needs the device's values on the host."""
 
 
+_INHERITED = object()  # marks a patched name the class did not define itself
 _active = [0]  # nesting depth of no_host_sync blocks
 
 
@@ -64,6 +68,37 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
+def keep_host_copy(tensor: torch.Tensor, host: torch.Tensor) -> torch.Tensor:
+    """Remember ``host``, the CPU tensor ``tensor`` was copied from; returns ``tensor``.
+
+    The pipeline keeps the processor's ids and mask this way before moving them to the
+    device, so spans and counts are read on the host (:func:`host_copy`) without waiting.
+
+    Example:
+        >>> ids = torch.tensor([1, 2])
+        >>> host_copy(keep_host_copy(ids.clone(), ids)) is ids
+        True
+    """
+    tensor._vissparse_host = host  # type: ignore[attr-defined]
+    return tensor
+
+
+def host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``'s values on the CPU: the kept copy, the tensor itself on the CPU, else a copy.
+
+    The last case (a device tensor with no copy kept) waits for the device.
+
+    Example:
+        >>> t = torch.tensor([3])
+        >>> host_copy(t) is t
+        True
+    """
+    kept = getattr(tensor, "_vissparse_host", None)
+    if isinstance(kept, torch.Tensor) and kept.shape == tensor.shape:
+        return kept
+    return tensor if tensor.device.type == "cpu" else tensor.cpu()
+
+
 def _refuse(name: str) -> Callable[..., Any]:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise HostSyncError(
@@ -83,20 +118,19 @@ def _check_index(index: Any) -> None:
             )
 
 
-def _guarded_getitem(original: Callable[..., Any]) -> Callable[..., Any]:
-    def getitem(self: torch.Tensor, index: Any) -> Any:
-        _check_index(index)
-        return original(self, index)
+class _IndexGuard(TorchFunctionMode):
+    """Refuses boolean-mask indexing and assignment, as a mode.
 
-    return getitem
+    Patching ``__getitem__`` on the class would leave CPython's inherited indexing slots
+    changed after the block.
+    """
 
-
-def _guarded_setitem(original: Callable[..., Any]) -> Callable[..., Any]:
-    def setitem(self: torch.Tensor, index: Any, value: Any) -> Any:
-        _check_index(index)
-        return original(self, index, value)
-
-    return setitem
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        if func is torch.Tensor.__getitem__ or func is torch.Tensor.__setitem__:
+            _check_index(args[1])
+        return func(*args, **(kwargs or {}))
 
 
 def _guarded_repeat(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -149,7 +183,8 @@ def no_host_sync() -> Iterator[None]:
 
     def patch(owner: Any, name: str, value: Any) -> None:
         if hasattr(owner, name):
-            saved.append((owner, name, getattr(owner, name)))
+            # an inherited attribute (a C slot) is deleted again, not copied onto the class
+            saved.append((owner, name, vars(owner).get(name, _INHERITED)))
             setattr(owner, name, value)
 
     entered = False
@@ -160,8 +195,6 @@ def no_host_sync() -> Iterator[None]:
             patch(torch.Tensor, name, _refuse(name))
         for name in _FUNCTIONS:
             patch(torch, name, _refuse(name))
-        patch(torch.Tensor, "__getitem__", _guarded_getitem(torch.Tensor.__getitem__))
-        patch(torch.Tensor, "__setitem__", _guarded_setitem(torch.Tensor.__setitem__))
         patch(torch, "where", _guarded_where(torch.where))
         for owner in (torch, torch.Tensor):
             patch(owner, "repeat_interleave", _guarded_repeat(owner.repeat_interleave))
@@ -169,11 +202,15 @@ def no_host_sync() -> Iterator[None]:
             torch.cuda.set_sync_debug_mode("error")
         _active[0] += 1
         entered = True
-        yield
+        with _IndexGuard():
+            yield
     finally:
         if entered:
             _active[0] -= 1
         for owner, name, value in reversed(saved):
-            setattr(owner, name, value)
+            if value is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
         if cuda and previous is not None:
             torch.cuda.set_sync_debug_mode(previous)

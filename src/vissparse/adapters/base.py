@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from vissparse.adapters.vision_signals import RawSignals, VisionSignals, capture
+from vissparse.host_sync import host_copy, to_device
 from vissparse.strategies.context import GridSegment, ImageLayout
 
 
@@ -108,6 +109,8 @@ class Embedded:
         layer_additions: ``[B, L, D]`` tensors added to the outputs of the language
             model's first layers (Qwen3-VL's DeepStack features at the image tokens, zero
             elsewhere); empty for other families.
+        row_lengths: each row's real tokens (the attention mask's sum), read on the host
+            from the processor's mask; ``None`` where unknown (then read from the device).
     """
 
     inputs_embeds: Tensor
@@ -117,6 +120,7 @@ class Embedded:
     image_positions: list[Tensor]
     scorable: list[Tensor]
     layer_additions: list[Tensor] = field(default_factory=list)
+    row_lengths: list[int] | None = None
 
 
 class VLMAdapter:
@@ -287,20 +291,26 @@ class VLMAdapter:
         return self.scatter_features(inputs, self.image_features(inputs))
 
     def scatter_features(self, inputs: dict[str, Any], features: list[Tensor]) -> Embedded:
-        """The batch's text embeddings with ``features`` (one per image) scattered in."""
+        """The batch's text embeddings with ``features`` (one per image) scattered in.
+
+        Image spans and row lengths are read from the processor's ids and mask on the
+        host (:func:`~vissparse.host_sync.host_copy`), so ``image_positions`` are CPU
+        tensors and nothing here waits for the device.
+        """
         input_ids = inputs["input_ids"]
         embeds = self.model.get_input_embeddings()(input_ids)
         features = [f.to(embeds.device, embeds.dtype) for f in features]
-        image_mask = input_ids == self.image_token_id
-        n_placeholders, n_features = int(image_mask.sum()), sum(f.shape[0] for f in features)
+        host_mask = host_copy(input_ids) == self.image_token_id
+        n_placeholders, n_features = int(host_mask.sum()), sum(f.shape[0] for f in features)
         if n_placeholders != n_features:
             raise ValueError(
                 f"the prompt holds {n_placeholders} image tokens but the images gave "
                 f"{n_features} features; the processor and model do not match"
             )
+        rows, cols = host_mask.nonzero(as_tuple=True)  # row-major: the order of scattering
         flat = torch.cat(features) if features else embeds.new_zeros(0, embeds.shape[-1])
-        embeds = embeds.masked_scatter(image_mask.unsqueeze(-1).expand_as(embeds), flat)
-        rows, cols = image_mask.nonzero(as_tuple=True)  # row-major: the order of scattering
+        embeds = embeds.index_put((to_device(rows, embeds.device), to_device(cols, embeds.device)),
+                                  flat)  # fmt: skip
         samples, positions, offset = [], [], 0
         for f in features:
             span_rows = rows[offset : offset + f.shape[0]]
@@ -316,6 +326,7 @@ class VLMAdapter:
             image_sample=samples,
             image_positions=positions,
             scorable=[~self.newline_tokens(f) for f in features],
+            row_lengths=host_copy(inputs["attention_mask"]).sum(dim=1).tolist(),
         )
 
 

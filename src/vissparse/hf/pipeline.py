@@ -17,6 +17,7 @@ from vissparse.adapters import Embedded, get_adapter
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
+from vissparse.hf.apply_mode import apply_mode
 from vissparse.hf.compiled import check_compilable, full_batch, generate_from
 from vissparse.hf.generate_checks import (
     RESERVED_GENERATE_KWARGS,
@@ -24,6 +25,7 @@ from vissparse.hf.generate_checks import (
     check_llm_generate_kwargs,
 )
 from vissparse.hf.generation_options import as_new_tokens, lengths_from_call
+from vissparse.hf.host_facts import host_counts, reported_counts
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
 from vissparse.hf.llm_stage import LLMStage
 from vissparse.hf.results import (
@@ -33,16 +35,13 @@ from vissparse.hf.results import (
     call_metrics,
     generated_ids,
 )
+from vissparse.host_sync import keep_host_copy, to_device
 from vissparse.llm.additions import added_to_layers
 from vissparse.llm.pruner import LayerPruner
 from vissparse.pruning import (
-    compact_positions,
-    drop_tokens,
     gather_images,
-    image_counts,
+    image_slots,
     kept_ids,
-    mask_tokens,
-    pack_left,
     scatter_images,
     sequence_keep_mask,
 )
@@ -117,7 +116,10 @@ class HFPipeline(LLMStage):
             self.processor, texts, inputs["input_ids"], inputs["attention_mask"],
             self.adapter.image_token_id,
         )  # fmt: skip
+        host = {key: inputs[key] for key in ("input_ids", "attention_mask")}
         inputs = inputs.to(self.model.device)
+        for key, value in host.items():  # spans and counts are read from these copies
+            keep_host_copy(inputs[key], value)
         for key, value in inputs.items():
             if torch.is_floating_point(value):
                 inputs[key] = value.to(self.model.dtype)
@@ -154,7 +156,8 @@ class HFPipeline(LLMStage):
         if self.config.mode == "drop":
             pad = getattr(getattr(self.processor, "tokenizer", None), "pad_token_id", None)
             ids = kept_ids(ids, emb.attention_mask, emb.image_sample, emb.image_positions,
-                           batch.image_keep, pad=pad or 0)  # fmt: skip
+                           batch.image_keep, pad=pad or 0,
+                           length=batch.inputs_embeds.shape[1])  # fmt: skip
         batch.input_ids = ids
         return batch
 
@@ -190,11 +193,9 @@ class HFPipeline(LLMStage):
         tokens, valid = gather_images(
             emb.inputs_embeds, emb.image_sample, emb.image_positions, emb.scorable
         )
-        present = None
-        if self.adapter.spec.image_newline:  # newlines are not scored but count as kept
-            present = torch.zeros_like(valid)
-            for i, positions in enumerate(emb.image_positions):
-                present[i, : positions.numel()] = True
+        present = None  # newlines are not scored but count as kept
+        if self.adapter.spec.image_newline:
+            present = image_slots(emb.image_positions, valid.shape[1], valid.device)
         ctx = self._context(tokens, query, valid, present, emb, emb.inputs_embeds, prompt_mask,
                             layouts, keys, vision)  # fmt: skip
         choice = self.core.choose(ctx, self.config.keep_ratio)
@@ -210,26 +211,15 @@ class HFPipeline(LLMStage):
             (rows, length), emb.image_sample, emb.image_positions, image_keep,
             device=emb.inputs_embeds.device,
         )  # fmt: skip
-        types = self.token_types(emb)
-        if self.config.mode == "drop":
-            embeds, positions, mask = drop_tokens(
-                inputs_embeds, emb.position_ids, emb.attention_mask, keep_seq
-            )
-            if self.config.positions == "compact":  # vLLM's numbering of 1-D positions
-                positions = compact_positions(mask)
-            if types is not None:
-                types = pack_left(types, emb.attention_mask, keep_seq)
-            additions = [drop_tokens(a, emb.position_ids, emb.attention_mask, keep_seq)[0]
-                         for a in emb.layer_additions]  # fmt: skip
-        else:
-            embeds, positions = inputs_embeds, emb.position_ids
-            mask = mask_tokens(emb.attention_mask, keep_seq)
-            additions = emb.layer_additions
-        n_image, n_kept = image_counts(rows, emb.image_sample, image_keep)
-        cached = mask if self.config.mode == "drop" else emb.attention_mask
+        counts = host_counts(self.core, self.config.keep_ratio, emb)  # None: read back
+        embeds, mask, positions, types, additions = apply_mode(
+            self.config, emb, inputs_embeds, keep_seq, self.token_types(emb),
+            None if counts is None else counts.length,
+        )  # fmt: skip
+        n_image, n_kept, kv = reported_counts(counts, emb, image_keep, mask,
+                                              self.config.mode == "drop")  # fmt: skip
         return PrunedBatch(
-            embeds, mask, positions, [k.cpu() for k in image_keep], emb.image_sample, n_image,
-            n_kept, kv_tokens=cached.sum(dim=1).tolist(),
+            embeds, mask, positions, image_keep, emb.image_sample, n_image, n_kept, kv,
             signal_ms=0.0 if vision is None else vision.ms, token_type_ids=types,
             layer_additions=additions,
         )  # fmt: skip
@@ -245,12 +235,13 @@ class HFPipeline(LLMStage):
         ``query`` and ``hidden`` / ``prompt_mask`` are per prompt row (``[B, ...]``);
         the context has one row per image.
         """
-        rows = emb.image_sample
+        rows = to_device(torch.tensor(emb.image_sample, dtype=torch.long), query.device)
         words = "prompt_embeddings" in self.signals
         return self.core.context(
-            tokens, query[rows], valid, present,
-            prompt_embeddings=hidden[rows] if words else None,
-            prompt_mask=prompt_mask[rows] if words else None, layouts=layouts, keys=keys,
+            tokens, query.index_select(0, rows), valid, present,
+            prompt_embeddings=hidden.index_select(0, rows) if words else None,
+            prompt_mask=prompt_mask.index_select(0, rows) if words else None, layouts=layouts,
+            keys=keys,
             vision=vision, text_attention=text_attention,
         )  # fmt: skip
 

@@ -18,7 +18,8 @@ class PrunedBatch:
         inputs_embeds: ``[B, L', D]`` (drop mode: shorter; mask mode: full length).
         attention_mask: ``[B, L']``.
         position_ids: original positions of the kept tokens, ``[B, L']`` or ``[3, B, L']``.
-        image_keep: one bool mask per image over that image's tokens.
+        image_keep: one bool mask per image over that image's tokens (on the model's
+            device; :meth:`keep_masks_per_row` reads them to the CPU).
         image_sample: the batch row of each image.
         n_image_tokens: image tokens per row before pruning.
         n_kept: image tokens per row after pruning.
@@ -63,10 +64,13 @@ class PrunedBatch:
         return [average_tokens(row) for row in self.image_tokens_per_layer]
 
     def keep_masks_per_row(self, n_rows: int) -> list[list[Tensor]]:
-        """Per prompt row, the keep masks of its images (in order)."""
+        """Per prompt row, the keep masks of its images (in order), on the CPU.
+
+        ``image_keep`` stays on the device during the call (no host wait); this reads it.
+        """
         per_row: list[list[Tensor]] = [[] for _ in range(n_rows)]
         for row, kept in zip(self.image_sample, self.image_keep, strict=True):
-            per_row[row].append(kept)
+            per_row[row].append(kept.cpu())
         return per_row
 
     def model_inputs(self) -> dict[str, Tensor]:

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from vissparse.host_sync import values_on_host
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.context import (
     PruningContext,
@@ -72,7 +73,8 @@ def check_scores(scores: object, shape: tuple[int, ...], scorer: object) -> None
         raise ValueError(
             f"`scorer` {name} returned shape {tuple(scores.shape)}, expected {tuple(shape)}"
         )
-    if bool(torch.isnan(scores).any()):
+    # a value check: free on the CPU, left out on an accelerator (NaN ranks lowest there)
+    if values_on_host(scores) and bool(torch.isnan(scores).any()):
         raise ValueError(f"`scorer` {name} returned NaN scores")
 
 

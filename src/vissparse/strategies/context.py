@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vissparse.host_sync import to_device, values_on_host
+
 # Signals a pipeline can fill. Each is a field of PruningContext.
 SIGNALS = frozenset(
     {"prompt_embeddings", "layouts", "sample_keys", "vision_attention", "vision_keys",
@@ -266,6 +268,11 @@ def check_selection(selection: object, shape: tuple[int, ...], method: object) -
         return selection
     if into.dtype != torch.long or tuple(into.shape) != shape:
         raise ValueError(f"{name}: `merge_into` must be a long tensor of shape {shape}")
+    weight = selection.merge_weight
+    if weight is not None and tuple(weight.shape) != shape:
+        raise ValueError(f"{name}: `merge_weight` must be non-negative of shape {shape}")
+    if not values_on_host(into):  # value checks: free on the CPU, left out on a device
+        return selection
     if bool(((into < -1) | (into >= shape[1])).any()):
         raise ValueError(f"{name}: `merge_into` values must be -1 or token indices < {shape[1]}")
     bad = (into >= 0) & ~keep.gather(1, into.clamp(min=0))
@@ -276,8 +283,7 @@ def check_selection(selection: object, shape: tuple[int, ...], method: object) -
             f"{name}: `merge_into` must send each token to a kept token and each kept token "
             f"to itself; row {row} token {col} does not"
         )
-    weight = selection.merge_weight
-    if weight is not None and (tuple(weight.shape) != shape or bool((weight < 0).any())):
+    if weight is not None and bool((weight < 0).any()):
         raise ValueError(f"{name}: `merge_weight` must be non-negative of shape {shape}")
     return selection
 
@@ -327,13 +333,15 @@ def newline_scores(scores: Tensor, layouts: Sequence[ImageLayout]) -> Tensor:
     """  # noqa: E501
     out = scores.clone()
     for row, layout in enumerate(layouts):
-        line = layout.line_of().to(scores.device)
-        if not bool((line >= 0).any()):
-            continue
+        loose = layout.loose is not None and layout.loose.numel() > 0 and layout.segments
+        if not loose and all(seg.row_ends is None for seg in layout.segments):
+            continue  # no token has a newline (as line_of says: every entry -1)
         n = layout.n_tokens
-        best = torch.full((n,), float("-inf"), device=scores.device)
-        attached = line >= 0
-        best.scatter_reduce_(0, line[attached], scores[row, :n][attached].float(), "amax")
-        newline = layout.newline.to(scores.device)
-        out[row, :n] = torch.where(newline, best.to(out.dtype), out[row, :n])
+        line = layout.line_of()  # host: a token's newline, -1 if none
+        # tokens with no newline go to a spare slot n: fixed shapes, no host wait
+        line = to_device(torch.where(line >= 0, line, n), scores.device)
+        best = torch.full((n + 1,), float("-inf"), device=scores.device)
+        best.scatter_reduce_(0, line, scores[row, :n].float(), "amax")
+        newline = to_device(layout.newline, scores.device)
+        out[row, :n] = torch.where(newline, best[:n].to(out.dtype), out[row, :n])
     return out

@@ -35,6 +35,23 @@ def kept_count(keep_ratio: float, n_valid: int) -> int:
     return min(max(k, 1), n_valid)
 
 
+def kept_counts(keep_ratio: float, n_valid: Tensor) -> Tensor:
+    """:func:`kept_count` of every element of ``n_valid``, computed where it lives.
+
+    The same float64 arithmetic as :func:`kept_count`, as tensor ops: a per-row budget
+    with no host synchronisation.
+
+    Example:
+        >>> kept_counts(0.7, torch.tensor([10, 0, 3, 576])).tolist()
+        [7, 0, 3, 404]
+    """
+    n = n_valid.to(torch.float64)
+    product = n * keep_ratio
+    nearest = torch.round(product)
+    k = torch.where((product - nearest).abs() <= INTEGER_TOL, nearest, torch.ceil(product))
+    return torch.minimum(k.clamp(min=1), n).long()
+
+
 def topk_mask(scores: Tensor, counts: Tensor, valid: Tensor | None = None) -> Tensor:
     """Keep the ``counts[b]`` highest-scoring valid tokens of each row ``b``.
 
@@ -64,7 +81,8 @@ class TopKStrategy(MaskStrategy):
 
     ``k`` is clamped to ``[1, n_valid]``; ties go to the lower index; the result is
     deterministic and never keeps an invalid (padding) token. Masks are nested: the mask
-    at a lower ratio is a subset of the mask at a higher one.
+    at a lower ratio is a subset of the mask at a higher one. Sync-free: the per-row
+    budgets are computed on the scores' device.
 
     Example:
         >>> TopKStrategy().select(torch.tensor([[0.1, 0.9, 0.5, 0.3]]), 0.5).tolist()
@@ -80,8 +98,7 @@ class TopKStrategy(MaskStrategy):
             raise ValueError(f"`scores` must have shape [B, N], got {tuple(scores.shape)}")
         check_valid(valid, scores.shape)
         if valid is None:
-            n_valid = [scores.shape[1]] * scores.shape[0]
+            n_valid = torch.full(scores.shape[:1], scores.shape[1], device=scores.device)
         else:
-            n_valid = valid.sum(dim=1).tolist()
-        counts = torch.tensor([kept_count(keep_ratio, int(n)) for n in n_valid])
-        return topk_mask(scores, counts, valid)
+            n_valid = valid.sum(dim=1)
+        return topk_mask(scores, kept_counts(keep_ratio, n_valid), valid)
