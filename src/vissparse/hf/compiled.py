@@ -10,8 +10,10 @@ A compiled graph is specialised to its shapes, so every shape is rounded up to a
 buckets (:func:`bucket_length`): the pruned prompt is left-padded with masked columns
 (zero embeddings, position 0, attention 0: left padding as the processor already pads a
 batch) to its bucket, and the static cache holds the bucket of that length plus the new
-tokens. A new keep ratio or prompt length inside a bucket reuses the graphs; a new batch
-size compiles its own (batches are not padded). Both sides of a paired measurement run
+tokens (transformers keeps the largest static cache of earlier calls). A new keep ratio
+or prompt length inside a bucket reuses the graphs; a new batch size compiles its own
+(batches are not padded). Shapes are static (``dynamic=False``) except on sliding-window
+families (Gemma 3, see :func:`compile_config`). Both sides of a paired measurement run
 this way: the baseline embeds the full prompt with the same adapter and generates from the
 embeddings through the same compiled model, so they compare like with like.
 
