@@ -28,8 +28,9 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+import transformers
 from torch import Tensor
-from transformers import CompileConfig
+from transformers import CompileConfig, GenerationConfig
 
 from vissparse.hf.generation_options import lengths_from_call, option, option_source
 from vissparse.hf.results import PrunedBatch, generated_ids
@@ -37,6 +38,7 @@ from vissparse.hf.results import PrunedBatch, generated_ids
 # the generate options a compiled call sets
 COMPILED_OPTIONS = ("cache_implementation", "prefill_chunk_size", "compile_config", "max_cache_len")
 MIN_BUCKET = 64  # the finest step of a bucket, in tokens
+MIN_TRANSFORMERS = "5.13"  # the first release whose GenerationConfig has max_cache_len
 STEPS_PER_OCTAVE = 8  # buckets between n and 2n: padding adds at most 1/8 beyond MIN_BUCKET
 
 
@@ -99,6 +101,16 @@ def pad_batch(batch: PrunedBatch, length: int, pad_token_id: int = 0) -> PrunedB
     )  # fmt: skip
 
 
+def static_cache_sizable() -> bool:
+    """Whether this transformers' ``generate`` takes ``max_cache_len`` (5.13 and later).
+
+    Example:
+        >>> isinstance(static_cache_sizable(), bool)
+        True
+    """
+    return hasattr(GenerationConfig(), "max_cache_len")
+
+
 def check_compilable(adapter: Any, compile: bool) -> None:
     """Refuse ``compile=True`` where the compiled static-cache path cannot run, in one line.
 
@@ -111,6 +123,12 @@ def check_compilable(adapter: Any, compile: bool) -> None:
         ...
         ValueError: `compile=True` is not supported on qwen3_5: its linear-attention layers keep a recurrent state, not a static KV cache; use compile=False
     """  # noqa: E501
+    if compile and not static_cache_sizable():
+        raise ValueError(
+            f"`compile=True` needs transformers >= {MIN_TRANSFORMERS} (its `generate` sizes "
+            f"the static cache with `max_cache_len`), this is {transformers.__version__}; "
+            "upgrade transformers or use compile=False"
+        )
     if compile and adapter.recurrent_layers():
         raise ValueError(
             f"`compile=True` is not supported on {adapter.spec.name}: its linear-attention "
