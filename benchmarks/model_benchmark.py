@@ -120,7 +120,8 @@ def _section(name: str, report: dict) -> str:
         f"{cfg['repeats']} paired runs) on {where}, torch {machine['torch']}, "
         f"transformers {machine.get('transformers', '?')}, "
         f"FLOP counter / analytic formula = {cfg['flop_counter_vs_analytic']:.3f}; "
-        f"{_baseline_times(report['results'])}:\n\n"
+        f"{_baseline_times(report['results'])}"
+        f"{f' (each call answers all {batch} prompts)' if batch > 1 else ''}:\n\n"
         f"{markdown_table(report['results'])}\n{targets}\n"
     )
 

@@ -111,6 +111,7 @@ def test_model_benchmark_script_renders_a_table_per_batch_size(tmp_path, monkeyp
     text = (tmp_path / "model_cpu.md").read_text()
     assert text.count("**llava-1.5-7b**") == 2  # batch 1, then batch 8
     assert "**llava-1.5-7b** at batch 8" in text and "each 576 image tokens" in text
+    assert text.count("(each call answers all 8 prompts)") == 1
     monkeypatch.setattr(sys, "argv", ["model_benchmark.py", "--batch-size", "0"])
     with pytest.raises(SystemExit):
         script.main()
