@@ -58,13 +58,18 @@ def values_on_host(tensor: torch.Tensor) -> bool:
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``tensor`` (host index or mask) on ``device``, copied without waiting for it.
 
-    A blocking host-to-device copy synchronises the CUDA stream; a non-blocking one from
-    ordinary host memory is staged at once and queued.
+    A blocking host-to-device copy synchronises the CUDA stream; for CUDA the host
+    tensor is put in pinned memory (PyTorch's caching host allocator keeps it alive
+    until the copy is done) and copied asynchronously.
 
     Example:
         >>> to_device(torch.tensor([1, 2]), torch.device("cpu")).tolist()
         [1, 2]
     """
+    if tensor.device == device:
+        return tensor
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
 
 

@@ -23,13 +23,11 @@ PROMPTS = ["What is it?", "Is there a red car next to the tall tree here?"]  # r
 
 # methods that read values back (greedy loops, per-row budgets from the data, hashing)
 NOT_SYNC_FREE = {
-    "cosine-max": "per-row word masks select a ragged set of words",
-    "pool": "per-row budgets and pooling windows read on the host",
-    "visionzip": "per-row merge groups built on the host",
+    "pool": "per-row budgets read back, boxes built on the host",
+    "visionzip": "per-row budgets read back, merge groups built row by row",
     "prumerge+": "IQR outliers per row, counted on the host",
-    "dart": "per-row pivots picked on the host",
-    "divprune": "greedy max-min selection loop",
-    "cdpruner": "greedy DPP selection loop",
+    "dart": "per-row budgets read back, pivots picked on the host",
+    "cdpruner": "greedy DPP loop on the host's copy of the tokens",
 }
 
 
@@ -71,7 +69,8 @@ def test_default_path_is_sync_free_on_every_family(family: str, mode: str) -> No
     _run_guarded(family, "cosine", mode)
 
 
-ZOO = ["cosine", "cosine-least", "random", "uniform", *sorted(NOT_SYNC_FREE)]
+SYNC_FREE = ["cosine", "cosine-least", "cosine-max", "divprune", "random", "uniform"]
+ZOO = [*SYNC_FREE, *sorted(NOT_SYNC_FREE)]
 
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
@@ -104,3 +103,47 @@ def test_sync_free_on_cuda(family: str) -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     _run_guarded(family, "cosine", "drop", device="cuda")
+
+
+def test_drop_to_the_host_length_equals_the_read_back_length() -> None:
+    """Packing by a stable sort to a given length equals packing to the measured one."""
+    from vissparse.pruning import drop_tokens, packing
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        b, n = 3, 9
+        mask = torch.ones(b, n, dtype=torch.long)
+        for row in range(b):  # ragged rows, padded on the left
+            mask[row, : int(torch.randint(0, 4, (1,), generator=gen))] = 0
+        keep = torch.rand(b, n, generator=gen) > 0.4
+        emb, pos = torch.randn(b, n, 4, generator=gen), torch.arange(n).expand(3, b, n)
+        length = int((mask.bool() & keep).sum(dim=1).max())
+        read_back = drop_tokens(emb, pos, mask, keep)
+        with no_host_sync():
+            given = drop_tokens(emb, pos, mask, keep, length)
+        for a, c in zip(read_back, given, strict=True):
+            assert torch.equal(a, c)
+    with pytest.raises(ValueError, match="`length`"):
+        packing(mask, keep, n + 1)
+
+
+def test_a_method_breaking_its_exact_budget_is_stopped() -> None:
+    """A method that says it keeps top-k but keeps more is not cut silently in drop mode."""
+    from vissparse.strategies.base import TokenScorer
+    from vissparse.strategies.context import Selection
+
+    class KeepsAll(TokenScorer):
+        name = "keeps-all"
+        exact_budget = True
+
+        def score(self, image_tokens: Any, query: Any, valid: Any = None) -> Any:
+            return torch.zeros(image_tokens.shape[:2])
+
+        def plan(self, ctx: Any, keep_ratio: float, strategy: Any) -> Selection:
+            return Selection(ctx.budget_mask().clone())
+
+    model, processor = tiny_model("llava", 0)
+    pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25, scorer=KeepsAll()))
+    inputs, prompt_mask, _, _ = pipe._encode([random_image(seed=1)], PROMPTS[:1])
+    with pytest.raises(RuntimeError, match="exact_budget"):
+        pipe.prune(inputs, prompt_mask)

@@ -46,3 +46,21 @@ def test_select_rejects_bad_shapes():
         TopKStrategy().select(torch.zeros(4), 0.5)
     with pytest.raises(ValueError, match="valid"):
         TopKStrategy().select(torch.zeros(1, 4), 0.5, torch.ones(1, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.1, 0.25, 0.3, 0.7, 1 / 3, 0.123456, 1.0])
+def test_kept_counts_on_the_device_equal_kept_count(ratio):
+    from vissparse.strategies.topk import kept_counts
+
+    n = torch.arange(0, 3000)
+    assert kept_counts(ratio, n).tolist() == [kept_count(ratio, int(i)) for i in n]
+
+
+def test_select_is_sync_free():
+    from vissparse.host_sync import no_host_sync
+
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.4, 0.2, 0.8, 0.0]])
+    valid = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    with no_host_sync():
+        keep = TopKStrategy().select(scores, 0.5, valid)
+    assert keep.tolist() == [[False, True, True, False], [True, False, False, False]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from vissparse.adapters import Embedded
@@ -103,3 +104,22 @@ def reported_counts(
         return n_image, n_kept, tokens
     rows: list[float] = list(counts.kept_tokens if drop else (emb.row_lengths or []))
     return counts.n_image, counts.n_kept, rows
+
+
+def assert_counts(counts: HostCounts, attention_mask: Tensor, keep_seq: Tensor) -> None:
+    """Check, on the device and without waiting, that each row keeps its host count.
+
+    A method that declares ``exact_budget`` but keeps another count would otherwise be
+    cut silently by drop mode's host-known length; a CUDA device assert stops it (on the
+    CPU it raises at once).
+
+    Example:
+        >>> assert_counts(HostCounts([2], [1], [3]), torch.ones(1, 4),
+        ...               torch.tensor([[True, False, True, True]]))
+    """
+    expected = torch.tensor(counts.kept_tokens, dtype=torch.long)
+    expected = expected.to(keep_seq.device, non_blocking=True)
+    kept = (attention_mask.bool() & keep_seq).sum(dim=1)
+    torch._assert_async(
+        (kept == expected).all(), "a method with exact_budget kept another count than top-k"
+    )

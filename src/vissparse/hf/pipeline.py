@@ -25,7 +25,7 @@ from vissparse.hf.generate_checks import (
     check_llm_generate_kwargs,
 )
 from vissparse.hf.generation_options import as_new_tokens, lengths_from_call
-from vissparse.hf.host_facts import host_counts, reported_counts
+from vissparse.hf.host_facts import assert_counts, host_counts, reported_counts
 from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
 from vissparse.hf.llm_stage import LLMStage
 from vissparse.hf.results import (
@@ -212,6 +212,8 @@ class HFPipeline(LLMStage):
             device=emb.inputs_embeds.device,
         )  # fmt: skip
         counts = host_counts(self.core, self.config.keep_ratio, emb)  # None: read back
+        if counts is not None:
+            assert_counts(counts, emb.attention_mask, keep_seq)
         embeds, mask, positions, types, additions = apply_mode(
             self.config, emb, inputs_embeds, keep_seq, self.token_types(emb),
             None if counts is None else counts.length,

@@ -11,6 +11,9 @@ hands attention all of them, so the masks are widened to its slots, unwritten on
 
 ``mode="mask"`` is the reference: nothing is dropped; from layer K on the pruned tokens
 are only masked out of attention. Its kept tokens' outputs equal drop mode's.
+
+Not sync-free (issue 33 covers ``stage="input"`` only): the hooks read each pruned
+layer's kept length back from the device to shorten the hidden states.
 """
 
 from __future__ import annotations

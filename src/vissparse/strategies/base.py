@@ -131,6 +131,9 @@ class TokenScorer(ABC):
 
     name: str = "custom"
     requires: ClassVar[frozenset[str]] = frozenset()
+    # a method that overrides plan() but still keeps exactly the top-k budget of every
+    # image says so: drop mode's packed length is then known on the host (no sync)
+    exact_budget: ClassVar[bool] = False
 
     @abstractmethod
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -212,7 +215,12 @@ class BudgetedMethod(TokenScorer):
         return Selection.merging(into.to(device), weight.to(device), merge_sum=merge_sum)
 
     def row_budgets(self, ctx: PruningContext, keep_ratio: float) -> list[tuple[int, Tensor, int]]:
-        """``(row, scorable token indices on the CPU, budget k)`` for each row of ``ctx``."""
+        """``(row, scorable token indices on the CPU, budget k)`` for each row of ``ctx``.
+
+        Not sync-free: it reads each row's valid tokens and budget back to the host, and
+        the methods built on it (DART, CDPruner, pool, VisionZip, PruMerge+) work row by
+        row from there; their cost is in the benchmark's overhead.
+        """
         from vissparse.strategies.topk import kept_count  # topk imports this module
 
         check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vissparse.host_sync import to_device
 from vissparse.strategies.base import TokenScorer, check_tokens_and_query
 from vissparse.strategies.context import ImageLayout, PruningContext
 from vissparse.strategies.registry import register_scorer
@@ -50,7 +51,9 @@ class RandomScorer(TokenScorer):
     samples in a batch; a benchmark run twice gives the same masks, and since the
     scores do not depend on ``keep_ratio`` the top-k masks of one sample nest across
     keep ratios. Random pruning is a strong baseline in published benchmarks, so every
-    study should include it; use several seeds to average over masks.
+    study should include it; use several seeds to average over masks. Sync-free with
+    ``sample_keys`` (the HF pipeline's); without them, not sync-free: :func:`token_key`
+    reads the tokens back to hash them.
 
     Example:
         >>> a, b = RandomScorer(seed=3), RandomScorer(seed=3)
@@ -93,7 +96,8 @@ class RandomScorer(TokenScorer):
             if len(keys) != b or not all(isinstance(k, bytes) for k in keys):
                 raise ValueError(f"`sample_keys` must be {b} bytes keys, one per row")
         rows = np.stack([self.row_scores(k, n) for k in keys]) if b else np.zeros((0, n))
-        return torch.from_numpy(rows).float().to(image_tokens.device)
+        # drawn on the host from the keys; the copy to the device does not wait for it
+        return to_device(torch.from_numpy(rows).float(), image_tokens.device)
 
     def __repr__(self) -> str:
         return f"RandomScorer(seed={self.seed})"
@@ -203,14 +207,18 @@ class UniformScorer(TokenScorer):
         width = ctx.image_tokens.shape[1]
         rows = [layout_scores(layout, width) for layout in ctx.layouts]
         out = torch.stack(rows) if rows else torch.zeros(0, width)
-        return out.to(ctx.image_tokens.device)
+        return to_device(out, ctx.image_tokens.device)  # built on the host: no wait
 
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Coarse-to-fine grid scores, float32 ``[B, N]``; padding scores 0."""
+        """Coarse-to-fine grid scores, float32 ``[B, N]``; padding scores 0.
+
+        Not sync-free with ``valid`` (it reads each row's valid tokens back); the
+        pipelines score through :meth:`score_context` with layouts, which is.
+        """
         check_tokens_and_query(image_tokens, query, valid)
         b, n, _ = image_tokens.shape
         out = torch.zeros(b, n)
         for row in range(b):
             idx = valid[row].nonzero().flatten().cpu() if valid is not None else torch.arange(n)
             out[row, idx] = coarse_to_fine_order(int(idx.numel()))
-        return out.to(image_tokens.device)
+        return to_device(out, image_tokens.device)  # built on the host: no wait

@@ -94,6 +94,9 @@ def dpp_greedy(kernel: Tensor, k: int, fallback: Tensor) -> list[int]:
 class CDPrunerScorer(BudgetedMethod):
     """CDPruner, conditional DPP selection (name ``"cdpruner"``).
 
+    Not sync-free: a greedy DPP loop per image, run on the host's copy of the tokens
+    (after :meth:`row_budgets` reads each row's valid tokens and budget back).
+
     Picks ``k`` tokens by greedy DPP MAP inference on a kernel of token similarity
     weighted by relevance to the prompt's words (signal ``"prompt_embeddings"``). See
     the module docstring for the paper and every deviation from it. Cost: an ``n x n``
@@ -108,6 +111,7 @@ class CDPrunerScorer(BudgetedMethod):
     """
 
     name = "cdpruner"
+    exact_budget = True  # top-k over its scores or picks
     requires = frozenset({"prompt_embeddings"})
 
     def __init__(self, theta: float = 0.5) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from vissparse.host_sync import values_on_host
 from vissparse.strategies.base import TokenScorer, check_tokens_and_query
 from vissparse.strategies.context import PruningContext
 from vissparse.strategies.registry import register_scorer
@@ -99,8 +100,10 @@ def max_cosine_scores(image_tokens: Tensor, words: Tensor, word_mask: Tensor,
         return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
 
     # row by row: batched kernels may round differently with the batch size, and a
-    # row's scores must not depend on the other rows
-    rows = [(unit(t[b]) @ unit(w[b][mask[b]]).T).amax(dim=-1) for b in range(t.shape[0])]
+    # row's scores must not depend on the other rows; the unused words are masked out
+    # of the maximum (fixed shapes: no host synchronisation)
+    rows = [(unit(t[b]) @ unit(w[b]).T).masked_fill(~mask[b], float("-inf")).amax(dim=-1)
+            for b in range(t.shape[0])]  # fmt: skip
     return torch.stack(rows) if rows else t.new_zeros(t.shape[:2])
 
 
@@ -147,6 +150,6 @@ class MaxCosineScorer(TokenScorer):
                 f"B = {ctx.image_tokens.shape[0]}, got {tuple(words.shape)} and "
                 f"{tuple(mask.shape)}"
             )
-        if bool((~mask.any(dim=1)).any()):
+        if values_on_host(mask) and bool((~mask.any(dim=1)).any()):
             raise ValueError("`prompt_mask` marks no word in some row")
         return max_cosine_scores(ctx.image_tokens, words, mask)

@@ -73,6 +73,9 @@ def dart_picks(tokens: Tensor, words: Tensor | None, k: int, pivots: int = 4) ->
 class DartScorer(BudgetedMethod):
     """DART, duplication-aware selection around pivot tokens (name ``"dart"``).
 
+    Not sync-free: it reads each row's valid tokens and budget back to the host
+    (:meth:`row_budgets`) and picks the pivots and quotas row by row there.
+
     Keeps ``pivots`` image pivots (largest L1 norm) and, for each image and text pivot
     in turn, the tokens least similar to it, exactly ``k`` in all. Reads the
     ``"prompt_embeddings"`` signal for the text pivots. See the module docstring for the
@@ -87,6 +90,7 @@ class DartScorer(BudgetedMethod):
     """
 
     name = "dart"
+    exact_budget = True  # top-k over its scores or picks
     requires = frozenset({"prompt_embeddings"})
 
     def __init__(self, pivots: int = 4) -> None:

@@ -113,12 +113,16 @@ class DivPruneScorer(TokenScorer):
     """
 
     name = "divprune"
+    exact_budget = True  # top-k over its scores or picks
 
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Under top-k (no newline tokens), stop the greedy loop at the largest ``k``.
 
         The first ``k`` picks get the scores they get from the whole order and the rest
-        score 0, so top-k keeps the same tokens after ``k`` greedy steps instead of ``n``.
+        score 0, so top-k keeps the same tokens after ``k`` greedy steps instead of ``n``
+        (``k`` of the padded width, which bounds every row's). Sync-free: the greedy loop
+        only launches kernels, ``k`` steps of them from Python (that host cost is in the
+        benchmark's overhead).
 
         Example:
             >>> from vissparse.strategies import TopKStrategy
@@ -134,8 +138,9 @@ class DivPruneScorer(TokenScorer):
         tokens = ctx.image_tokens
         check_tokens_and_query(tokens, ctx.query, ctx.valid)
         b, n = tokens.shape[:2]
-        counts = [n] * b if ctx.valid is None else ctx.valid.sum(dim=1).tolist()
-        steps = max((kept_count(keep_ratio, int(c)) for c in counts), default=0)
+        # the padded width bounds every row's budget (no read of the valid counts): a row
+        # whose k is smaller keeps its first k picks all the same
+        steps = kept_count(keep_ratio, n) if b else 0
         order = divprune_order(tokens, ctx.valid, steps=steps)[:, :steps]
         ranks = torch.arange(n, n - steps, -1, dtype=torch.float32, device=order.device) / n
         scores = torch.zeros(b, n, dtype=torch.float32, device=order.device)

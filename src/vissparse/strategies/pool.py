@@ -119,6 +119,9 @@ def pool_selection(layout: ImageLayout, k: int, width: int) -> Tensor:
 class PoolScorer(BudgetedMethod):
     """Average pooling on the true 2-D grid, down to the token budget (name ``"pool"``).
 
+    Not sync-free: it reads each row's valid tokens and budget back to the host
+    (:meth:`row_budgets`) and builds the boxes there.
+
     Each image's grid (Qwen's merged-patch grid of any aspect ratio; LLaVA's patch grid;
     LLaVA-NeXT's base tile and crops, budget split by size) is tiled by exactly ``k``
     near-square boxes (:func:`pool_boxes`). A box's tokens are averaged into one token that

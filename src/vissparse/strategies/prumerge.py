@@ -86,6 +86,9 @@ def prumerge_row(attention: Tensor, keys: Tensor, spatial: Tensor, k: int) -> tu
 class PruMergePlusScorer(BudgetedMethod):
     """PruMerge+, attention outliers plus uniform tokens, merged (name ``"prumerge+"``).
 
+    Not sync-free: the IQR outliers are counted per row on the host, after
+    :meth:`row_budgets` reads each row's valid tokens and budget back.
+
     Reads ``"vision_attention"``, ``"vision_keys"`` (layer ``vision_layer``; ``None``:
     the layer feeding the projector) and ``"layouts"``. Merges, so it ignores
     ``strategy``. See the module docstring for the paper and every deviation from it.

@@ -25,6 +25,9 @@ from vissparse.strategies.registry import register_scorer
 class TextAttentionScorer(TokenScorer):
     """Score = the attention the prompt's words pay each image token (``"text-attn"``).
 
+    For ``stage="llm"`` only, whose pruning inside the language model is not sync-free
+    (it reads per-layer counts back); the scoring itself is fixed-shape tensor code.
+
     Example:
         >>> import torch
         >>> ctx = PruningContext(torch.zeros(1, 3, 2), torch.ones(1, 2),

@@ -80,6 +80,9 @@ def visionzip_row(
 class VisionZipScorer(BudgetedMethod):
     """VisionZip, dominant plus contextual tokens (name ``"visionzip"``).
 
+    Not sync-free: it reads each row's valid tokens and budget back to the host
+    (:meth:`row_budgets`) and builds the merge groups row by row.
+
     Reads the ``"vision_attention"`` and ``"vision_keys"`` signals of vision layer
     ``vision_layer``; ``None`` (default) means the layer whose output feeds the projector
     (``config.vision_feature_layer`` for LLaVA, -2 in LLaVA-1.5 as in the paper; the last
