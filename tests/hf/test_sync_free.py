@@ -17,6 +17,7 @@ import torch
 from vissparse.config import PruningConfig
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.host_sync import HostSyncError, no_host_sync
+from vissparse.pruning import kept_ids
 from vissparse.testing import FAMILY_NAMES, random_image, tiny_model
 
 PROMPTS = ["What is it?", "Is there a red car next to the tall tree here?"]  # ragged rows
@@ -46,6 +47,11 @@ def _run_guarded(family: str, scorer: str, mode: str, device: str = "cpu") -> No
     reference = pipe.select_and_apply(emb, prompt_mask, keys, layouts, vision)
     with no_host_sync():
         batch = pipe.select_and_apply(emb, prompt_mask, keys, layouts, vision)
+        if mode == "drop":  # the ids generate gets beside the embeddings (prune's last step)
+            ids = kept_ids(emb.inputs_embeds.new_zeros(emb.attention_mask.shape).long(),
+                           emb.attention_mask, emb.image_sample, emb.image_positions,
+                           batch.image_keep, length=batch.inputs_embeds.shape[1])  # fmt: skip
+            assert ids.shape == batch.attention_mask.shape
     # the guarded path gives the same batch as the unguarded one
     torch.testing.assert_close(batch.inputs_embeds, reference.inputs_embeds)
     assert torch.equal(batch.attention_mask, reference.attention_mask)
