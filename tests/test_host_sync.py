@@ -98,3 +98,15 @@ def test_tensor_class_left_exactly_as_found() -> None:
         pass
     after = vars(torch.Tensor)
     assert set(after) == set(before) and all(after[k] is v for k, v in before.items())
+
+
+def test_host_copy_kept_beside_a_moved_tensor() -> None:
+    from vissparse.host_sync import host_copy, keep_host_copy
+
+    host = torch.tensor([[1, 2, 3]])
+    moved = keep_host_copy(host.clone(), host)  # stands in for host.to(device)
+    assert host_copy(moved) is host
+    same = keep_host_copy(host, host)  # a CPU model: .to() returned the tensor itself
+    assert host_copy(same) is host and not hasattr(host, "_vissparse_host")
+    with no_host_sync():  # reading the kept copy's shape needs no device value
+        assert host_copy(moved).shape == (1, 3)

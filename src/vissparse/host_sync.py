@@ -84,7 +84,8 @@ def keep_host_copy(tensor: torch.Tensor, host: torch.Tensor) -> torch.Tensor:
         >>> host_copy(keep_host_copy(ids.clone(), ids)) is ids
         True
     """
-    tensor._vissparse_host = host  # type: ignore[attr-defined]
+    if host is not tensor:  # on the CPU ``.to`` returns the tensor itself: no self-cycle
+        tensor._vissparse_host = host  # type: ignore[attr-defined]
     return tensor
 
 
