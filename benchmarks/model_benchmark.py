@@ -4,7 +4,8 @@
         --out benchmarks/results --readme README.md
 
 Writes ``{config}_{device}_{dtype}_d{depth}.json`` per config (``..._b{B}.json`` for each
-``--batch-size B`` above 1; repeat the flag for tables at several batch sizes) and
+``--batch-size B`` above 1; repeat the flag for tables at several batch sizes; a
+``_compiled`` suffix for ``--compile`` runs, ``--modes eager compiled`` does both) and
 ``model_{device}.md`` (the tables quoted in the README, between the
 ``model-results-{device}`` markers; each config's batch sizes in order). The
 configs in ``--configs`` are measured; the tables of the others are rebuilt from their
@@ -32,6 +33,7 @@ from vissparse.cli_support import positive_int
 
 CONFIGS = tuple(MODEL_CONFIGS)  # every shape-faithful config, in the README's order
 KEEP = ("0.05", "0.1", "0.25", "0.5", "1.0")
+MODES = ("eager", "compiled")
 
 
 def main() -> None:
@@ -44,11 +46,20 @@ def main() -> None:
     parser.add_argument("--repeats", default="3")
     parser.add_argument("--batch-size", action="append", type=positive_int, dest="batch_sizes",
                         help="prompts per call; repeat for one table each (default 1)")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=None,
+                        help="eager and/or compiled (static KV cache + torch.compile) runs; "
+                             "default eager")  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="the same as --modes compiled")
+    parser.add_argument("--keep", nargs="+", default=list(KEEP),
+                        help=f"keep ratios measured (default {' '.join(KEEP)})")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--readme", type=Path)
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rebuild every table from its JSON")  # fmt: skip
     args = parser.parse_args()
+    if args.compile and args.modes:
+        parser.error("give --compile or --modes, not both")
+    modes = ["compiled"] if args.compile else list(dict.fromkeys(args.modes or ["eager"]))
     args.out.mkdir(parents=True, exist_ok=True)
     batch_sizes = args.batch_sizes or [1]
     sections = []
@@ -56,10 +67,13 @@ def main() -> None:
         stem = f"{name}_{args.device}_{args.dtype}_d{args.depth_scale}"
         if name in args.configs and not args.render_only:
             for batch in dict.fromkeys(batch_sizes):
-                _measure(name, batch, result_path(args.out, stem, batch), args)
-        for batch in recorded_batches(args.out, stem):
-            sections.append(_section(name, json.loads(result_path(args.out, stem, batch)
-                                                      .read_text())))  # fmt: skip
+                for mode in modes:
+                    compiled = mode == "compiled"
+                    _measure(name, batch, result_path(args.out, stem, batch, compiled), args,
+                             compiled)  # fmt: skip
+        for batch, compiled in recorded_runs(args.out, stem):
+            path = result_path(args.out, stem, batch, compiled)
+            sections.append(_section(name, json.loads(path.read_text())))
     argv = [a for a in _without_configs(sys.argv[1:]) if a != "--render-only"]
     command = " ".join(["python benchmarks/model_benchmark.py", *argv])
     text = (
@@ -70,30 +84,45 @@ def main() -> None:
             f"model-results-{args.device}")  # fmt: skip
 
 
-def result_path(out: Path, stem: str, batch: int) -> Path:
-    """A (config, batch) result's JSON: batch 1 keeps the name it had before batches."""
-    return out / (f"{stem}.json" if batch == 1 else f"{stem}_b{batch}.json")
+def result_path(out: Path, stem: str, batch: int, compiled: bool = False) -> Path:
+    """A (config, batch, mode) result's JSON: batch 1 eager keeps its name from before batches.
+
+    Example:
+        >>> [result_path(Path("r"), "x", b, c).name for b, c in ((1, False), (8, True))]
+        ['x.json', 'x_b8_compiled.json']
+    """
+    batch_part = "" if batch == 1 else f"_b{batch}"
+    return out / f"{stem}{batch_part}{'_compiled' if compiled else ''}.json"
 
 
-def recorded_batches(out: Path, stem: str) -> list[int]:
-    """The batch sizes with a result JSON in ``out``, in increasing order."""
-    found = [1] if (out / f"{stem}.json").exists() else []
-    for path in out.glob(f"{stem}_b*.json"):
-        suffix = path.stem.removeprefix(f"{stem}_b")
-        if suffix.isdigit():
-            found.append(int(suffix))
+def recorded_runs(out: Path, stem: str) -> list[tuple[int, bool]]:
+    """The (batch size, compiled) runs with a result JSON in ``out``: by batch, eager first."""
+    found = []
+    for path in out.glob(f"{stem}*.json"):
+        rest = path.stem.removeprefix(stem)
+        compiled = rest.endswith("_compiled")
+        rest = rest.removesuffix("_compiled")
+        if rest == "":
+            found.append((1, compiled))
+        elif rest.startswith("_b") and rest[2:].isdigit():
+            found.append((int(rest[2:]), compiled))
     return sorted(found)
 
 
-def _measure(name: str, batch: int, path: Path, args: argparse.Namespace) -> None:
-    """``vissparse bench --model-config name --batch-size batch --out path``."""
+def _measure(
+    name: str, batch: int, path: Path, args: argparse.Namespace, compiled: bool = False
+) -> None:
+    """``vissparse bench --model-config name --batch-size batch [--compile] --out path``."""
     argv = ["bench", "--model-config", name, "--device", args.device, "--dtype", args.dtype,
             "--depth-scale", args.depth_scale, "--new-tokens", args.new_tokens,
             "--repeats", args.repeats, "--batch-size", str(batch), "--out", str(path)]  # fmt: skip
-    for keep in KEEP:
+    for keep in args.keep:
         argv += ["--keep-ratio", keep]
+    if compiled:
+        argv.append("--compile")
     if cli(argv) != 0:
-        raise SystemExit(f"vissparse bench --model-config {name} --batch-size {batch} failed")
+        mode = " --compile" if compiled else ""
+        raise SystemExit(f"vissparse bench --model-config {name} --batch-size {batch}{mode} failed")
 
 
 def _section(name: str, report: dict) -> str:
@@ -111,8 +140,11 @@ def _section(name: str, report: dict) -> str:
     images = (f"{cfg['n_image_tokens']} image tokens of {cfg['sequence_length']}" if batch == 1
               else f"batch of {batch} prompts, each {cfg['n_image_tokens'] // batch} image "
                    f"tokens of {cfg['sequence_length']}")  # fmt: skip
+    compiled = (", compiled (static KV cache + torch.compile, prompts padded to their bucket)"
+                if cfg.get("compile") else "")  # fmt: skip
     return (
-        f"**{name}**{f' at batch {batch}' if batch > 1 else ''} ({cfg['reference']} shapes; "
+        f"**{name}**{f' at batch {batch}' if batch > 1 else ''}{compiled} "
+        f"({cfg['reference']} shapes; "
         f"vision {cfg['vision_layers']}/{cfg['real_vision_layers']} and LM "
         f"{cfg['text_layers']}/{cfg['real_text_layers']} layers; "
         f"{cfg['image_size'][0]}x{cfg['image_size'][1]} image, {images}; {cfg['dtype']}, "

@@ -47,6 +47,7 @@ def test_format_table_aligns_columns():
      (["--mock", "--dtype", "bfloat16"], "--dtype is for --model-config"),
      (["--mock", "--device", "cpu"], "--device is for --model-config"),
      (["--mock", "--batch-size", "2"], "--batch-size is for --model-config"),
+     (["--mock", "--compile"], "--compile is for --model-config runs"),
      (["--model-config", "llava-1.5-7b", "--n-samples", "3"], "--n-samples is for --mock"),
      (["--model-config", "llava-1.5-7b", "--device", "bogus"], "--device 'bogus' is not"),
      (["--model-config", "llava-1.5-7b", "--device", "cuda"], "--device 'cuda': this torch")],
@@ -107,7 +108,10 @@ def test_model_bench_llm_stage(capsys):
      (["--stage", "llm", "--scorer", "fastv", "--layer", "999"],
       "`layer` 999 is beyond the language model's 4 layers (0..3)"),
      (["--stage", "llm", "--scorer", "fastv", "--layer", "0"], "`layer` must be >= 1"),
-     (["--depth-scale", "0.5"], "`depth_scale` must be a number >= 1, got 0.5")],
+     (["--depth-scale", "0.5"], "`depth_scale` must be a number >= 1, got 0.5"),
+     (["--compile", "--stage", "llm", "--scorer", "fastv", "--layer", "2"],
+      "`compile=True` needs stage='input', got stage='llm'"),
+     (["--compile", "--warmup", "0"], "`warmup` must be >= 1 with compile=True")],
 )  # fmt: skip
 def test_model_bench_checks_settings_before_the_build(monkeypatch, capsys, flags, message):
     from vissparse.bench import model_bench

@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=positive_int, default=None,
                        help="--model-config only: prompts per call, each with its own "
                             "random image (default 1)")  # fmt: skip
+    bench.add_argument("--compile", action="store_true",
+                       help="--model-config only: both sides' language model compiled (static "
+                            "KV cache, torch.compile, bucketed lengths; input stage)")  # fmt: skip
     bench.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     bench.add_argument("--out", help="write the results JSON here")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
@@ -243,7 +246,7 @@ def _model_bench(args: argparse.Namespace, out: Path | None, progress: bool) -> 
             attn_implementation=args.attn, seed=args.seed, progress=progress,
             scorer=args.scorers or ["cosine"], strategy=args.strategy, stage=args.stage,
             layer=tuple(args.layers) if args.layers else None, on_row=save,
-            batch_size=args.batch_size or 1,
+            batch_size=args.batch_size or 1, compile=args.compile,
         )  # fmt: skip
     except KeyboardInterrupt:
         if done["results"]:

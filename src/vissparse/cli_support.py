@@ -152,5 +152,7 @@ def refuse_ignored_flags(args: argparse.Namespace) -> None:
                              "sample per call")  # fmt: skip
         if args.stage != "input":
             raise ValueError("--stage llm is for --model-config runs: the mock has no LM layers")
+        if args.compile:
+            raise ValueError("--compile is for --model-config runs: the mock has no HF model")
     if args.layers and args.stage != "llm":
         raise ValueError("--layer applies to --stage llm")

@@ -102,16 +102,22 @@ def test_model_benchmark_script_renders_a_table_per_batch_size(tmp_path, monkeyp
     batched = json.loads((RESULTS / f"{stem}.json").read_text())
     batched["config"].update(batch_size=8, n_image_tokens=8 * 576)
     (tmp_path / f"{stem}_b8.json").write_text(json.dumps(batched))
+    batched["config"].update(compile=True)
+    (tmp_path / f"{stem}_b8_compiled.json").write_text(json.dumps(batched))
     assert script.result_path(tmp_path, stem, 1).name == f"{stem}.json"
-    assert script.recorded_batches(tmp_path, stem) == [1, 8]
+    assert script.result_path(tmp_path, stem, 1, True).name == f"{stem}_compiled.json"
+    assert script.recorded_runs(tmp_path, stem) == [(1, False), (8, False), (8, True)]
     argv = ["model_benchmark.py", "--render-only", "--out", str(tmp_path), "--batch-size", "1",
             "--batch-size", "8"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     script.main()
     text = (tmp_path / "model_cpu.md").read_text()
-    assert text.count("**llava-1.5-7b**") == 2  # batch 1, then batch 8
-    assert "**llava-1.5-7b** at batch 8" in text and "each 576 image tokens" in text
-    assert text.count("(each call answers all 8 prompts)") == 1
+    assert text.count("**llava-1.5-7b**") == 3  # batch 1, then batch 8 eager and compiled
+    assert "**llava-1.5-7b** at batch 8 (" in text and "each 576 image tokens" in text
+    assert text.count("(each call answers all 8 prompts)") == 2
+    compiled = text.split("**llava-1.5-7b** at batch 8, compiled")[1]
+    assert "| batch | compiled | keep |" in compiled and "| 8 | True |" in compiled
+    assert "| compiled |" not in text.split("**llava-1.5-7b** at batch 8, compiled")[0]
     monkeypatch.setattr(sys, "argv", ["model_benchmark.py", "--batch-size", "0"])
     with pytest.raises(SystemExit):
         script.main()

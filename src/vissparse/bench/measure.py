@@ -44,6 +44,7 @@ class CallTiming:
     signal_ms: float = 0.0  # vision attention signals, inside vision_ms
     layer_lengths: list[int] = field(default_factory=list)  # tokens each LM layer runs on
     image_tokens_per_layer: list[int] = field(default_factory=list)  # summed over the batch
+    padded_length: int = 0  # compiled: the prompt's bucket (0: not padded)
 
     @property
     def e2e_ms(self) -> float:

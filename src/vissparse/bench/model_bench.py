@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
+import torch._dynamo
 from torch import Tensor
+from torch._dynamo.utils import counters
 from tqdm.auto import tqdm
 
 from vissparse.bench.checks import check_count
+from vissparse.bench.compiled_timing import timed_compiled_call
 from vissparse.bench.flops import analytic_prefill_flops, equal_flops_keep
 from vissparse.bench.measure import CallTiming, prefill_flops, timed_call
 from vissparse.bench.model_configs import build_model
@@ -41,6 +45,7 @@ def _summary(calls: list[CallTiming], batch_size: int, new_tokens: int) -> dict[
         "e2e_ms": _stats([c.e2e_ms for c in calls]),
         "kv_cache_bytes": calls[0].kv_cache_bytes,
         "sequence_length": calls[0].sequence_length,
+        **({"padded_length": calls[0].padded_length} if calls[0].padded_length else {}),
         "peak_memory_bytes": calls[0].peak_memory_bytes,
         "sequences_per_s": batch_size / e2e_s,
         "tokens_per_s": batch_size * new_tokens / e2e_s,
@@ -74,6 +79,8 @@ def run_model_bench(
     layer: int | tuple[int, ...] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     batch_size: int = 1,
+    compile: bool = False,
+    compile_backend: str | None = None,
 ) -> dict[str, Any]:
     """Benchmark a named config at each keep ratio, paired with the unpruned baseline.
 
@@ -95,6 +102,14 @@ def run_model_bench(
     average (``avg_image_tokens``, the fair count) and ``input_keep_at_equal_flops``, the
     input-stage keep ratio with the same analytic prefill FLOPs.
 
+    ``compile=True`` runs both sides' language model compiled, as ``VisSparse(compile=True)``
+    does: a static KV cache and ``torch.compile`` at bucketed prompt lengths (phases timed as
+    :mod:`vissparse.bench.compiled_timing` says). Dynamo starts afresh for the run; the
+    warm-up pairs (at least one) compile each side's bucket, so no timed call compiles:
+    each row records the graphs compiled during its timed calls (``compiled_graphs_timed``,
+    0 when none did). ``compile_backend`` replaces torch.compile's backend (tests use
+    ``"aot_eager"``).
+
     Every setting is checked before the model is built (:func:`check_model_bench`).
     ``on_row`` is called with the report after each finished row (to save it: an
     interrupted run keeps what it saved).
@@ -102,7 +117,9 @@ def run_model_bench(
     scorers = [scorer] if isinstance(scorer, str) else list(scorer)
     cases = check_model_bench(name, keep_ratios, dtype, new_tokens, repeats, warmup, depth_scale,
                               attn_implementation, scorers, strategy, stage, layer,
-                              batch_size)  # fmt: skip
+                              batch_size, compile)  # fmt: skip
+    if compile:  # a fresh dynamo: graphs of an earlier run must not count against its limit
+        torch._dynamo.reset()
     model, processor, shape = build_model(name, depth_scale, DTYPES[dtype], device,
                                           attn_implementation, seed)  # fmt: skip
     base_pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=1.0))
@@ -125,15 +142,21 @@ def run_model_bench(
         "scorer": scorer, "strategy": strategy, "stage": stage,
         "layer": list(layer) if isinstance(layer, tuple | list) else layer,
         "flop_counter_vs_analytic": base_flops / base_analytic, "prompt": PROMPT,
+        "compile": compile,
     }, "results": rows}  # fmt: skip
     bar = tqdm(total=len(cases) * (warmup + repeats), desc=name, disable=not progress)
+    # every side's bucket is a graph of one forward: dynamo's default limit (8) would
+    # silently run the rest eagerly
+    limit = torch._dynamo.config.patch(recompile_limit=64) if compile else nullcontext()
     try:
-        for case_scorer, config in cases:
-            rows.append(_row(model, processor, config, case_scorer, inputs, prompt_mask,
-                             new_tokens, warmup, repeats, bar, n_image, n_patches, seq,
-                             base_flops, base_analytic, batch_size))  # fmt: skip
-            if on_row is not None:
-                on_row(report)
+        with limit:
+            for case_scorer, config in cases:
+                rows.append(_row(model, processor, config, case_scorer, inputs, prompt_mask,
+                                 new_tokens, warmup, repeats, bar, n_image, n_patches, seq,
+                                 base_flops, base_analytic, batch_size,
+                                 compile_backend))  # fmt: skip
+                if on_row is not None:
+                    on_row(report)
     finally:
         bar.close()
     return report
@@ -191,13 +214,16 @@ def check_model_bench(
     stage: str,
     layer: int | tuple[int, ...] | None,
     batch_size: int = 1,
+    compile: bool = False,
 ) -> list[tuple[str, PruningConfig]]:
     """Every setting of :func:`run_model_bench` checked before the model is built.
 
     Each case (scorer, keep ratio) is set up on a weightless copy of the model (on the
     ``meta`` device), so what a pipeline refuses (a layer beyond the model's depth, a
     method the family cannot run) fails in a second, not after the build. Returns the
-    ``(scorer, config)`` cases in order.
+    ``(scorer, config)`` cases in order. ``compile=True`` needs a warm-up pair (compilation
+    must not land in a timed call) and the input stage; a family that refuses the compiled
+    path refuses it here.
 
     Example:
         >>> check_model_bench("qwen2-vl-2b", [0.1], "float32", 1, 1, 0, 32, "sdpa",
@@ -211,6 +237,11 @@ def check_model_bench(
     for key, value, least in (("new_tokens", new_tokens, 1), ("repeats", repeats, 1),
                               ("warmup", warmup, 0), ("batch_size", batch_size, 1)):  # fmt: skip
         check_count(value, key, least)
+    if compile and warmup < 1:
+        raise ValueError(f"`warmup` must be >= 1 with compile=True (the warm-up compiles), "
+                         f"got {warmup}")  # fmt: skip
+    if compile and stage != "input":
+        raise ValueError(f"`compile=True` needs stage='input', got stage={stage!r}")
     if attn_implementation not in ATTENTION:
         raise ValueError(
             f"`attn_implementation` must be one of {ATTENTION}, got {attn_implementation!r}"
@@ -226,7 +257,8 @@ def check_model_bench(
     for case_scorer in scorers:
         for keep_ratio in ratios:
             config = PruningConfig(keep_ratio=keep_ratio, scorer=case_scorer, strategy=strategy,
-                                   stage=stage, layer=layer)  # type: ignore[arg-type]  # fmt: skip
+                                   stage=stage,  # type: ignore[arg-type]
+                                   layer=layer, compile=compile)  # fmt: skip
             HFPipeline(model, processor, config)  # its own checks, on the skeleton
             cases.append((case_scorer, config))
     return cases
@@ -236,18 +268,32 @@ def _row(
     model: Any, processor: Any, config: PruningConfig, case_scorer: str, inputs: Any,
     prompt_mask: Any, new_tokens: int, warmup: int, repeats: int, bar: Any, n_image: int,
     n_patches: int, seq: int, base_flops: float, base_analytic: float, batch_size: int,
+    compile_backend: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One case's row: ``repeats`` interleaved baseline and pruned calls after warm-up."""
     keep_ratio, stage = config.keep_ratio, config.stage
     pipe = HFPipeline(model, processor, config)
     base_calls, pruned_calls = [], []
+    graphs_warm = 0
+
+    def call(prune: bool) -> CallTiming:
+        if config.compile:
+            return timed_compiled_call(pipe, inputs, prompt_mask, prune, new_tokens,
+                                       compile_backend)  # fmt: skip
+        return timed_call(pipe, inputs, prompt_mask, prune, new_tokens)
+
     for i in range(warmup + repeats):
+        if i == warmup:
+            graphs_warm = counters["stats"]["unique_graphs"]
         order = (False, True) if (i - warmup) % 2 == 0 else (True, False)
-        pair = {p: timed_call(pipe, inputs, prompt_mask, p, new_tokens) for p in order}
+        if config.compile and i < warmup:  # the baseline's longest bucket sizes the static
+            order = (False, True)  # cache first: the pruned side compiles against that size
+        pair = {p: call(p) for p in order}
         if i >= warmup:
             base_calls.append(pair[False])
             pruned_calls.append(pair[True])
         bar.update()
+    graphs_timed = counters["stats"]["unique_graphs"] - graphs_warm
     base = _summary(base_calls, batch_size, new_tokens)
     pruned = _summary(pruned_calls, batch_size, new_tokens)
     pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
@@ -260,6 +306,7 @@ def _row(
         "scorer": case_scorer,
         "keep_ratio": keep_ratio,
         "batch_size": batch_size,
+        "compile": config.compile,
         "n_image_tokens": n_image,
         "stage": stage,
         "layers": list(config.layer_schedule().layers) if stage == "llm" else [],
@@ -287,6 +334,7 @@ def _row(
         "flops_pruned": pruned_flops,
         "baseline": base,
         "pruned": pruned,
+        **({"compiled_graphs_timed": graphs_timed} if config.compile else {}),
     }  # fmt: skip
 
 

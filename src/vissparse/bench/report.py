@@ -27,6 +27,7 @@ SUMMARY_COLUMNS = (
 )
 MODEL_COLUMNS = (
     ("batch_size", "batch", "{}"),
+    ("compile", "compiled", "{}"),  # shown where a row is compiled (see _shown)
     ("keep_ratio", "keep", "{:.2f}"),
     ("n_kept", "kept", "{:.0f}"),
     ("n_image_tokens", "of", "{:.0f}"),
@@ -52,24 +53,26 @@ LLM_COLUMNS = (
 
 
 def with_throughput(report: dict[str, Any]) -> dict[str, Any]:
-    """A ``bench --model-config`` report whose rows all carry batch size and throughput.
+    """A ``bench --model-config`` report whose rows all carry batch size, throughput, compile.
 
     Reports recorded before batches had neither: their batch size is 1, and throughput
-    follows from each side's recorded median end-to-end time and the new tokens.
+    follows from each side's recorded median end-to-end time and the new tokens. Reports
+    recorded before ``--compile`` ran eagerly (``compile`` False).
 
     Example:
         >>> old = {"config": {"new_tokens": 4}, "results": [
         ...     {"baseline": {"e2e_ms": {"median": 500.0}},
         ...      "pruned": {"e2e_ms": {"median": 250.0}}}]}
         >>> row = with_throughput(old)["results"][0]
-        >>> row["batch_size"], row["pruned_tokens_per_s"], row["throughput_gain"]
-        (1, 16.0, 2.0)
+        >>> row["batch_size"], row["pruned_tokens_per_s"], row["throughput_gain"], row["compile"]
+        (1, 16.0, 2.0, False)
     """
     config = report["config"]
     batch = int(config.get("batch_size", 1))
+    compiled = bool(config.get("compile", False))
     rows = []
     for row in report["results"]:
-        row = {"batch_size": batch, **row}
+        row = {"batch_size": batch, "compile": compiled, **row}
         if "throughput_gain" not in row:
             for side in ("baseline", "pruned"):
                 per_s = batch * 1e3 / row[side]["e2e_ms"]["median"]
@@ -77,7 +80,19 @@ def with_throughput(report: dict[str, Any]) -> dict[str, Any]:
                 row[f"{side}_tokens_per_s"] = per_s * config["new_tokens"]
             row["throughput_gain"] = row["pruned_sequences_per_s"] / row["baseline_sequences_per_s"]
         rows.append(row)
-    return {**report, "config": {**config, "batch_size": batch}, "results": rows}
+    return {
+        **report,
+        "config": {**config, "batch_size": batch, "compile": compiled},
+        "results": rows,
+    }
+
+
+def _shown(rows: Sequence[dict[str, Any]], key: str) -> bool:
+    """Whether column ``key`` has a value in some row.
+
+    ``False`` counts as none: an eager run's tables stay as they were before ``--compile``.
+    """
+    return any(r.get(key) is not None and r.get(key) is not False for r in rows)
 
 
 def format_table(
@@ -89,7 +104,7 @@ def format_table(
         >>> print(format_table([{"keep_ratio": 0.1, "speedup": 2.0}]).splitlines()[0].split())
         ['keep', 'speedup']
     """
-    columns = [c for c in columns if any(r.get(c[0]) is not None for r in rows)]
+    columns = [c for c in columns if _shown(rows, c[0])]
     cells = [
         [fmt.format(r[key]) if r.get(key) is not None else "" for key, _, fmt in columns]
         for r in rows
@@ -113,7 +128,7 @@ def markdown_table(
         | ---: |
         | 0.50 |
     """
-    columns = [c for c in columns if any(r.get(c[0]) is not None for r in rows)]
+    columns = [c for c in columns if _shown(rows, c[0])]
     lines = ["| " + " | ".join(t for _, t, _ in columns) + " |",
              "| " + " | ".join("---:" for _ in columns) + " |"]  # fmt: skip
     for r in rows:
