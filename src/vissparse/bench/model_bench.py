@@ -349,13 +349,35 @@ TARGETS = {
 }  # fmt: skip
 
 
+# issue 33, on a GPU: (configs, when it applies, keep ratio, least prefill_vs_bound)
+RUN_TARGETS = (
+    (("llava-1.5-7b", "qwen2-vl-7b"), "batch >= 8", lambda c: c["batch_size"] >= 8, 0.10, 0.85),
+    (("llava-1.5-7b", "qwen2-vl-7b"), "batch >= 8", lambda c: c["batch_size"] >= 8, 0.25, 0.85),
+    (("llava-1.5-7b", "qwen2-vl-7b"), "compiled, batch 1",
+     lambda c: c.get("compile", False) and c["batch_size"] == 1, 0.10, 0.6),
+)  # fmt: skip
+
+
 def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Evaluate the issue's targets on a report (where its keep ratios were measured)."""
+    """Evaluate the issue's targets on a report (where its keep ratios were measured).
+
+    Example:
+        >>> row = {"keep_ratio": 0.1, "prefill_vs_bound": 0.7, "overhead_fraction": 0.01}
+        >>> config = {"name": "qwen2-vl-7b", "batch_size": 1, "compile": True}
+        >>> check_targets({"config": config, "results": [row]})[0]
+        {'target': 'compiled, batch 1: prefill_speedup >= 0.6 x flop_speedup_bound at keep 0.10', 'met': True}
+    """  # noqa: E501
     checks = []
+    config = report["config"]
     rows = {r["keep_ratio"]: r for r in report["results"]}
-    for text, keep, test in TARGETS.get(report["config"]["name"], []):
+    for text, keep, test in TARGETS.get(config["name"], []):
         if keep in rows:
             checks.append({"target": text, "met": bool(test(rows[keep]))})
+    for names, when, applies, keep, least in RUN_TARGETS:
+        if config["name"] in names and applies({"batch_size": 1, **config}) and keep in rows:
+            checks.append({"target": f"{when}: prefill_speedup >= {least:g} x flop_speedup_bound "
+                                     f"at keep {keep:.2f}",
+                           "met": rows[keep]["prefill_vs_bound"] >= least})  # fmt: skip
     for r in report["results"]:
         if r["keep_ratio"] < 1.0:
             checks.append({"target": f"scoring + masking overhead <= 2% of baseline prefill "
