@@ -198,3 +198,23 @@ def test_an_image_over_the_pixel_limit_is_one_line(tmp_path, capsys, monkeypatch
     assert capsys.readouterr().err == (
         "vissparse show: error: Image size (182250000 pixels) exceeds limit\n"
     )
+
+
+@pytest.mark.parametrize(("flags", "compile", "warmup"),
+                         [([], False, 1), (["--compile"], True, 2),
+                          (["--compile", "--warmup", "3"], True, 3)])  # fmt: skip
+def test_model_bench_compile_flag_reaches_the_bench(monkeypatch, capsys, flags, compile, warmup):
+    from vissparse.bench import model_bench
+
+    seen = {}
+
+    def fake(name, keep_ratios, **kwargs):
+        seen.update(kwargs)
+        report = {"config": {"name": name, "batch_size": 1, "compile": compile}, "results": []}
+        kwargs["on_row"](report)
+        return report
+
+    monkeypatch.setattr(model_bench, "run_model_bench", fake)
+    assert main(["bench", "--model-config", "llava-1.5-7b", "--json", *flags]) == 0
+    assert (seen["compile"], seen["warmup"]) == (compile, warmup)
+    assert json.loads(capsys.readouterr().out)["config"]["compile"] is compile

@@ -242,7 +242,7 @@ def _model_bench(args: argparse.Namespace, out: Path | None, progress: bool) -> 
             args.model_config, args.keep_ratios or DEFAULT_SWEEP,
             device=check_device(args.device or "cpu"), dtype=args.dtype or "float32",
             new_tokens=args.new_tokens, repeats=args.repeats,
-            warmup=1 if args.warmup is None else args.warmup, depth_scale=args.depth_scale,
+            warmup=_warmup(args), depth_scale=args.depth_scale,
             attn_implementation=args.attn, seed=args.seed, progress=progress,
             scorer=args.scorers or ["cosine"], strategy=args.strategy, stage=args.stage,
             layer=tuple(args.layers) if args.layers else None, on_row=save,
@@ -256,6 +256,17 @@ def _model_bench(args: argparse.Namespace, out: Path | None, progress: bool) -> 
     if out:
         write_json(out, done)
     return 0
+
+
+def _warmup(args: argparse.Namespace) -> int:
+    """Warm-up pairs of a model bench: 1, or 2 with --compile.
+
+    CUDA graphs warm up on a graph's first run and record on its second, so with two
+    warm-up pairs the timed calls replay them.
+    """
+    if args.warmup is not None:
+        return int(args.warmup)
+    return 2 if args.compile else 1
 
 
 def _show_model_bench(args: argparse.Namespace, report: dict[str, Any]) -> None:
