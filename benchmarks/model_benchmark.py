@@ -52,6 +52,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="the same as --modes compiled")
     parser.add_argument("--keep", nargs="+", default=list(KEEP),
                         help=f"keep ratios measured (default {' '.join(KEEP)})")  # fmt: skip
+    parser.add_argument(
+        "--produced-by",
+        help="the command the tables name as their source "
+        "(default: this one; a script that ran several passes names itself)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--readme", type=Path)
     parser.add_argument("--render-only", action="store_true",
@@ -75,7 +80,7 @@ def main() -> None:
             path = result_path(args.out, stem, batch, compiled)
             sections.append(_section(name, json.loads(path.read_text())))
     argv = [a for a in _without_configs(sys.argv[1:]) if a != "--render-only"]
-    command = " ".join(["python benchmarks/model_benchmark.py", *argv])
+    command = args.produced_by or " ".join(["python benchmarks/model_benchmark.py", *argv])
     text = (
         f"Produced by `{command}` (each config's table from its JSON in `{args.out}`; "
         "`--configs NAME ...` re-measures only those).\n\n" + "\n".join(sections)

@@ -108,10 +108,11 @@ def test_model_benchmark_script_renders_a_table_per_batch_size(tmp_path, monkeyp
     assert script.result_path(tmp_path, stem, 1, True).name == f"{stem}_compiled.json"
     assert script.recorded_runs(tmp_path, stem) == [(1, False), (8, False), (8, True)]
     argv = ["model_benchmark.py", "--render-only", "--out", str(tmp_path), "--batch-size", "1",
-            "--batch-size", "8"]  # fmt: skip
+            "--batch-size", "8", "--produced-by", "bash benchmarks/gpu_issue33.sh"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     script.main()
     text = (tmp_path / "model_cpu.md").read_text()
+    assert text.startswith("Produced by `bash benchmarks/gpu_issue33.sh` (each config's table")
     assert text.count("**llava-1.5-7b**") == 3  # batch 1, then batch 8 eager and compiled
     assert "**llava-1.5-7b** at batch 8 (" in text and "each 576 image tokens" in text
     assert text.count("(each call answers all 8 prompts)") == 2
