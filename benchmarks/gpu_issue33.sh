@@ -23,6 +23,8 @@ main() {
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# the compiled runs log every recompilation and why a graph skips CUDA graphs (or re-records)
+export TORCH_LOGS="${TORCH_LOGS:-recompiles,perf_hints}"
 PY=${PYTHON:-python3}
 DRY=${DRY:-0}
 OUT=${OUT:-/tmp/gpu_issue33}
