@@ -1,10 +1,6 @@
 """``bench --model-config --compile``: both sides timed on the compiled static-cache path."""
 
-from typing import Any
-
 import pytest
-import torch
-import torch._dynamo
 from torch._dynamo.utils import counters
 
 from vissparse import PruningConfig
@@ -15,19 +11,14 @@ from vissparse.hf.compiled import bucket_length, static_cache_sizable
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.testing import tiny_model
 
-pytestmark = pytest.mark.skipif(
-    not static_cache_sizable(), reason="compile=True needs transformers >= 5.13"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not static_cache_sizable(), reason="compile=True needs transformers >= 5.13"
+    ),
+    pytest.mark.usefixtures("fresh_dynamo"),
+]
 # inductor costs seconds a graph on a CPU: dynamo and AOTAutograd trace the same graphs
 BACKEND = "aot_eager"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo() -> Any:
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])

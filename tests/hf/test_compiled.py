@@ -22,9 +22,12 @@ from vissparse.testing import FAMILY_NAMES, random_image, tiny_model
 
 # transformers < 5.13 (make test-lowest) cannot size a static cache: compile=True refuses
 # it, which tests/hf/test_compiled_versions.py checks
-pytestmark = pytest.mark.skipif(
-    not static_cache_sizable(), reason="compile=True needs transformers >= 5.13"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not static_cache_sizable(), reason="compile=True needs transformers >= 5.13"
+    ),
+    pytest.mark.usefixtures("fresh_dynamo"),
+]
 
 GEN = {"max_new_tokens": 5, "min_new_tokens": 5}
 PROMPTS = ["What is it?", "Is the red house on the left of the big tree?"]
@@ -51,14 +54,6 @@ def _images(family: str) -> list[Any]:
 
 def _pipe(model: Any, processor: Any, **config: Any) -> HFPipeline:
     return HFPipeline(model, processor, PruningConfig(**config))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo() -> Any:
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("family", STATIC_FAMILIES)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from vissparse.bench.measure import CallTiming, _sync
+from vissparse.bench.measure import CallTiming, _lm_inputs, _sync, start_call
 from vissparse.hf.compiled import bucket_length, compiled_kwargs, pad_batch
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.hf.results import generated_ids
@@ -101,19 +101,8 @@ def timed_compiled_call(
     model, device = pipe.model, pipe.model.device
     if pipe.schedule is not None:
         raise ValueError("`compile=True` cannot time stage='llm'; use the input stage")
-    pipe.adapter.reset_state()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
-    t0 = time.perf_counter()
-    emb, vision = pipe.embed(inputs, prune)
-    _sync(device)
-    t1 = time.perf_counter()
-    if prune:
-        batch = pipe.select_and_apply(emb, prompt_mask, layouts=pipe.layouts(inputs, emb),
-                                      vision=vision)  # fmt: skip
-    else:
-        batch = pipe.unpruned(emb)
+    t0, t1, emb, vision = start_call(pipe, inputs, prune)
+    batch, _ = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
     batch.input_ids = _ids(pipe, inputs, emb, batch, prune)
     length = int(batch.inputs_embeds.shape[1])
     stamps = Timestamps(device)

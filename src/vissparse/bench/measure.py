@@ -81,12 +81,13 @@ def _lm_inputs(
     return pipe.unpruned(emb), None
 
 
-@torch.inference_mode()
-def timed_call(
-    pipe: HFPipeline, inputs: Any, prompt_mask: Tensor, prune: bool, new_tokens: int
-) -> CallTiming:
-    """Run one call phase by phase (greedy, ``new_tokens`` tokens) and time each phase."""
-    model, device = pipe.model, pipe.model.device
+def start_call(pipe: HFPipeline, inputs: Any, prune: bool) -> tuple[float, float, Any, Any]:
+    """A timed call's first phase: ``(t0, t1, embedded, vision signals)``.
+
+    The vision encoder runs between the two timestamps, after the adapter's state and
+    CUDA's peak-memory counter are reset, with the device synced on both sides.
+    """
+    device = pipe.model.device
     pipe.adapter.reset_state()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -94,7 +95,16 @@ def timed_call(
     t0 = time.perf_counter()
     emb, vision = pipe.embed(inputs, prune)
     _sync(device)
-    t1 = time.perf_counter()
+    return t0, time.perf_counter(), emb, vision
+
+
+@torch.inference_mode()
+def timed_call(
+    pipe: HFPipeline, inputs: Any, prompt_mask: Tensor, prune: bool, new_tokens: int
+) -> CallTiming:
+    """Run one call phase by phase (greedy, ``new_tokens`` tokens) and time each phase."""
+    model, device = pipe.model, pipe.model.device
+    t0, t1, emb, vision = start_call(pipe, inputs, prune)
     batch, pruner = _lm_inputs(pipe, inputs, emb, prompt_mask, prune, vision)
     lm_in = batch.model_inputs()
     with pipe.feeding(batch, pruner):
