@@ -114,6 +114,8 @@ def test_benchmark_refuses_what_is_no_generate_option(vs):
         vs.benchmark(samples=good, generate_kwargs=[1])
     with pytest.raises(TypeError, match="`keep_ratio` is a setting of VisSparse"):
         vs.benchmark(samples=good, keep_ratio=0.5)
+    with pytest.raises(TypeError, match="`compile` is a setting of VisSparse"):
+        vs.benchmark(samples=good, compile=True)
     with pytest.raises(TypeError, match="`attention_mask` is built by VisSparse"):
         vs.benchmark(samples=good, attention_mask=None)
     with pytest.raises(TypeError, match=r"`samples` must be a list of dicts .* got a dict"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from PIL import Image
@@ -25,8 +25,7 @@ from vissparse.config import PruningConfig
 from vissparse.keep_ratio import validate_keep_ratio
 
 # VisSparse(...) settings: passed to benchmark() they would reach generate()
-_SETTINGS = ("keep_ratio", "scorer", "strategy", "mode", "stage", "layer", "schedule",
-             "positions")  # fmt: skip
+_SETTINGS = frozenset(f.name for f in fields(PruningConfig))
 _PIXEL = Image.new("RGB", (1, 1))  # stands in for a sample's image when its prompt is checked
 
 
