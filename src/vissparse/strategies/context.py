@@ -159,6 +159,10 @@ class PruningContext:
             budget counts); ``None`` means the same as ``valid``.
         prompt_embeddings: ``[B, T, D]`` the row's prompt embeddings (signal
             ``"prompt_embeddings"``), with ``prompt_mask`` ``[B, T]`` marking the user's words.
+        content_mask: ``[B, T]`` bool, the user's content words: ``prompt_mask`` less
+            function words and punctuation, or ``prompt_mask`` itself in a row that has no
+            content word (filled with ``"prompt_embeddings"``; ``None`` where the pipeline
+            does not know the words).
         layouts: one :class:`ImageLayout` per row (signal ``"layouts"``).
         sample_keys: one ``bytes`` key per row naming the sample (signal ``"sample_keys"``).
         vision_attention: ``[B, N]`` float32, per token, from the method's
@@ -189,6 +193,7 @@ class PruningContext:
     present: Tensor | None = None
     prompt_embeddings: Tensor | None = None
     prompt_mask: Tensor | None = None
+    content_mask: Tensor | None = None
     layouts: Sequence[ImageLayout] | None = None
     sample_keys: Sequence[bytes] | None = None
     vision_attention: Tensor | None = None
