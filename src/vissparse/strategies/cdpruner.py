@@ -5,9 +5,14 @@ Pruning in MLLMs" (2025, arXiv:2506.10967). The method, per image:
 
 - similarity ``S = X X^T`` of the unit-normalised image tokens (after the projector);
 - relevance ``r_i = mean_t (-cos(v_i, w_t))`` over the prompt's text embeddings, min-max
-  normalised over the image, then ``r <- exp(alpha * r)`` with ``alpha = theta / (2 (1 -
-  theta))`` (``theta = 0.5`` by default; ``theta = 1`` uses ``r`` as it is). The negation
-  is the official code's: a token *less* similar to the text counts as more relevant;
+  normalised over the image as the official code does, ``(r - min r + 1e-6) / (max r -
+  min r)``. The negation is the official code's: a token *less* similar to the text
+  counts as more relevant;
+- optionally (``theta < 1``) the paper's relevance step ``r <- exp(alpha * r)`` with
+  ``alpha = theta / (2 (1 - theta))`` (the paper's Eq. for the conditional kernel, with
+  ``theta = 0.5`` there). The default ``theta = 1`` leaves ``r`` as it is, which is what
+  the released code runs: ``Theia-4869/CDPruner``'s ``llava/model/llava_arch.py`` has the
+  ``exp`` step commented out in every commit, so the published numbers come without it;
 - the kernel ``L = diag(r) S diag(r)``, and the greedy MAP inference of the DPP (Chen et
   al., 2018, incremental Cholesky) picks ``k`` tokens.
 
@@ -20,7 +25,13 @@ Deviations from the original:
   ``"prompt_embeddings"`` signal the query stands in for the words;
 - when the kernel's rank is exhausted (no token has a positive marginal gain left, which
   happens when ``k`` exceeds the token dimension), the remaining picks follow relevance;
-- the budget counts LLaVA-NeXT's newline tokens (see the README's fair accounting).
+- the budget counts LLaVA-NeXT's newline tokens (see the README's fair accounting);
+- the min-max range is floored at ``1e-6`` (the official code divides by zero when every
+  token is equally relevant), and it is taken per image (the official code takes the
+  minimum and maximum over the whole batch, the same at its batch size of 1);
+- the greedy inference runs in float64 (the official code: float32); on random inputs
+  (N=576, D=64 and N=256, D=32, ``k = ceil(0.1 N)``) the kept set and the pick order
+  match the released function (``tests/strategies/test_cdpruner.py``).
 """
 
 from __future__ import annotations
@@ -38,18 +49,21 @@ EPS = 1e-8
 GAIN_FLOOR = 1e-10  # marginal gains below this count as zero (the kernel's rank is spent)
 
 
-def conditional_relevance(tokens: Tensor, words: Tensor, theta: float = 0.5) -> Tensor:
+def conditional_relevance(tokens: Tensor, words: Tensor, theta: float = 1.0) -> Tensor:
     """``[n]`` CDPruner relevance of each token to the words ``[t, D]``, before the kernel.
+
+    ``theta = 1`` (default): the released code's relevance; ``theta < 1``: the paper's
+    ``exp(theta / (2 (1 - theta)) * r)``.
 
     Example:
         >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-        >>> conditional_relevance(x, torch.tensor([[1.0, 0.0]]), theta=1.0).round(decimals=3)
+        >>> conditional_relevance(x, torch.tensor([[1.0, 0.0]])).round(decimals=3)
         tensor([0.0000, 0.5000, 1.0000])
     """
     unit = tokens.float() / tokens.float().norm(dim=-1, keepdim=True).clamp_min(EPS)
     w = words.float() / words.float().norm(dim=-1, keepdim=True).clamp_min(EPS)
     rel = (-(unit @ w.T)).mean(dim=-1)
-    rel = (rel - rel.min()) / (rel.max() - rel.min() + 1e-6)
+    rel = (rel - rel.min() + 1e-6) / (rel.max() - rel.min()).clamp_min(1e-6)
     if theta != 1.0:
         rel = torch.exp(theta / (2 * (1 - theta)) * rel)
     return rel
@@ -98,9 +112,11 @@ class CDPrunerScorer(BudgetedMethod):
     (after :meth:`row_budgets` reads each row's valid tokens and budget back).
 
     Picks ``k`` tokens by greedy DPP MAP inference on a kernel of token similarity
-    weighted by relevance to the prompt's words (signal ``"prompt_embeddings"``). See
-    the module docstring for the paper and every deviation from it. Cost: an ``n x n``
-    kernel and ``k`` greedy steps per image.
+    weighted by relevance to the prompt's words (signal ``"prompt_embeddings"``).
+    ``theta``: 1 (default) uses the relevance as the released code does; below 1 applies
+    the paper's ``exp(theta / (2 (1 - theta)) * r)`` step (0.5 in the paper), which the
+    released code leaves commented out. See the module docstring for the paper and every
+    deviation from it. Cost: an ``n x n`` kernel and ``k`` greedy steps per image.
 
     Example:
         >>> from vissparse.strategies import TopKStrategy
@@ -114,7 +130,7 @@ class CDPrunerScorer(BudgetedMethod):
     exact_budget = True  # top-k over its scores or picks
     requires = frozenset({"prompt_embeddings"})
 
-    def __init__(self, theta: float = 0.5) -> None:
+    def __init__(self, theta: float = 1.0) -> None:
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 < theta <= 1:
             raise ValueError(f"`theta` must be a number in (0, 1], got {theta!r}")
         self.theta = float(theta)
