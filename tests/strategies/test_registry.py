@@ -15,7 +15,7 @@ from vissparse.strategies import (
 
 def test_builtin_names():
     expected = {"cosine", "cosine-least", "cosine-max", "divprune", "dart", "cdpruner", "pool",
-                "visionzip", "prumerge+", "random", "uniform"}  # fmt: skip
+                "visionzip", "prumerge+", "random", "uniform", "mmtok"}  # fmt: skip
     assert expected <= set(SCORERS.names())
     assert get_scorer("cosine") is CosineScorer
     assert get_strategy("topk") is TopKStrategy

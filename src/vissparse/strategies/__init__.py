@@ -27,6 +27,7 @@ from vissparse.strategies.cosine import (
 )
 from vissparse.strategies.dart import DartScorer
 from vissparse.strategies.divprune import DivPruneScorer
+from vissparse.strategies.mmtok import MMTokScorer
 from vissparse.strategies.pool import PoolScorer
 from vissparse.strategies.prumerge import PruMergePlusScorer
 from vissparse.strategies.registry import (
@@ -55,6 +56,7 @@ __all__ = [
     "GridSegment",
     "ImageLayout",
     "LeastCosineScorer",
+    "MMTokScorer",
     "MaskStrategy",
     "MaxCosineScorer",
     "PDropScorer",
