@@ -5,11 +5,29 @@ Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision Language M
 
 - ``d`` dominant tokens: the highest [CLS] attention (averaged over heads) at the vision
   layer whose output feeds the projector (layer -2 in LLaVA-1.5; 54 of 64 in the
-  paper's settings, so ``d = round(k * 54 / 64)``);
+  paper's settings, so ``d = round(k * 54 / 64)``). The released code
+  (``dvlab-research/VisionZip``, ``visionzip(model, dominant=54, contextual=10)``)
+  counts the [CLS] token among them (``dominant_num = dominant - 1`` patches, plus
+  [CLS]), and the LLM sees all ``d + c`` of them, [CLS] included;
 - ``c = k - d`` contextual tokens: of the remaining tokens, every ``step``-th (``step =
   remaining // c``) is a target; each other remaining token joins the target whose key
   (averaged over heads, same layer) is most cosine-similar; a contextual token is its
   target plus the mean of the tokens that joined it.
+
+The [CLS] slot (``count_cls=True``, the default). In the families VisSparse supports
+the language model never sees [CLS] (LLaVA drops it before the projector, Qwen's and
+SigLIP's towers have none), and ``keep_ratio`` counts the image tokens the language
+model sees, exactly. So VisSparse keeps the released count of dominant patches
+(``d - 1``), spaces the contextual targets over the same remaining tokens as the
+released code (``n - d + 1`` of them, so the targets and the groups are the released
+ones), and gives the [CLS] slot to the best-attended remaining token that is not a
+target, kept as it is. The kept set is then the released code's patches plus that one
+token, and a contextual token differs from the released one only when the slot token
+would have joined its group (its mean leaves that token out). ``count_cls=False``
+counts ``d`` dominant patches instead (what the released code runs with ``dominant =
+d + 1``), which shifts the evenly spaced targets by one where a dominant token lies
+before them. Towers without [CLS] (Qwen, SigLIP) get the same rule, for one behaviour
+whatever the family.
 
 Deviations from the original:
 
@@ -37,16 +55,26 @@ PAPER_DOMINANT = 54 / 64
 
 
 def visionzip_row(
-    attention: Tensor, keys: Tensor, k: int, dominant_fraction: float = PAPER_DOMINANT
-) -> tuple[Tensor, Tensor]:
+    attention: Tensor, keys: Tensor, k: int, dominant_fraction: float = PAPER_DOMINANT,
+    count_cls: bool = True,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """``merge_into`` and ``merge_weight`` ``[n]`` of one image's ``n`` tokens at budget ``k``.
+
+    ``d = round(k * dominant_fraction)`` dominant tokens. With ``count_cls`` (the released
+    code's count) one of them is the [CLS] slot: ``d - 1`` dominant patches, the
+    contextual targets spaced over the ``n - d + 1`` others, and the slot filled by the
+    highest-attention token that is not a target (it joins no group); without it, ``d``
+    dominant patches and the targets spaced over the ``n - d`` others.
 
     Example:
         >>> att = torch.tensor([0.5, 0.1, 0.3, 0.05, 0.05])
         >>> keys = torch.tensor([[1.0, 0], [0, 1], [0.9, 0.1], [1, 0], [0.1, 0.9]])
-        >>> into, weight = visionzip_row(att, keys, 3, dominant_fraction=1 / 3)
+        >>> into, weight = visionzip_row(att, keys, 3, dominant_fraction=1 / 3, count_cls=False)
         >>> into.tolist()  # 0 dominant; targets 1 and 3 (every 2nd of 1 2 3 4); 2 -> 3, 4 -> 1
         [0, 1, 3, 3, 1]
+        >>> into, weight = visionzip_row(att, keys, 3, dominant_fraction=1 / 3)
+        >>> into.tolist()  # no dominant patch; targets 0 and 2; 1 fills the slot; 3 -> 0, 4 -> 2
+        [0, 1, 2, 0, 2]
     """
     n = attention.shape[0]
     k = min(k, n)
@@ -55,19 +83,25 @@ def visionzip_row(
     if k <= 0:
         return into, weight
     d = min(k, max(1, round(k * dominant_fraction)))
+    m = d - 1 if count_cls else d  # dominant patches
     order = torch.sort(attention.float().cpu(), descending=True, stable=True).indices
-    dominant = order[:d]
+    dominant = order[:m]
     into[dominant] = dominant
-    rest = torch.sort(order[d:]).values  # the remaining tokens in their original order
+    rest = torch.sort(order[m:]).values  # the remaining tokens in their original order
     c = min(k - d, rest.numel())
-    if c == 0:
-        return into, weight
-    step = max(1, rest.numel() // c)
-    chosen = torch.zeros(rest.numel(), dtype=torch.bool)
-    chosen[torch.arange(0, rest.numel(), step)[:c]] = True
-    targets, others = rest[chosen], rest[~chosen]
+    target = torch.zeros(n, dtype=torch.bool)
+    if c > 0:
+        step = max(1, rest.numel() // c)
+        target[rest[torch.arange(0, rest.numel(), step)[:c]]] = True
+    targets = torch.sort(target.nonzero().flatten()).values
     into[targets] = targets
-    if others.numel():
+    others = rest[~target[rest]]
+    if count_cls:  # the [CLS] slot: the best-attended token left, kept on its own
+        ranked = order[m:]
+        slot = ranked[~target[ranked]][0]
+        into[slot] = slot
+        others = others[others != slot]
+    if others.numel() and targets.numel():
         unit = keys.float().cpu() / keys.float().cpu().norm(dim=-1, keepdim=True).clamp_min(EPS)
         nearest = (unit[others] @ unit[targets].T).argmax(dim=1)
         counts = torch.bincount(nearest, minlength=targets.numel()).clamp_min(1)
@@ -86,8 +120,10 @@ class VisionZipScorer(BudgetedMethod):
     Reads the ``"vision_attention"`` and ``"vision_keys"`` signals of vision layer
     ``vision_layer``; ``None`` (default) means the layer whose output feeds the projector
     (``config.vision_feature_layer`` for LLaVA, -2 in LLaVA-1.5 as in the paper; the last
-    block for Qwen, whose merger reads it). Merges, so it ignores ``strategy``. See
-    the module docstring for the paper and every deviation from it.
+    block for Qwen, whose merger reads it). Merges, so it ignores ``strategy``.
+    ``count_cls``: count the [CLS] token among the dominant tokens as the released code
+    does (default; its slot goes to one more patch, see the module docstring), or count
+    ``d`` dominant patches. See the module docstring for the paper and every deviation.
 
     Example:
         >>> from vissparse.strategies import TopKStrategy
@@ -104,12 +140,16 @@ class VisionZipScorer(BudgetedMethod):
     requires = frozenset({"vision_attention", "vision_keys"})
 
     def __init__(
-        self, dominant_fraction: float = PAPER_DOMINANT, vision_layer: int | None = None
-    ) -> None:
+        self, dominant_fraction: float = PAPER_DOMINANT, vision_layer: int | None = None,
+        count_cls: bool = True,
+    ) -> None:  # fmt: skip
         if isinstance(dominant_fraction, bool) or not 0 < float(dominant_fraction) <= 1:
             raise ValueError(f"`dominant_fraction` must be in (0, 1], got {dominant_fraction!r}")
+        if not isinstance(count_cls, bool):
+            raise TypeError(f"`count_cls` must be a bool, got {count_cls!r}")
         self.vision_layer = check_vision_layer(vision_layer)
         self.dominant_fraction = float(dominant_fraction)
+        self.count_cls = count_cls
 
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Dominant and contextual tokens per image, as a merging selection."""
@@ -119,12 +159,12 @@ class VisionZipScorer(BudgetedMethod):
 
         def row_fn(row: int, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
             return visionzip_row(attention[row, index], keys[row, index], k,
-                                 self.dominant_fraction)  # fmt: skip
+                                 self.dominant_fraction, self.count_cls)  # fmt: skip
 
         return self.merge_rows(ctx, keep_ratio, row_fn, merge_sum=True)
 
     def __repr__(self) -> str:
         return (
             f"VisionZipScorer(dominant_fraction={self.dominant_fraction:.4g}, "
-            f"vision_layer={self.vision_layer})"
+            f"vision_layer={self.vision_layer}, count_cls={self.count_cls})"
         )
