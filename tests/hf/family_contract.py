@@ -20,7 +20,10 @@ SCORERS = [
     "cdpruner",
     "visionzip",
     "prumerge+",
+    "mmtok",
 ]
+# not "downsample": it picks no tokens (each image is resized before the encoder, every
+# token it emits kept), so the token-level contracts do not apply: tests/hf/test_downsample.py
 # keep sets that can depend on the grid alone: pool and uniform always; prumerge+ when no
 # token's [CLS] attention is an outlier (tiny random towers), then only its merging differs
 GEOMETRIC = ("pool", "uniform", "prumerge+")

@@ -75,7 +75,7 @@ def test_default_path_is_sync_free_on_every_family(family: str, mode: str) -> No
     _run_guarded(family, "cosine", mode)
 
 
-SYNC_FREE = ["cosine", "cosine-least", "cosine-max", "divprune", "random", "uniform"]
+SYNC_FREE = ["cosine", "cosine-least", "cosine-max", "divprune", "mmtok", "random", "uniform"]
 ZOO = [*SYNC_FREE, *sorted(NOT_SYNC_FREE)]
 
 
