@@ -76,12 +76,13 @@ class SelectionCore:
         present: Tensor | None = None, *, prompt_embeddings: Tensor | None = None,
         prompt_mask: Tensor | None = None, layouts: Sequence[ImageLayout] | None = None,
         keys: Sequence[bytes] | None = None, vision: Any = None,
-        text_attention: Tensor | None = None,
+        text_attention: Tensor | None = None, content_mask: Tensor | None = None,
     ) -> PruningContext:  # fmt: skip
         """The :class:`PruningContext` of a batch of images, with the signals asked for.
 
         Every argument has one row per image. ``prompt_embeddings`` / ``prompt_mask``
-        (the prompt's word embeddings) reach the context only when the method reads them;
+        (the prompt's word embeddings) and ``content_mask`` (its content words,
+        :mod:`vissparse.content_words`) reach the context only when the method reads them;
         ``vision`` is an object with per-image ``attention`` / ``keys`` / ``features``
         lists (:class:`vissparse.adapters.vision_signals.VisionSignals`), or ``None``.
         """
@@ -92,6 +93,7 @@ class SelectionCore:
             tokens, query, valid, present,
             prompt_embeddings=prompt_embeddings if words else None,
             prompt_mask=prompt_mask if words else None,
+            content_mask=content_mask if words else None,
             layouts=layouts, sample_keys=keys,
             vision_attention=pad_rows(None if vision is None else vision.attention, valid),
             vision_keys=pad_rows(None if vision is None else vision.keys, valid),

@@ -14,6 +14,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vissparse.content_words import (
+    attach_content_mask,
+    content_or_prompt,
+    content_spans,
+    content_token_flags,
+)
+
 _SENTINEL = "\ue000vissparse-prompt\ue000"
 
 
@@ -285,6 +292,22 @@ def prompt_token_mask(
     Each image placeholder of the unexpanded text is then aligned with its run of image
     tokens in ``expanded_ids``; every other token must match one to one.
     """
+    return prompt_token_flags(tokenizer, text, span, expanded_ids, image_token_id)[0]
+
+
+def prompt_token_flags(
+    tokenizer: Any,
+    text: str,
+    span: tuple[int, int],
+    expanded_ids: list[int],
+    image_token_id: int,
+) -> tuple[list[bool], list[bool]]:
+    """:func:`prompt_token_mask` and, aligned the same way, the prompt's content tokens.
+
+    A content token is a prompt token that overlaps a content word of the prompt
+    (:mod:`vissparse.content_words`: function words and punctuation out, sub-word pieces
+    with their word).
+    """
     encoding = tokenizer(text, return_offsets_mapping=True)
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
     start, end = span
@@ -294,21 +317,25 @@ def prompt_token_mask(
         s < end and e > start and e > s and token not in special
         for token, (s, e) in zip(ids, offsets, strict=True)
     ]
+    words = content_token_flags(offsets, content_spans(text, span))
     out: list[bool] = []
+    content: list[bool] = []
     j = 0
-    for token, flag in zip(ids, in_prompt, strict=True):
+    for token, flag, word in zip(ids, in_prompt, words, strict=True):
         if token == image_token_id:
             while j < len(expanded_ids) and expanded_ids[j] == image_token_id:
                 out.append(False)
+                content.append(False)
                 j += 1
             continue
         if j >= len(expanded_ids) or expanded_ids[j] != token:
             raise ValueError("the processor's tokens do not match the tokenizer's; cannot align")
         out.append(flag)
+        content.append(flag and word)
         j += 1
     if j != len(expanded_ids):
         raise ValueError("the processor's tokens do not match the tokenizer's; cannot align")
-    return out
+    return out, content
 
 
 def expand_placeholders(
@@ -353,14 +380,22 @@ def prompt_masks(
     processor: Any, texts: list[tuple[str, tuple[int, int]]], input_ids: torch.Tensor,
     attention_mask: torch.Tensor, image_token_id: int,
 ) -> torch.Tensor:  # fmt: skip
-    """``[B, L]`` bool mask of the user-prompt tokens of a padded processor batch."""
+    """``[B, L]`` bool mask of the user-prompt tokens of a padded processor batch.
+
+    It carries the mask of the prompt's content words (:func:`prompt_token_flags`; the
+    whole prompt in a row with no content word), read back by
+    :func:`vissparse.content_words.content_mask_of`.
+    """
     masks = torch.zeros(input_ids.shape, dtype=torch.bool)
+    content = torch.zeros(input_ids.shape, dtype=torch.bool)
     for row, (text, span) in enumerate(texts):
         text, span = expand_placeholders(processor, text, span)
         valid = attention_mask[row].bool().cpu()
         ids = input_ids[row].cpu()[valid].tolist()
-        flags = prompt_token_mask(processor.tokenizer, text, span, ids, image_token_id)
+        flags, words = prompt_token_flags(processor.tokenizer, text, span, ids, image_token_id)
         if not any(flags):
             raise ValueError(f"item {row}: no prompt tokens found in the tokenized input")
         masks[row, valid.nonzero().flatten()] = torch.tensor(flags)
-    return masks.to(input_ids.device)
+        content[row, valid.nonzero().flatten()] = torch.tensor(words)
+    content = content_or_prompt(content, masks).to(input_ids.device)
+    return attach_content_mask(masks.to(input_ids.device), content)

@@ -11,9 +11,10 @@ from torch import Tensor
 
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
+from vissparse.content_words import content_or_prompt, content_word_flags
 from vissparse.mock.model import MockModelConfig, MockVLM
 from vissparse.mock.samples import MockSample, MockSampleConfig, make_samples, sample_at
-from vissparse.mock.world import MockWorld
+from vissparse.mock.world import MockWorld, tokenize
 from vissparse.records import BatchAnswers
 from vissparse.strategies.base import required_signals, select_tokens
 from vissparse.strategies.context import ImageLayout, PruningContext, merge_tokens
@@ -100,6 +101,7 @@ class MockPipeline:
             ctx = PruningContext(
                 image_tokens.unsqueeze(0), query.unsqueeze(0),
                 prompt_embeddings=text.unsqueeze(0), prompt_mask=prompt_mask.unsqueeze(0),
+                content_mask=mock_content_mask(prompt, prompt_mask).unsqueeze(0),
                 layouts=[mock_layout(image_tokens.shape[0])] if "layouts" in self.signals else None,
             )  # fmt: skip
             selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
@@ -165,6 +167,21 @@ class MockPipeline:
 
 # what the mock can fill: it has prompt words and a token grid, but no vision encoder
 MOCK_SIGNALS = frozenset({"prompt_embeddings", "layouts", "sample_keys"})
+
+
+def mock_content_mask(prompt: str, prompt_mask: Tensor) -> Tensor:
+    """``[T]`` bool: the content words among the user's words (``prompt_mask``).
+
+    By :mod:`vissparse.content_words`; the whole prompt if it has no content word.
+
+    Example:
+        >>> mock_content_mask("What color is the car?", torch.tensor([False] + [True] * 5))
+        tensor([False, False,  True, False, False,  True])
+    """
+    content = torch.zeros_like(prompt_mask)
+    flags = torch.tensor(content_word_flags(tokenize(prompt)), dtype=torch.bool)
+    content[prompt_mask.nonzero().flatten()] = flags
+    return content_or_prompt(content, prompt_mask)
 
 
 def mock_layout(n_tokens: int) -> ImageLayout:

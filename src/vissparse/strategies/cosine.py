@@ -1,11 +1,20 @@
-"""Cosine similarity between image tokens and the prompt query."""
+"""Cosine similarity between image tokens and the prompt's words: the cosine family.
+
+One scorer, :class:`CosineScorer`, with the options of issue 34 (which words, how the
+words are combined, centred image tokens, direction); the registered names fix a few of
+them: ``"cosine"`` (the default), ``"cosine-mean"`` (the seed's plain form: cosine to the
+mean prompt embedding), ``"cosine-least"`` (its negation, TRIM's and CDPruner's
+direction) and ``"cosine-max"`` (the best single prompt word).
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
-from vissparse.host_sync import values_on_host
+from vissparse.content_words import content_or_prompt
 from vissparse.strategies.base import TokenScorer, check_tokens_and_query
 from vissparse.strategies.context import PruningContext
 from vissparse.strategies.registry import register_scorer
@@ -29,45 +38,176 @@ def cosine_scores(image_tokens: Tensor, query: Tensor, eps: float = EPS) -> Tens
     return dots / norms
 
 
+WORDS = ("all", "content")
+AGGREGATES = ("mean", "max", "softmax")
+
+
 @register_scorer
 class CosineScorer(TokenScorer):
-    """Score = cosine(image token, query); the default scorer (name ``"cosine"``).
+    """Cosine relevance of each image token to the prompt; the default scorer (``"cosine"``).
 
-    ``largest=True`` keeps the tokens most similar to the prompt. ``largest=False`` keeps
-    the least similar ones, as the published CLIP-space methods TRIM and CDPruner do (they
-    negate their text-image similarity); both directions are offered so benchmarks can
-    compare them against a random baseline.
+    Options (keywords, checked with one-line errors):
+
+    - ``words``: ``"all"`` the user's prompt tokens, or ``"content"`` its content words
+      only (``PruningContext.content_mask``, :mod:`vissparse.content_words`: no function
+      words, no punctuation; the whole prompt where a pipeline does not know the words or
+      a row has no content word).
+    - ``aggregate``: ``"mean"`` the cosine to the mean embedding of those words (the
+      seed's form; with ``words="all"`` this is the context's query and needs no signal);
+      ``"max"`` each token's highest cosine with any single word; ``"softmax"`` MMTok's
+      P: each word spreads a unit of mass over the image's valid tokens,
+      ``P[w, n] = softmax_n(cos(w, x_n) / temperature)``, and a token scores its mean mass
+      over the words, ``sum_w P[w, n] / m`` (``temperature`` 0.02 is MMTok's LLaVA value;
+      small temperatures give each word its few nearest tokens).
+    - ``centre``: subtract each image's mean valid token from its tokens before any
+      cosine. The words are not shifted: they live in the embedding table, and subtracting
+      the image mean from them would make every score nearly ``-cos(token, image mean)``,
+      the same whatever the prompt.
+    - ``largest``: ``True`` keeps the most similar tokens; ``False`` negates each word's
+      cosine before the aggregate (the least similar to the mean, the most opposite to some
+      word, or EADP's ``softmax(-cos / T)``), the direction of TRIM, CDPruner and EADP.
+
+    Each row is scored on its own (no batched kernel whose rounding depends on the batch)
+    with fixed shapes (no host synchronisation); a row with no word scores 0 everywhere.
 
     Example:
         >>> tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
-        >>> CosineScorer().score(tokens, torch.tensor([[1.0, 0.0]]))
+        >>> CosineScorer(words="all", aggregate="mean", centre=False).score(
+        ...     tokens, torch.tensor([[1.0, 0.0]]))
         tensor([[1., 0.]])
-        >>> CosineScorer(largest=False).score(tokens, torch.tensor([[1.0, 0.0]]))
+        >>> CosineScorer(largest=False, words="all", aggregate="mean", centre=False).score(
+        ...     tokens, torch.tensor([[1.0, 0.0]]))
         tensor([[-1., -0.]])
     """
 
     name = "cosine"
 
-    def __init__(self, largest: bool = True) -> None:
-        if not isinstance(largest, bool):
-            raise TypeError(f"`largest` must be a bool, got {largest!r}")
+    def __init__(
+        self, largest: bool = True, *, words: str = "all", aggregate: str = "mean",
+        centre: bool = False, temperature: float = 0.02,
+    ) -> None:  # fmt: skip
+        for arg, value in (("largest", largest), ("centre", centre)):
+            if not isinstance(value, bool):
+                raise TypeError(f"`{arg}` must be a bool, got {value!r}")
+        if words not in WORDS:
+            raise ValueError(f"`words` must be one of {', '.join(WORDS)}, got {words!r}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(
+                f"`aggregate` must be one of {', '.join(AGGREGATES)}, got {aggregate!r}"
+            )
+        t = temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf:
+            raise ValueError(f"`temperature` must be a finite number > 0, got {t!r}")
         self.largest = largest
+        self.words = words
+        self.aggregate = aggregate
+        self.centre = centre
+        self.temperature = float(t)
+        uses_words = words == "content" or aggregate != "mean"
+        # per instance: the options decide whether the prompt's words are read
+        self.requires = frozenset({"prompt_embeddings"}) if uses_words else frozenset()  # type: ignore[misc]
 
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Cosine similarity (negated when ``largest=False``), float32 ``[B, N]``."""
+        """Scores from the tokens and the mean-prompt query alone, float32 ``[B, N]``.
+
+        Defined for ``words="all"`` with ``aggregate="mean"``; the other options need the
+        prompt's words: use :meth:`score_context`.
+        """
         check_tokens_and_query(image_tokens, query, valid)
-        sims = cosine_scores(image_tokens, query)
-        return sims if self.largest else -sims
+        if self.requires:
+            raise ValueError(
+                f"`scorer` {self!r} needs the prompt's word embeddings: call score_context "
+                "with a PruningContext that has `prompt_embeddings` and `prompt_mask`"
+            )
+        if not self.centre:  # the seed's form, one batched call
+            sims = cosine_scores(image_tokens, query)
+            return sims if self.largest else -sims
+        words = query.unsqueeze(1)
+        mask = torch.ones(words.shape[:2], dtype=torch.bool, device=query.device)
+        return self._rows(image_tokens, valid, words, mask)
+
+    def score_context(self, ctx: PruningContext) -> Tensor:
+        """Scores from the context (the prompt's words where an option needs them)."""
+        if not self.requires:
+            return self.score(ctx.image_tokens, ctx.query, ctx.valid)
+        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
+        words = ctx.need("prompt_embeddings", self)
+        mask = ctx.need("prompt_mask", self)
+        assert isinstance(words, Tensor) and isinstance(mask, Tensor)
+        if words.dim() != 3 or words.shape[0] != ctx.image_tokens.shape[0] \
+                or mask.shape != words.shape[:2]:  # fmt: skip
+            raise ValueError(
+                f"`prompt_embeddings` must be [B, T, D] with `prompt_mask` [B, T] for "
+                f"B = {ctx.image_tokens.shape[0]}, got {tuple(words.shape)} and "
+                f"{tuple(mask.shape)}"
+            )
+        mask = mask.to(words.device).bool()
+        if self.words == "content" and ctx.content_mask is not None:
+            mask = content_or_prompt(ctx.content_mask, mask)
+        return self._rows(ctx.image_tokens, ctx.valid, words, mask)
+
+    def _rows(self, image_tokens: Tensor, valid: Tensor | None, words: Tensor,
+              mask: Tensor) -> Tensor:  # fmt: skip
+        t = image_tokens.float()
+        v = torch.ones(t.shape[:2], dtype=torch.bool, device=t.device) if valid is None \
+            else valid.to(t.device)  # fmt: skip
+        w, m = words.float().to(t.device), mask.to(t.device)
+        rows = [self._row(t[b], v[b], w[b], m[b]) for b in range(t.shape[0])]
+        return torch.stack(rows) if rows else t.new_zeros(t.shape[:2])
+
+    def _row(self, x: Tensor, v: Tensor, w: Tensor, m: Tensor) -> Tensor:
+        """One image's scores: tokens ``x`` [N, D], valid ``v`` [N], words ``w`` [T, D]."""
+        vf = v.float().unsqueeze(-1)
+        if self.centre:
+            x = x - (x * vf).sum(0) / vf.sum().clamp_min(1.0)
+        mf = m.float().unsqueeze(-1)
+        count = mf.sum().clamp_min(1.0)
+        sign = 1.0 if self.largest else -1.0
+        if self.aggregate == "mean":
+            q = (w * mf).sum(0) / count
+            return sign * cosine_scores(x.unsqueeze(0), q.unsqueeze(0))[0]
+        sims = sign * (_unit(w) @ _unit(x).T)  # [T, N]
+        if self.aggregate == "max":
+            best = sims.masked_fill(~m.unsqueeze(-1), float("-inf")).amax(dim=0)
+            return torch.where(m.any(), best, torch.zeros_like(best))
+        logits = (sims / self.temperature).masked_fill(~v.unsqueeze(0), float("-inf"))
+        mass = torch.where(v.unsqueeze(0), torch.softmax(logits, dim=-1), 0.0)
+        return (mass * mf).sum(0) / count
 
     def __repr__(self) -> str:
-        return f"CosineScorer(largest={self.largest})"
+        extra = f", temperature={self.temperature:g}" if self.aggregate == "softmax" else ""
+        return (f"CosineScorer(largest={self.largest}, words={self.words!r}, "
+                f"aggregate={self.aggregate!r}, centre={self.centre}{extra})")  # fmt: skip
+
+
+def _unit(x: Tensor, eps: float = EPS) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+@register_scorer
+class MeanCosineScorer(CosineScorer):
+    """The seed's plain form: cosine to the mean prompt embedding (``"cosine-mean"``).
+
+    All the user's prompt tokens, no centring, the most similar tokens kept. On the
+    testbed it keeps background: image tokens share one dominant direction and the mean
+    prompt embedding leans on it (``benchmarks/text_relevance.py``).
+
+    Example:
+        >>> MeanCosineScorer()
+        CosineScorer(largest=True, words='all', aggregate='mean', centre=False)
+    """
+
+    name = "cosine-mean"
+
+    def __init__(self) -> None:
+        super().__init__(largest=True, words="all", aggregate="mean", centre=False)
 
 
 @register_scorer
 class LeastCosineScorer(CosineScorer):
-    """Keep the tokens LEAST similar to the query (name ``"cosine-least"``).
+    """Keep the tokens LEAST similar to the mean prompt embedding (``"cosine-least"``).
 
-    The direction TRIM and CDPruner use; the same as ``CosineScorer(largest=False)``.
+    The direction TRIM and CDPruner use; ``"cosine-mean"`` negated, no centring.
 
     Example:
         >>> LeastCosineScorer().largest
@@ -77,7 +217,32 @@ class LeastCosineScorer(CosineScorer):
     name = "cosine-least"
 
     def __init__(self) -> None:
-        super().__init__(largest=False)
+        super().__init__(largest=False, words="all", aggregate="mean", centre=False)
+
+
+@register_scorer
+class MaxCosineScorer(CosineScorer):
+    """Score = the highest cosine between a token and any single prompt word (``"cosine-max"``).
+
+    The mean of the prompt's word embeddings blurs a question about two things into one
+    direction; here a token scores high if it matches any one word (all the user's prompt
+    tokens, no centring). Needs the ``"prompt_embeddings"`` signal, which the HF, vLLM and
+    mock pipelines fill.
+
+    Example:
+        >>> from vissparse.strategies.context import PruningContext
+        >>> tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+        >>> words = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+        >>> ctx = PruningContext(tokens, words.mean(1), prompt_embeddings=words,
+        ...                      prompt_mask=torch.tensor([[True, True]]))
+        >>> MaxCosineScorer().score_context(ctx).tolist()
+        [[1.0, 1.0, 0.0]]
+    """
+
+    name = "cosine-max"
+
+    def __init__(self) -> None:
+        super().__init__(largest=True, words="all", aggregate="max", centre=False)
 
 
 def max_cosine_scores(image_tokens: Tensor, words: Tensor, word_mask: Tensor,
@@ -105,51 +270,3 @@ def max_cosine_scores(image_tokens: Tensor, words: Tensor, word_mask: Tensor,
     rows = [(unit(t[b]) @ unit(w[b]).T).masked_fill(~mask[b], float("-inf")).amax(dim=-1)
             for b in range(t.shape[0])]  # fmt: skip
     return torch.stack(rows) if rows else t.new_zeros(t.shape[:2])
-
-
-@register_scorer
-class MaxCosineScorer(TokenScorer):
-    """Score = the highest cosine between a token and any single prompt word (``"cosine-max"``).
-
-    The default ``"cosine"`` compares each token with the mean of the prompt's word
-    embeddings, which blurs a question about two things into one direction; here a token
-    scores high if it matches any one word. Needs the ``"prompt_embeddings"`` signal
-    (the prompt's input embeddings and the mask of the user's words), which the HF and
-    mock pipelines fill.
-
-    Example:
-        >>> from vissparse.strategies.context import PruningContext
-        >>> tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
-        >>> words = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
-        >>> ctx = PruningContext(tokens, words.mean(1), prompt_embeddings=words,
-        ...                      prompt_mask=torch.tensor([[True, True]]))
-        >>> MaxCosineScorer().score_context(ctx).tolist()
-        [[1.0, 1.0, 0.0]]
-    """
-
-    name = "cosine-max"
-    requires = frozenset({"prompt_embeddings"})
-
-    def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Not defined on a single query: raises; use :meth:`score_context`."""
-        raise ValueError(
-            "`scorer` 'cosine-max' needs the prompt's word embeddings: call score_context "
-            "with a PruningContext that has `prompt_embeddings` and `prompt_mask`"
-        )
-
-    def score_context(self, ctx: PruningContext) -> Tensor:
-        """Max-over-words cosine, float32 ``[B, N]``."""
-        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
-        words = ctx.need("prompt_embeddings", self)
-        mask = ctx.need("prompt_mask", self)
-        assert isinstance(words, Tensor) and isinstance(mask, Tensor)
-        if words.dim() != 3 or words.shape[0] != ctx.image_tokens.shape[0] \
-                or mask.shape != words.shape[:2]:  # fmt: skip
-            raise ValueError(
-                f"`prompt_embeddings` must be [B, T, D] with `prompt_mask` [B, T] for "
-                f"B = {ctx.image_tokens.shape[0]}, got {tuple(words.shape)} and "
-                f"{tuple(mask.shape)}"
-            )
-        if values_on_host(mask) and bool((~mask.any(dim=1)).any()):
-            raise ValueError("`prompt_mask` marks no word in some row")
-        return max_cosine_scores(ctx.image_tokens, words, mask)
