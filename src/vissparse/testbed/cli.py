@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> None:
     )
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.models import TESTBED_FAMILIES
+    from vissparse.testbed.oracle import ORACLES
     from vissparse.testbed.train import PADDING_SIDES
     from vissparse.testbed.train import TRAIN_DEFAULTS as D
     from vissparse.testbed.train import TRAIN_SWITCHES as S
@@ -90,8 +91,9 @@ def add_parser(sub: Any) -> None:
     ev.add_argument("--out", required=True, help="folder for the CSV, JSON and PNG")
     ev.add_argument("--n", type=positive_int, default=1000, help="held-out questions")
     ev.add_argument("--seed", type=integer, default=0, help="seed of the test questions")
-    ev.add_argument("--scorer", action="append", choices=SCORERS.names(), dest="scorers",
-                    help="repeat for several (default: every registered scorer)")  # fmt: skip
+    ev.add_argument("--scorer", action="append", choices=[*SCORERS.names(), *ORACLES],
+                    dest="scorers", help="repeat for several (default: every registered "
+                    "scorer and the testbed's oracles)")  # fmt: skip
     ev.add_argument("--keep-ratio", type=keep_ratio, action="append", dest="keep_ratios",
                     help=KEEP_HELP)  # fmt: skip
     ev.add_argument("--random-seeds", type=positive_int, default=3)
@@ -232,6 +234,7 @@ def _eval(args: argparse.Namespace) -> int:
         run_scorers,
         summarize_run,
     )
+    from vissparse.testbed.oracle import ORACLES
     from vissparse.testbed.questions import make_questions
     from vissparse.testbed.report import accuracy_table, write_results
 
@@ -243,7 +246,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.model:
             raise ValueError("no testbed checkpoint ships with this version: pass `--model DIR`")
     paths = [_model_path(m) for m in args.model]
-    scorers = args.scorers or SCORERS.names()
+    scorers = list(dict.fromkeys(args.scorers or [*SCORERS.names(), *ORACLES]))
     keeps = sorted(set(args.keep_ratios or KEEP_RATIOS))
     for name, path in zip(args.model, paths, strict=True):
         if not (path / "config.json").is_file():

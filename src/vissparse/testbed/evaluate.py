@@ -10,6 +10,7 @@ Methods that prune inside the language model (fastv, pdrop, text-attn) run with
 ``stage="llm"`` at equal AVERAGE image tokens per layer: the row for keep ``r`` sees
 ``r`` of the image tokens per layer on average, like the input-stage rows (a keep the
 unpruned first layers already exceed has no row).
+The oracles (:mod:`vissparse.testbed.oracle`) run as input-stage scorers.
 A blank-image ablation (a plain grey image, same questions) shows the answers come
 from the image; it is scored twice, on the greedy answer and as a forced choice among
 the family's answer words (:func:`forced_choice`), since greedy answers on a grey image
@@ -32,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from vissparse.bench.paired import exact_match
+from vissparse.testbed.oracle import is_oracle, oracle_scorer
 from vissparse.testbed.questions import ANSWERS, FAMILIES
 from vissparse.testbed.scenes import IMAGE_SIZE
 from vissparse.testbed.stats import bootstrap_ci, paired_bootstrap
@@ -121,7 +123,7 @@ def _in_llm(scorer: str) -> bool:
     from vissparse.strategies.base import reads_llm_attention
     from vissparse.strategies.registry import build_scorer
 
-    return reads_llm_attention(build_scorer(scorer))
+    return not is_oracle(scorer) and reads_llm_attention(build_scorer(scorer))
 
 
 def llm_stage(scorer: str, model: Any, keep: float) -> dict[str, Any] | None:
@@ -218,6 +220,7 @@ def run_scorers(
 
     runs: list[Run] = []
     full: Run | None = None
+    oracles = {s: oracle_scorer(s, questions, processor) for s in scorers if is_oracle(s)}
     for keep in keep_ratios:
         if keep == 1.0:
             pipe = pipeline_for(model, processor, "cosine", 1.0)
@@ -236,7 +239,7 @@ def run_scorers(
                 continue
             per_seed, kept_seed = [], []
             for seed in seeds:
-                scorer: Any = RandomScorer(seed=seed) if seed is not None else name
+                scorer: Any = oracles.get(name, name) if seed is None else RandomScorer(seed=seed)
                 desc = f"{name}{'' if seed is None else f' seed {seed}'} keep {keep:g}"
                 pipe = pipeline_for(model, processor, scorer, **{"keep_ratio": keep, **stage})
                 texts, kept, total = answer_all(pipe, questions, batch_size, desc * progress)

@@ -15,6 +15,7 @@ from typing import Any
 
 from vissparse.bench.plots import _pyplot, save_figure
 from vissparse.bench.report import write_rows
+from vissparse.testbed.ceiling import with_ceiling
 from vissparse.testbed.train import train_options, trained_on
 
 # one colour per built-in method (the default cycle repeats after ten); dashed = reference
@@ -34,6 +35,9 @@ SCORER_STYLE = {
     "fastv": dict(color="tab:red", ls=":"),
     "pdrop": dict(color="tab:blue", ls=":"),
     "text-attn": dict(color="tab:green", ls=":"),
+    # the testbed's oracles (they read the scene): the ceiling, dash-dotted
+    "oracle-objects": dict(color="goldenrod", ls="-."),
+    "oracle-one-per-object": dict(color="darkgoldenrod", ls="-."),
 }
 
 
@@ -158,7 +162,12 @@ def write_results(
     rows: Sequence[dict[str, Any]], blank: Sequence[dict[str, Any]], out: str | Path,
     meta: dict[str, Any],
 ) -> dict[str, Path]:  # fmt: skip
-    """``testbed_eval.{csv,json}``, ``testbed_blank.{csv,json}`` and ``testbed_accuracy.png``."""
+    """``testbed_eval.{csv,json}``, ``testbed_blank.{csv,json}`` and ``testbed_accuracy.png``.
+
+    Where the oracles ran, every row also holds ``ceiling`` and ``of_ceiling``
+    (:func:`~vissparse.testbed.ceiling.with_ceiling`).
+    """
+    rows = with_ceiling(rows)
     paths = write_rows(rows, out, "testbed_eval", extra=meta)
     blank_paths = write_rows(blank, out, "testbed_blank", extra=meta)
     paths["blank_csv"], paths["blank_json"] = blank_paths["csv"], blank_paths["json"]
