@@ -1,8 +1,9 @@
 """Testbed accuracy of every scorer on the shipped checkpoints, and the README's section.
 
 Runs ``vissparse testbed eval`` on the shipped checkpoints (1000 held-out questions,
-every registered scorer, keep 0.05 to 1.0, random over 3 seeds), draws the kept patches
-of one test scene with cosine and random at keep 0.10, and writes the markdown that
+every registered scorer and the two oracles, keep 0.05 to 1.0, random over 3 seeds),
+draws the kept patches of one test scene with cosine and random at keep 0.10, and
+writes the markdown that
 ``make bench-testbed`` puts in the README between the ``testbed-results`` markers.
 
     python benchmarks/testbed_benchmark.py --out benchmarks/results/testbed --readme README.md
@@ -22,7 +23,9 @@ from mock_benchmark import publish
 
 from vissparse.bench.report import machine_name
 from vissparse.cli import main as cli
+from vissparse.testbed.ceiling import ceiling_table
 from vissparse.testbed.checkpoints import shipped_families
+from vissparse.testbed.oracle import is_oracle
 from vissparse.testbed.questions import FAMILIES
 from vissparse.testbed.report import accuracy_table, blank_table, family_table, plot_accuracy
 
@@ -77,7 +80,11 @@ def render(out: Path) -> str:
         "inside the 4-layer language model (fastv and text-attn from layer 1, pdrop at "
         "layers 1, 2 and 3) at the same average image tokens per layer as the keep ratio "
         "of their column; at keep 0.25 and below no such setting exists (the first layer "
-        "alone sees every token), so those cells are empty.",
+        "alone sees every token), so those cells are empty. The two oracle rows read the "
+        "generated scene (testbed only): `oracle-objects` keeps the tokens that show objects "
+        "first, `oracle-one-per-object` one token per object and the rest at random; the "
+        "better one at each keep is the ceiling, and the second table gives every method's "
+        "accuracy as % of it.",
         "",
         f"![accuracy against keep_ratio]({RESULTS}/testbed_accuracy.png)",
     ]
@@ -86,6 +93,9 @@ def render(out: Path) -> str:
         tokens = next(r["image_tokens_full"] for r in mine if r["family"] == "all")
         lines += ["", f"**{model}** ({tokens:.0f} image tokens per image), all question families:",
                   "", accuracy_table(mine), "",
+                  *(["Accuracy as % of the ceiling (the better oracle at each keep):", "",
+                     ceiling_table(mine), ""] if any(is_oracle(r["scorer"]) for r in mine)
+                    else []),
                   f"By question family at keep {SHOW_KEEP:g}:", "",
                   family_table(mine, SHOW_KEEP, FAMILIES), "",
                   "Unpruned, blank-image ablation and chance, by family:", "",
