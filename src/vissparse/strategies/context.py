@@ -233,6 +233,10 @@ class Selection:
             the tokens merged into it (itself included). ``None`` means weight 1.
         merge_sum: if ``True`` a kept token becomes the weighted *sum* of its group
             instead (VisionZip's contextual tokens: target plus the mean of the rest).
+        merged_values: ``[B, N, D]`` or ``None``: the kept tokens' values as the method
+            computed them, for a merge that is no partition (PruMerge+'s released merge,
+            where a token joins several kept tokens); :func:`merge_tokens` takes them
+            instead of the groups.
 
     Example:
         >>> Selection.merging(torch.tensor([[0, 0, 2]])).keep.tolist()
@@ -243,6 +247,7 @@ class Selection:
     merge_into: Tensor | None = None
     merge_weight: Tensor | None = None
     merge_sum: bool = False
+    merged_values: Tensor | None = None
 
     @classmethod
     def merging(
@@ -268,6 +273,9 @@ def check_selection(selection: object, shape: tuple[int, ...], method: object) -
     keep = selection.keep
     if not isinstance(keep, Tensor) or keep.dtype != torch.bool or tuple(keep.shape) != shape:
         raise ValueError(f"{name} must return a bool keep mask of shape {shape}")
+    values = selection.merged_values
+    if values is not None and tuple(values.shape[:2]) != shape:
+        raise ValueError(f"{name}: `merged_values` must have shape {shape} + (D,)")
     into = selection.merge_into
     if into is None:
         return selection
@@ -306,6 +314,9 @@ def merge_tokens(tokens: Tensor, selection: Selection) -> Tensor:
         >>> merge_tokens(x, sel).flatten().tolist()
         [2.0, 3.0, 8.0]
     """
+    if selection.merged_values is not None:
+        keep = selection.keep.to(tokens.device).unsqueeze(-1)
+        return torch.where(keep, selection.merged_values.to(tokens.device, tokens.dtype), tokens)
     if selection.merge_into is None:
         return tokens
     into = selection.merge_into.to(tokens.device)
