@@ -19,6 +19,7 @@ from vissparse.bench.flops import analytic_prefill_flops, equal_flops_keep
 from vissparse.bench.measure import CallTiming, prefill_flops, timed_call
 from vissparse.bench.model_configs import build_model
 from vissparse.config import PruningConfig
+from vissparse.hf.downsample import downsampled_size
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.testing import random_image
@@ -97,6 +98,11 @@ def run_model_bench(
     sides); the bound is the ratio of prefill FLOPs counted by ``FlopCounterMode``
     (cross-checked against the analytic formula).
 
+    ``scorer="downsample"`` (Qwen) feeds the pruned side the images downsampled before
+    the processor (:mod:`vissparse.hf.downsample`): its vision phase, time to first token
+    (so its prefill speedup) and both FLOP bounds count the smaller encoder run; the row
+    adds ``downsampled_to`` (height, width); ``n_image_tokens`` is the full-size count.
+
     ``stage="llm"`` prunes inside the language model from ``layer`` on (several layers:
     PyramidDrop-style stages). Each row then reports the image tokens a layer sees on
     average (``avg_image_tokens``, the fair count) and ``input_keep_at_equal_flops``, the
@@ -154,7 +160,7 @@ def run_model_bench(
                 rows.append(_row(model, processor, config, case_scorer, inputs, prompt_mask,
                                  new_tokens, warmup, repeats, bar, n_image, n_patches, seq,
                                  base_flops, base_analytic, batch_size,
-                                 compile_backend))  # fmt: skip
+                                 compile_backend, (shape.image_size, seed)))  # fmt: skip
                 if on_row is not None:
                     on_row(report)
     finally:
@@ -163,12 +169,14 @@ def run_model_bench(
 
 
 def bench_inputs(
-    pipe: HFPipeline, image_size: tuple[int, int], batch_size: int, seed: int
-) -> tuple[Any, Tensor]:
+    pipe: HFPipeline, image_size: tuple[int, int], batch_size: int, seed: int,
+    downsample: bool = False,
+) -> tuple[Any, Tensor]:  # fmt: skip
     """One call's processed batch and its prompt mask: one random image per prompt.
 
     The images have seeds ``seed``, ``seed + 1``, ... and all of ``image_size``; every
-    prompt is the benchmark's.
+    prompt is the benchmark's. ``downsample``: the images as ``scorer="downsample"``
+    feeds them (resized before the processor).
 
     Example:
         >>> from vissparse.testing import tiny_model
@@ -180,9 +188,9 @@ def bench_inputs(
     """
     images = [random_image(*image_size, seed=seed + i) for i in range(batch_size)]
     if batch_size == 1:  # the single-prompt call, as recorded before batches
-        inputs, prompt_mask, _, _ = pipe._encode(images[0], PROMPT)
+        inputs, prompt_mask, _, _ = pipe._encode(images[0], PROMPT, downsample)
     else:
-        inputs, prompt_mask, _, _ = pipe._encode(images, [PROMPT] * batch_size)
+        inputs, prompt_mask, _, _ = pipe._encode(images, [PROMPT] * batch_size, downsample)
     return inputs, prompt_mask
 
 
@@ -268,19 +276,30 @@ def _row(
     model: Any, processor: Any, config: PruningConfig, case_scorer: str, inputs: Any,
     prompt_mask: Any, new_tokens: int, warmup: int, repeats: int, bar: Any, n_image: int,
     n_patches: int, seq: int, base_flops: float, base_analytic: float, batch_size: int,
-    compile_backend: str | None = None,
+    compile_backend: str | None = None, images: tuple[tuple[int, int], int] = ((0, 0), 0),
 ) -> dict[str, Any]:  # fmt: skip
-    """One case's row: ``repeats`` interleaved baseline and pruned calls after warm-up."""
+    """One case's row: ``repeats`` interleaved baseline and pruned calls after warm-up.
+
+    ``images``: image size and seed, for ``scorer="downsample"``'s pruned-side inputs.
+    """
     keep_ratio, stage = config.keep_ratio, config.stage
     pipe = HFPipeline(model, processor, config)
     base_calls, pruned_calls = [], []
     graphs_warm = 0
+    small, small_mask, small_patches = inputs, prompt_mask, n_patches  # the pruned side's
+    resized: list[int] = []
+    if pipe.downsampler is not None:  # the images downsampled: a smaller encoder run
+        (height, width), facts = images[0], pipe.downsampler.facts
+        resized = list(downsampled_size(width, height, keep_ratio, facts))[::-1]
+        small, small_mask = bench_inputs(pipe, images[0], batch_size, images[1], downsample=True)
+        small_patches = patches_per_image(small, {}, batch_size)  # Qwen: image_grid_thw
 
     def call(prune: bool) -> CallTiming:
+        x, mask = (small, small_mask) if prune else (inputs, prompt_mask)
         if config.compile:
-            return timed_compiled_call(pipe, inputs, prompt_mask, prune, new_tokens,
+            return timed_compiled_call(pipe, x, mask, prune, new_tokens,
                                        compile_backend)  # fmt: skip
-        return timed_call(pipe, inputs, prompt_mask, prune, new_tokens)
+        return timed_call(pipe, x, mask, prune, new_tokens)
 
     for i in range(warmup + repeats):
         if i == warmup:
@@ -296,9 +315,9 @@ def _row(
     graphs_timed = counters["stats"]["unique_graphs"] - graphs_warm
     base = _summary(base_calls, batch_size, new_tokens)
     pruned = _summary(pruned_calls, batch_size, new_tokens)
-    pruned_flops = prefill_flops(pipe, inputs, prompt_mask, prune=True)
+    pruned_flops = prefill_flops(pipe, small, small_mask, prune=True)
     lengths = pruned_calls[0].layer_lengths
-    analytic_pruned = batch_size * analytic_prefill_flops(model.config, lengths, n_patches)
+    analytic_pruned = batch_size * analytic_prefill_flops(model.config, lengths, small_patches)
     per_layer = pruned_calls[0].image_tokens_per_layer
     overhead = pruned["overhead_ms"]["median"]
     prefill_speedup = base["prefill_ms"]["median"] / pruned["prefill_ms"]["median"]
@@ -335,6 +354,7 @@ def _row(
         "baseline": base,
         "pruned": pruned,
         **({"compiled_graphs_timed": graphs_timed} if config.compile else {}),
+        **({"downsampled_to": resized} if resized else {}),
     }  # fmt: skip
 
 

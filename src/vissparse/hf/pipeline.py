@@ -19,6 +19,7 @@ from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.hf.apply_mode import apply_mode
 from vissparse.hf.compiled import check_compilable, full_batch, generate_from
+from vissparse.hf.downsample import downsampler_for
 from vissparse.hf.generate_checks import (
     RESERVED_GENERATE_KWARGS,
     check_generate_kwargs,
@@ -77,6 +78,8 @@ class HFPipeline(LLMStage):
         self.core = SelectionCore(config.scorer, config.strategy)
         self.schedule = config.layer_schedule() if config.stage == "llm" else None
         check_compilable(self.adapter, config.compile)
+        # scorer="downsample": the images are resized before the processor instead
+        self.downsampler = downsampler_for(self.core.scorer, self.adapter.spec, processor, config)
         if config.mode == "mask" and self.adapter.recurrent_layers():
             raise ValueError(
                 f"mode='mask' is not supported on {self.adapter.spec.name}: its linear-"
@@ -95,16 +98,23 @@ class HFPipeline(LLMStage):
         self._baseline_first = False
 
     # --- inputs ---------------------------------------------------------------------
-    def _encode(self, image: Any, prompt: Any) -> tuple[Any, Tensor, list[Item], bool]:
+    def _encode(
+        self, image: Any, prompt: Any, downsample: bool = False
+    ) -> tuple[Any, Tensor, list[Item], bool]:
+        """Processed inputs (``downsample``: of the downsampled images), and the items."""
         items, batched = normalize_batch(image, prompt, self.adapter.spec.placeholders)
         texts = [chat_text(self.processor, item) for item in items]
-        images = [img for item in items for img in item.images]
+        fed: list[Item] = items
+        extra: dict[str, Any] = {}
+        if downsample and self.downsampler is not None:
+            fed, extra = self.downsampler.resize(items)
+        images = [img for item in fed for img in item.images]
         # LLaVA-OneVision's processor reads images nested per prompt (multi-image prompts)
-        given: Any = [list(i.images) for i in items] if self.adapter.spec.nested_images else images
+        given: Any = [list(i.images) for i in fed] if self.adapter.spec.nested_images else images
         try:
             inputs = self.processor(
                 images=given, text=[text for text, _ in texts], padding=True,
-                padding_side="left", return_tensors="pt",
+                padding_side="left", return_tensors="pt", **extra,
             )  # fmt: skip
         except ValueError as err:  # the image processor's own checks (aspect ratio, size)
             sizes = [img.size for img in images]
@@ -198,7 +208,8 @@ class HFPipeline(LLMStage):
             present = image_slots(emb.image_positions, valid.shape[1], valid.device)
         ctx = self._context(tokens, query, valid, present, emb, emb.inputs_embeds, prompt_mask,
                             layouts, keys, vision)  # fmt: skip
-        choice = self.core.choose(ctx, self.config.keep_ratio)
+        ratio = 1.0 if self.downsampler is not None else self.config.keep_ratio  # all kept
+        choice = self.core.choose(ctx, ratio)
         keep = choice.keep
         inputs_embeds = emb.inputs_embeds
         if choice.merged is not None:
@@ -211,7 +222,7 @@ class HFPipeline(LLMStage):
             (rows, length), emb.image_sample, emb.image_positions, image_keep,
             device=emb.inputs_embeds.device,
         )  # fmt: skip
-        counts = host_counts(self.core, self.config.keep_ratio, emb)  # None: read back
+        counts = host_counts(self.core, ratio, emb)  # None: read back
         if counts is not None:
             assert_counts(counts, emb.attention_mask, keep_seq)
         embeds, mask, positions, types, additions = apply_mode(
@@ -282,14 +293,21 @@ class HFPipeline(LLMStage):
         """Per-image sample keys, computed only for a scorer that uses them."""
         return sample_keys(items) if "sample_keys" in self.signals else None
 
-    def _call(self, image: Any, prompt: Any, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    def _call(
+        self, image: Any, prompt: Any, kwargs: dict[str, Any], downsample: bool = False
+    ) -> tuple[Any, ...]:
         """Encoded inputs; ``kwargs`` with each length limit as new tokens (both calls).
 
-        From keyword, ``generation_config=`` or the model's, counted after the UNPRUNED prompt.
+        From keyword, ``generation_config=`` or the model's, counted after the UNPRUNED prompt
+        (``downsample``: of the full-size images, while the inputs are the downsampled ones).
         """
         check_generate_kwargs(kwargs, self.model, self.config.compile)
-        inputs, prompt_mask, items, batched = self._encode(image, prompt)
-        kwargs = as_new_tokens(self.model, kwargs, int(inputs["input_ids"].shape[1]))
+        down = self.downsampler if downsample else None
+        inputs, prompt_mask, items, batched = self._encode(image, prompt, down is not None)
+        length = int(inputs["input_ids"].shape[1])
+        if down is not None:
+            length = down.unpruned_length(inputs, items, self.adapter.image_token_id)
+        kwargs = as_new_tokens(self.model, kwargs, length)
         return inputs, prompt_mask, items, batched, kwargs
 
     def _generate_pruned(
@@ -313,8 +331,11 @@ class HFPipeline(LLMStage):
 
     def run(self, image: Any, prompt: str, prune: bool = True, **kwargs: Any) -> CallOutput:
         """Answer one prompt, pruned or (``prune=False``) with the unmodified model."""
-        inputs, prompt_mask, items, _, kwargs = self._call(image, prompt, kwargs)
+        down = self.downsampler if prune else None
+        inputs, prompt_mask, items, _, kwargs = self._call(image, prompt, kwargs, bool(down))
         n_image = int((inputs["input_ids"] == self.adapter.image_token_id).sum())
+        if down is not None:  # the full-size images' tokens: the downsampled call keeps all
+            n_image = sum(down.full_tokens(items))
         if prune:
             pruned, sequences = self._generate_pruned(
                 inputs, prompt_mask, self._keys(items), **kwargs
@@ -345,32 +366,40 @@ class HFPipeline(LLMStage):
                            ("measure_baseline", measure_baseline)):  # fmt: skip
             if not isinstance(flag, bool):
                 raise TypeError(f"`{name}` must be a bool, got {flag!r}")
+        down = self.downsampler
         inputs, prompt_mask, items, batched, generate_kwargs = self._call(
-            image, prompt, generate_kwargs
+            image, prompt, generate_kwargs, down is not None
         )
         keys = self._keys(items)
+        full = inputs  # the baseline's: downsampling, the full-size images'
+        if down is not None and measure_baseline:
+            full = self._encode(image, prompt)[0]
         if measure_baseline and not self._warm:
             self._generate_pruned(inputs, prompt_mask, keys, **generate_kwargs)
-            self._generate_baseline(inputs, **generate_kwargs)
+            self._generate_baseline(full, **generate_kwargs)
             self._warm = True
         base: Tensor | None = None
         base_ms = 0.0
         # with a baseline, the order alternates from call to call so drift hits both sides
         baseline_first = measure_baseline and self._baseline_first
         if baseline_first:
-            base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
+            base, base_ms = timed(lambda: self._generate_baseline(full, **generate_kwargs))
         (pruned, sequences), latency_ms = timed(
             lambda: self._generate_pruned(inputs, prompt_mask, keys, **generate_kwargs)
         )
         if measure_baseline:
             if not baseline_first:
-                base, base_ms = timed(lambda: self._generate_baseline(inputs, **generate_kwargs))
+                base, base_ms = timed(lambda: self._generate_baseline(full, **generate_kwargs))
             self._baseline_first = not self._baseline_first
         texts = self.processor.batch_decode(sequences, skip_special_tokens=True)
         if not return_details and not measure_baseline:
             return texts if batched else texts[0]
         return_details = True
+        if down is not None:  # n_image_tokens: the full-size images' (kept: all emitted)
+            pruned.n_image_tokens = down.full_tokens(items)
         metrics = call_metrics(pruned, latency_ms)
+        if down is not None:
+            metrics["downsampled_from"] = list(pruned.n_image_tokens)  # per row
         if base is not None:
             metrics["baseline_latency_ms"] = base_ms
             metrics["speedup"] = base_ms / latency_ms
@@ -395,11 +424,12 @@ class HFPipeline(LLMStage):
             measure_baseline=measure_baseline, **generate_kwargs,
         )  # fmt: skip
         metrics = details.metrics
+        full = metrics.get("downsampled_from")  # per row; else the keep masks' sizes
         return BatchAnswers(
             texts=details.text,
             baseline_texts=metrics.get("baseline_text"),
             keep_masks=details.keep_mask,
-            n_image_tokens=[int(sum(m.numel() for m in row)) for row in details.keep_mask],
+            n_image_tokens=full or [int(sum(m.numel() for m in row)) for row in details.keep_mask],
             n_kept=[int(sum(m.sum() for m in row)) for row in details.keep_mask],
             latency_ms=metrics["latency_ms"],
             baseline_latency_ms=metrics.get("baseline_latency_ms"),

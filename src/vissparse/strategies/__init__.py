@@ -27,6 +27,7 @@ from vissparse.strategies.cosine import (
 )
 from vissparse.strategies.dart import DartScorer
 from vissparse.strategies.divprune import DivPruneScorer
+from vissparse.strategies.downsample import DownsampleScorer
 from vissparse.strategies.mmtok import MMTokScorer
 from vissparse.strategies.pool import PoolScorer
 from vissparse.strategies.prumerge import PruMergePlusScorer
@@ -52,6 +53,7 @@ __all__ = [
     "CosineScorer",
     "DartScorer",
     "DivPruneScorer",
+    "DownsampleScorer",
     "FastVScorer",
     "GridSegment",
     "ImageLayout",
