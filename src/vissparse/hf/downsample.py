@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from vissparse.adapters import family_of
 from vissparse.adapters.base import FamilySpec
 from vissparse.hf.inputs import Item
 from vissparse.host_sync import host_copy
@@ -136,6 +137,17 @@ def refuse_family(spec: FamilySpec) -> None:
             f"Qwen2.5-VL, Qwen3-VL, Qwen3.5); {spec.name} resizes every image to a fixed "
             "size: use scorer='pool', its analogue (average pooling on the token grid)"
         )
+
+
+def takes_any_size(model: Any) -> bool:
+    """Whether ``model``'s family runs ``scorer="downsample"`` (see :func:`refuse_family`).
+
+    Example:
+        >>> from vissparse.testing import tiny_model
+        >>> takes_any_size(tiny_model("qwen2_vl")[0]), takes_any_size(tiny_model("llava")[0])
+        (True, False)
+    """
+    return family_of(getattr(model.config, "model_type", None))[0].layout == "merged_grid"
 
 
 def resize_facts(processor: Any) -> ResizeFacts:

@@ -86,7 +86,9 @@ def answer_all(
                 kept += [sum(row) / len(row) for row in per_layer]
             else:
                 kept += [int(sum(int(m.sum()) for m in row)) for row in details.keep_mask]
-            total += [int(sum(m.numel() for m in row)) for row in details.keep_mask]
+            total += details.metrics.get("downsampled_from") or [  # downsample: full-size
+                int(sum(m.numel() for m in row)) for row in details.keep_mask
+            ]
     return texts, np.array(kept, dtype=np.float64), np.array(total, dtype=np.float64)
 
 
@@ -216,6 +218,7 @@ def run_scorers(
     every other run finds its reference finished (:func:`summarize_run`); the runs are
     returned in the order of ``keep_ratios`` and ``scorers``.
     """
+    from vissparse.hf.downsample import takes_any_size
     from vissparse.strategies.baselines import RandomScorer
 
     runs: list[Run] = []
@@ -235,8 +238,8 @@ def run_scorers(
         for name in sorted(scorers, key=lambda s: s != "random"):  # random first
             seeds: Sequence[int | None] = random_seeds if name == "random" else [None]
             stage = llm_stage(name, model, keep)
-            if stage is None:
-                continue
+            if stage is None or (name == "downsample" and not takes_any_size(model)):
+                continue  # (downsample: a fixed-size family; "pool" is its analogue)
             per_seed, kept_seed = [], []
             for seed in seeds:
                 scorer: Any = oracles.get(name, name) if seed is None else RandomScorer(seed=seed)
