@@ -21,6 +21,8 @@ SCORERS = [
     "visionzip",
     "prumerge+",
     "mmtok",
+    "scope",
+    "vispruner",
 ]
 # not "downsample": it picks no tokens (each image is resized before the encoder, every
 # token it emits kept), so the token-level contracts do not apply: tests/hf/test_downsample.py

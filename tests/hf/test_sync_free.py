@@ -75,7 +75,8 @@ def test_default_path_is_sync_free_on_every_family(family: str, mode: str) -> No
     _run_guarded(family, "cosine", mode)
 
 
-SYNC_FREE = ["cosine", "cosine-least", "cosine-max", "divprune", "mmtok", "random", "uniform"]
+SYNC_FREE = ["cosine", "cosine-least", "cosine-max", "divprune", "mmtok", "random", "scope",
+             "uniform", "vispruner"]  # fmt: skip
 ZOO = [*SYNC_FREE, *sorted(NOT_SYNC_FREE)]
 
 

@@ -41,9 +41,11 @@ from vissparse.strategies.registry import (
     register_scorer,
     register_strategy,
 )
+from vissparse.strategies.scope import ScopeScorer
 from vissparse.strategies.text_attention import FastVScorer, PDropScorer, TextAttentionScorer
 from vissparse.strategies.topk import TopKStrategy, kept_count, topk_mask
 from vissparse.strategies.visionzip import VisionZipScorer
+from vissparse.strategies.vispruner import VisPrunerScorer
 
 __all__ = [
     "SCORERS",
@@ -66,11 +68,13 @@ __all__ = [
     "PruMergePlusScorer",
     "PruningContext",
     "RandomScorer",
+    "ScopeScorer",
     "Selection",
     "TextAttentionScorer",
     "TokenScorer",
     "TopKStrategy",
     "UniformScorer",
+    "VisPrunerScorer",
     "VisionZipScorer",
     "build_scorer",
     "build_strategy",
