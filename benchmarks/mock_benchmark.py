@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -59,15 +60,59 @@ def main() -> None:
 
 
 def publish(text: str, md_path: Path, readme: Path | None, marker: str) -> None:
-    """Write a results table to ``md_path``, print it, and quote it in ``readme``."""
+    """Write a results table to ``md_path``, print it, and quote it in the docs.
+
+    ``readme`` names the repository's README: the block goes into every file among it
+    and ``docs/**/*.md`` beside it that holds the ``marker`` block (a block may live in
+    the docs only); none holding it is an error. Links from the repository root (plots
+    under ``benchmarks/``) are rewritten relative to each docs page.
+    """
     md_path.write_text(text.rstrip("\n") + "\n")
     print(text)
     if readme:
-        replace_between_markers(readme, marker, text.strip())
+        targets = marker_files(readme.parent, marker)
+        if not targets:
+            raise SystemExit(f"no file among {readme} and docs/**/*.md has a {marker} block")
+        for path in targets:
+            replace_between_markers(path, marker, relink(text.strip(), path, readme.parent))
+
+
+def marker_files(root: Path, name: str) -> list[Path]:
+    """README.md and ``docs/**/*.md`` under ``root`` that hold the ``name`` block."""
+    start = f"<!-- {name}:start -->"
+    candidates = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    return [path for path in candidates if path.is_file() and start in path.read_text()]
+
+
+def relink(text: str, path: Path, root: Path) -> str:
+    """Rewrite ``](benchmarks/...)`` links, written from ``root``, for the file ``path``.
+
+    A docs page links the plots where the docs site serves them, at their repository
+    path inside the site (``docs/_hooks/results_files.py``): relative to ``docs/``.
+
+    Example:
+        >>> relink("![a](benchmarks/a.png)", Path("r/docs/testbed/index.md"), Path("r"))
+        '![a](../benchmarks/a.png)'
+    """
+    docs = root / "docs"
+    base = docs if docs in path.parents else root
+    prefix = os.path.relpath(base, path.parent).replace(os.sep, "/")
+    if prefix == ".":
+        return text
+    return text.replace("](benchmarks/", f"]({prefix}/benchmarks/")
 
 
 def replace_between_markers(path: Path, name: str, text: str) -> None:
-    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    r"""Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+
+    Example:
+        >>> import tempfile
+        >>> page = Path(tempfile.mkdtemp()) / "page.md"
+        >>> _ = page.write_text("a\n<!-- t:start -->\nold\n<!-- t:end -->\nb\n")
+        >>> replace_between_markers(page, "t", "new")
+        >>> page.read_text()
+        'a\n<!-- t:start -->\nnew\n<!-- t:end -->\nb\n'
+    """
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     content = path.read_text()
     head, _, rest = content.partition(start)
