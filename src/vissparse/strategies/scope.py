@@ -35,7 +35,13 @@ Deviations from the released code:
 - the budget is ``ceil(keep_ratio * n)`` (the code takes ``k`` tokens as given; its
   batched path divides ``k`` by the batch size) and the kept tokens keep their original
   positions (the code re-sorts them, ``restore_image_features_sorted_scope``);
-- LLaVA-NeXT's newline tokens count against the budget and are kept with their row.
+- LLaVA-NeXT's newline tokens count against the budget and are kept with their row;
+  every family runs this LLaVA-1.5 function (the released LLaVA-NeXT path calls a
+  separate ``FacilityLocation`` routine, not transcribed here);
+- pruning happens before the language model, as in the released LLaVA-1.5 code (a
+  summary of the paper speaks of pruning at an LLM layer; the code does not).
+
+Cost: the ``[B, N, N]`` similarity matrix and ``k`` steps of ``O(B N^2)`` each.
 
 Prompt-agnostic: the query is ignored. Sync-free: the loop only launches kernels.
 
