@@ -48,8 +48,9 @@ Cost: an ``[n, n]`` and an ``[T, n]`` similarity per image (``T`` the prompt slo
 ``k`` greedy steps, each ``O((T + n) n)`` over the batch. Sync-free: every step only
 launches kernels (``k`` steps from Python; ``k`` of the padded width, known on the host).
 Rows are independent: the similarities are computed row by row (a batched matrix
-product may round differently with the batch size); a row's picks can still move in the
-last bits with the padded width of its batch, like every reduction over padded rows.
+product may round differently with the batch size). A row's gains can still differ in
+the last bits with the padded width of its batch (sums over zero padding regroup), which
+can only reorder gains that tie to within rounding; exact ties (duplicate tokens) stay.
 
 Example:
     >>> tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]])
