@@ -1,40 +1,65 @@
-"""The README's own-scorer examples run as written."""
+"""The README: its code blocks run (see ``tests/doc_blocks.py``), it keeps the product's
+contract lines and the test command, it stays short, its links resolve, and its two
+figures are generated."""
 
 import re
-from pathlib import Path
 
-from vissparse import VisSparse
+import pytest
+
+from tests.doc_blocks import README, ROOT, blocks, fast, runnable_python
 from vissparse.strategies import SCORERS
-from vissparse.testing import random_image, tiny_model
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_block(marker: str) -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    (block,) = [b for b in blocks if marker in b]
-    return block
-
-
-def test_context_scorer_example_keeps_the_centre_of_the_grid():
-    exec(readme_block("class CentreScorer"), {})
-    try:
-        model, processor = tiny_model("qwen2_vl")
-        pipe = VisSparse(base_model=model, processor=processor, keep_ratio=0.05, scorer="centre")
-        details = pipe.generate(image=random_image(84, 140), prompt="Where?", max_new_tokens=1,
-                                return_details=True)  # fmt: skip
-        keep = details.keep_mask[0]  # a 3 x 5 merged grid: one token, the centre (1, 2)
-        assert keep.nonzero().flatten().tolist() == [7]
-    finally:
-        SCORERS._classes.pop("centre", None)
+CONTRACT = (
+    "from vissparse import VisSparse",
+    'model = VisSparse(base_model="Qwen/Qwen2-VL-7B", keep_ratio=0.10)',
+    'output = model.generate(image=img, prompt="What color is the car?")',
+    'model = VisSparse(base_model="mock", keep_ratio=0.10, mock=True)',
+    "results = model.benchmark(n_samples=100)",
+    "print(f\"Speedup: {results['speedup']:.1f}x, "
+    "Accuracy delta: {results['accuracy_delta']:.2%}\")",
+)
 
 
-def test_own_scorer_example_registers_and_runs():
-    exec(readme_block("class NormScorer"), {})
-    try:
-        results = VisSparse(base_model="mock", mock=True, scorer="norm").benchmark(
-            n_samples=2, progress=False
-        )
-        assert results["n_samples"] == 2 and results["n_kept"] < results["n_image_tokens"]
-    finally:
-        SCORERS._classes.pop("norm", None)
+def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    for block in runnable_python(README):
+        exec(compile(fast(block.code), block.where, "exec"), namespace)
+    assert re.search(r"Speedup: \d+\.\dx, Accuracy delta: -?\d+\.\d\d%", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("line", CONTRACT)
+def test_readme_keeps_the_contract_lines(line):
+    code = "".join(b.code for b in blocks(README) if b.language == "python")
+    assert line in code.splitlines()
+
+
+def test_readme_names_the_ci_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "`make test`" in README.read_text()
+
+
+def test_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 250
+
+
+def test_readme_links_resolve():
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text()):
+        if not target.startswith(("http://", "https://")):
+            assert (ROOT / target).exists(), f"README links to a missing {target}"
+
+
+def test_readme_lists_every_method():
+    text = README.read_text()
+    missing = [name for name in SCORERS.names() if f"`{name}`" not in text]
+    assert not missing, f"add to the README's method table: {missing}"
+
+
+def test_readme_figures_are_generated():
+    text = README.read_text()
+    block = text.split("<!-- readme-figures:start -->")[1].split("<!-- readme-figures:end -->")[0]
+    assert "Measured by `make bench-testbed` on" in block
+    assert "Measured by `make bench-vllm` on" in block
+    outside = text.replace(block, "")
+    # no measured figure typed by hand outside the generated block
+    assert not re.search(r"\d+(\.\d+)?x\b(?! unpruned)|\d+\.\d+%", outside)

@@ -22,7 +22,7 @@ from vissparse.testbed.checkpoints import checkpoint_dir  # noqa: E402
 from vissparse.testbed.questions import make_questions  # noqa: E402
 
 HERE = Path(__file__).parent
-README = HERE.parents[1] / "README.md"
+README = HERE.parents[1] / "docs" / "serving.md"  # the serving examples
 SETTINGS = {"keep_ratio": 0.25, "scorer": "divprune"}
 N = 6
 
