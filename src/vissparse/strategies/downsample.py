@@ -36,6 +36,12 @@ class DownsampleScorer(TokenScorer):
     ``1 / r**2``); here the per-side factor is about ``1 / sqrt(keep_ratio)``, rounded to
     whole merge units, so every keep ratio has a row.
 
+    On the testbed: the ``qwen2_vl`` checkpoint was trained at one image size only
+    (every scene is 128 x 128 and its processor pins ``min_pixels = max_pixels = 128**2``,
+    so 16 x 16 tokens), so a downsampled image is a size it never saw; that puts this
+    baseline at a disadvantage there. The processor's ``min_pixels`` is lowered for the
+    downsampled call, or it would scale the image back up.
+
     LLaVA-1.5 / LLaVA-NeXT / InternVL / Gemma 3 resize every image to a fixed size, so
     they refuse it; ``"pool"`` (average pooling on the token grid) is their analogue.
     This class is only the marker the HF pipeline reads (``resizes_images``): after the
