@@ -107,7 +107,8 @@ def plot_pareto(
 ) -> Path:  # fmt: skip
     """Accuracy against prefill speedup, a line per method over its keep ratios.
 
-    The Pareto front is a thick grey step line, ``unpruned`` a star.
+    The Pareto front is a thick grey step line (the best accuracy at least as fast as each
+    speedup), ``unpruned`` a star.
 
     ``styles`` maps a scorer to matplotlib line options (colour, line style).
 
@@ -126,7 +127,7 @@ def plot_pareto(
     front = sorted((p for p in points if p["pareto"]), key=lambda p: p["prefill_speedup"])
     if front:
         ax.step([p["prefill_speedup"] for p in front], [p["accuracy"] for p in front],
-                where="post", color="grey", lw=5, alpha=0.35, label="Pareto front")  # fmt: skip
+                where="pre", color="grey", lw=5, alpha=0.35, label="Pareto front")  # fmt: skip
     for method in dict.fromkeys(p["method"] for p in points):
         mine = sorted((p for p in points if p["method"] == method),
                       key=lambda p: p["prefill_speedup"])  # fmt: skip
@@ -139,6 +140,11 @@ def plot_pareto(
             style["ls"] = ":"
         ax.plot(x, y, marker="o", ms=3, label=method, **style)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    times = FuncFormatter(lambda v, _: f"{v:.3g}x")
+    ax.xaxis.set_major_formatter(times)
+    ax.xaxis.set_minor_formatter(times)
     ax.set_xlabel("measured prefill speedup (log scale)")
     ax.set_ylabel("testbed accuracy")
     ax.set_ylim(0, 1.02)
