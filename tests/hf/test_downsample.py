@@ -2,6 +2,7 @@
 
 import copy
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from vissparse.hf.downsample import (
 from vissparse.hf.inputs import normalize_batch
 from vissparse.hf.pipeline import HFPipeline
 from vissparse.host_sync import no_host_sync
+from vissparse.lmms.sample_log import sample_rows
 from vissparse.strategies import DownsampleScorer, TopKStrategy, select_tokens
 from vissparse.strategies.context import PruningContext
 from vissparse.testing import random_image, tiny_model
@@ -192,3 +194,11 @@ def test_pruning_path_is_sync_free():
         batch = pipe.select_and_apply(emb, prompt_mask, None, None, vision)
     torch.testing.assert_close(batch.inputs_embeds, reference.inputs_embeds)
     assert batch.n_kept == batch.n_image_tokens == _image_tokens(small, model)
+
+
+def test_lmms_sample_rows_count_the_full_size_images():
+    masks = [[torch.ones(4, dtype=torch.bool)], [torch.ones(2, dtype=torch.bool)]]
+    metrics = {"latency_ms": 1.0, "downsampled_from": [16, 8]}
+    rows = sample_rows(SimpleNamespace(keep_mask=masks, metrics=metrics, text=["a", "b"]),
+                       [("t", 0), ("t", 1)])  # fmt: skip
+    assert [(r["image_tokens"], r["kept_tokens"]) for r in rows] == [(16, 4.0), (8, 2.0)]

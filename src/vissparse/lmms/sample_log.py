@@ -36,9 +36,10 @@ def sample_rows(details: Any, keys: Sequence[tuple[str, Any]]) -> list[dict[str,
     per_layer = details.metrics.get("image_tokens_per_layer")
     latency = float(details.metrics["latency_ms"])
     texts = details.text
+    full = details.metrics.get("downsampled_from")  # scorer="downsample": full-size counts
     rows = []
     for i, (task, doc_id) in enumerate(keys):
-        total = int(sum(m.numel() for m in masks[i]))
+        total = int(full[i]) if full else int(sum(m.numel() for m in masks[i]))
         if per_layer is not None:  # inside the LM: the average over layers is the count
             kept = float(sum(per_layer[i]) / len(per_layer[i]))
         else:
