@@ -326,6 +326,8 @@ class VisSparse:
         pipe = self._pipeline_for(keep_ratio)
         inputs, prompt_mask, _, _ = pipe._encode(sample["image"], sample["prompt"])
         full = prefill_flops(pipe, inputs, prompt_mask, prune=False)
+        # scorer="downsample": the pruned side runs on the downsampled image (else the same)
+        inputs, prompt_mask, _, _ = pipe._encode(sample["image"], sample["prompt"], True)
         return full / prefill_flops(pipe, inputs, prompt_mask, prune=True)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ import torch
 from transformers.image_processing_utils import SizeDict
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_resize
 
+from vissparse import VisSparse
 from vissparse.config import PruningConfig
 from vissparse.hf.downsample import (
     Downsampler,
@@ -202,3 +203,15 @@ def test_lmms_sample_rows_count_the_full_size_images():
     rows = sample_rows(SimpleNamespace(keep_mask=masks, metrics=metrics, text=["a", "b"]),
                        [("t", 0), ("t", 1)])  # fmt: skip
     assert [(r["image_tokens"], r["kept_tokens"]) for r in rows] == [(16, 4.0), (8, 2.0)]
+
+
+def test_tune_flop_bound_counts_the_downsampled_image():
+    model, processor = tiny_model("qwen2_vl")
+    sample = {"image": random_image(112, 112, seed=1), "prompt": PROMPT}
+    bounds = {
+        scorer: VisSparse(base_model=model, processor=processor, scorer=scorer)._flop_bound(
+            sample, 0.25
+        )
+        for scorer in ("downsample", "random")
+    }
+    assert bounds["downsample"] > bounds["random"] > 1.0  # the same kept count, a smaller ViT
