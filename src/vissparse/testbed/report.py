@@ -31,6 +31,11 @@ SCORER_STYLE = {
     "cdpruner": dict(color="tab:pink"),
     "visionzip": dict(color="tab:cyan"),
     "prumerge+": dict(color="tab:gray"),
+    "cosine-mean": dict(color="salmon"),
+    "downsample": dict(color="darkgreen", ls="--"),
+    "mmtok": dict(color="navy"),
+    "scope": dict(color="teal"),
+    "vispruner": dict(color="indigo"),
     # inside the language model (stage="llm"): dotted
     "fastv": dict(color="tab:red", ls=":"),
     "pdrop": dict(color="tab:blue", ls=":"),
