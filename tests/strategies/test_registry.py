@@ -16,7 +16,7 @@ from vissparse.strategies import (
 def test_builtin_names():
     expected = {"cosine", "cosine-least", "cosine-max", "divprune", "dart", "cdpruner", "pool",
                 "visionzip", "prumerge+", "random", "uniform", "mmtok",
-                "downsample", "scope", "vispruner"}  # fmt: skip
+                "downsample", "scope", "vispruner", "cosine-mean"}  # fmt: skip
     assert expected <= set(SCORERS.names())
     assert get_scorer("cosine") is CosineScorer
     assert get_strategy("topk") is TopKStrategy

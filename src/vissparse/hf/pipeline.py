@@ -17,6 +17,7 @@ from vissparse.adapters import Embedded, get_adapter
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
+from vissparse.content_words import attach_content_mask, content_mask_of
 from vissparse.hf.apply_mode import apply_mode
 from vissparse.hf.compiled import check_compilable, full_batch, generate_from
 from vissparse.hf.downsample import downsampler_for
@@ -133,7 +134,12 @@ class HFPipeline(LLMStage):
         for key, value in inputs.items():
             if torch.is_floating_point(value):
                 inputs[key] = value.to(self.model.dtype)
-        return inputs, prompt_mask.to(self.model.device), items, batched
+        device = self.model.device  # the content words travel with the prompt mask
+        content = content_mask_of(prompt_mask)
+        mask = prompt_mask.to(device)
+        if content is not None:
+            attach_content_mask(mask, content.to(device))
+        return inputs, mask, items, batched
 
     def prepare_inputs(self, image: Any, prompt: Any) -> Any:
         """The processor output exactly as the model is fed with it (unpruned)."""
@@ -250,10 +256,12 @@ class HFPipeline(LLMStage):
         """
         rows = to_device(torch.tensor(emb.image_sample, dtype=torch.long), query.device)
         words = "prompt_embeddings" in self.signals
+        content = content_mask_of(prompt_mask) if words else None
         return self.core.context(
             tokens, query.index_select(0, rows), valid, present,
             prompt_embeddings=hidden.index_select(0, rows) if words else None,
             prompt_mask=prompt_mask.index_select(0, rows) if words else None, layouts=layouts,
+            content_mask=None if content is None else content.index_select(0, rows),
             keys=keys,
             vision=vision, text_attention=text_attention,
         )  # fmt: skip

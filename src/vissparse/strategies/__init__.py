@@ -23,6 +23,7 @@ from vissparse.strategies.cosine import (
     CosineScorer,
     LeastCosineScorer,
     MaxCosineScorer,
+    MeanCosineScorer,
     cosine_scores,
 )
 from vissparse.strategies.dart import DartScorer
@@ -63,6 +64,7 @@ __all__ = [
     "MMTokScorer",
     "MaskStrategy",
     "MaxCosineScorer",
+    "MeanCosineScorer",
     "PDropScorer",
     "PoolScorer",
     "PruMergePlusScorer",
