@@ -4,8 +4,8 @@ For each registered input-stage scorer (the downsampling baseline included where
 registered and the family takes it), runs ``vissparse bench --model-config`` at keep
 0.05, 0.1, 0.25 and 0.5 on the shape-faithful ``llava-1.5-7b`` and ``qwen2-vl-7b``
 configs (paired baseline vs pruned, medians), and the in-LLM stage (fastv, pdrop,
-text-attn) at the same AVERAGE image tokens per layer. It joins the result with the
-testbed accuracy that ``make bench-testbed`` wrote
+text-attn, at the testbed eval's layers) at the same AVERAGE image tokens per layer. It
+joins the result with the testbed accuracy that ``make bench-testbed`` wrote
 (``benchmarks/results/testbed/testbed_eval.json``, whose oracle rows give the ceiling)
 and writes, per testbed model, a table ranked by accuracy at keep 0.1, the Pareto plot
 (accuracy against measured prefill speedup, every method over its keeps) and the
@@ -27,17 +27,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from llm_benchmark import FASTV_LAYER, PDROP_DEPTH
 from mock_benchmark import publish
 
 from vissparse.bench.model_bench import check_model_bench, run_model_bench
 from vissparse.bench.model_configs import MODEL_CONFIGS
 from vissparse.bench.pareto import join_points, pareto_table, plot_pareto
 from vissparse.bench.report import machine_description, machine_name
-from vissparse.llm.schedule import PDROP_LAYERS, schedule_for_average
+from vissparse.llm.schedule import schedule_for_average
 from vissparse.strategies import SCORERS, build_scorer
 from vissparse.strategies.base import reads_llm_attention
 from vissparse.testbed.ceiling import ceilings, with_ceiling
+from vissparse.testbed.evaluate import llm_layers as testbed_llm_layers
 from vissparse.testbed.report import SCORER_STYLE
 
 # testbed model -> the shape-faithful config of the same family
@@ -59,10 +59,13 @@ def llm_scorers() -> list[str]:
 
 
 def llm_layers(scorer: str, text_layers: int) -> tuple[int, ...]:
-    """Where ``scorer`` prunes in a ``text_layers``-layer model (as `make bench-llm`)."""
-    if scorer == "pdrop":
-        return tuple(max(1, round(layer * text_layers / PDROP_DEPTH)) for layer in PDROP_LAYERS)
-    return (FASTV_LAYER,)
+    """Where ``scorer`` prunes in a ``text_layers``-layer model, as in the testbed eval.
+
+    :func:`vissparse.testbed.evaluate.llm_layers`: speed and accuracy are then of the same
+    schedule (both configs have 4 language-model layers at the default depth / 8, as the
+    testbed models do).
+    """
+    return testbed_llm_layers(scorer, text_layers)
 
 
 def _wanted(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -103,10 +106,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     inputs, inside = _wanted(args)
 
-    def progress(config: str, keep: float | None = None) -> Any:
+    def progress(config: str, average: dict[float, float] | None = None) -> Any:
+        """An ``on_row``; ``average`` maps an in-LLM final keep to its average keep."""
+
         def show(report: dict[str, Any]) -> None:
             row = report["results"][-1]
-            runs.append(_speed_row(config, row, row["keep_ratio"] if keep is None else keep))
+            keep = (average or {}).get(row["keep_ratio"], row["keep_ratio"])
+            runs.append(_speed_row(config, row, keep))
             r = runs[-1]
             minutes = (time.perf_counter() - start) / 60
             print(f"[{len(runs)}, {minutes:.1f} min] {config} {r['scorer']} ({r['stage']}) "
@@ -129,15 +135,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"skipped {scorer} on {config}: it prunes at layer {layers[-1]}, beyond "
                       f"the {text_layers} layers at depth / {args.depth_scale:g}")  # fmt: skip
                 continue
-            for keep in args.keep:  # at equal average image tokens per layer
+            average = {}  # final keep -> average keep: equal image tokens per layer
+            for keep in args.keep:
                 schedule = schedule_for_average(layers, text_layers, keep)
                 if schedule is None:
                     print(f"skipped {scorer} on {config} at keep {keep:g}: its layers before "
                           f"{layers[0]} alone see more than that on average")  # fmt: skip
                     continue
-                run_model_bench(config, [schedule.keep_ratio], scorer=scorer, stage="llm",
+                average[schedule.keep_ratio] = keep
+            if average:
+                run_model_bench(config, list(average), scorer=scorer, stage="llm",
                                 layer=layers if len(layers) > 1 else layers[0],
-                                on_row=progress(config, keep), **common)  # type: ignore[arg-type]  # fmt: skip
+                                on_row=progress(config, average), **common)  # type: ignore[arg-type]  # fmt: skip
     return {
         "command": " ".join(["python benchmarks/methods_benchmark.py", *sys.argv[1:]]),
         "machine": machine_description(), "depth_scale": args.depth_scale,

@@ -85,7 +85,7 @@ def test_plot_is_written(tmp_path):
 def methods_benchmark(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield importlib.import_module("methods_benchmark")
-    for name in ("methods_benchmark", "llm_benchmark", "mock_benchmark"):
+    for name in ("methods_benchmark", "mock_benchmark"):
         sys.modules.pop(name, None)
 
 
