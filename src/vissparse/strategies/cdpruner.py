@@ -14,7 +14,8 @@ Pruning in MLLMs" (2025, arXiv:2506.10967). The method, per image:
   the released code runs: ``Theia-4869/CDPruner``'s ``llava/model/llava_arch.py`` has the
   ``exp`` step commented out in every commit, so the published numbers come without it
   (on the project's testbed checkpoints ``theta = 0.5`` kept more answers at keep 0.1,
-  ``vissparse testbed eval``: the milder relevance weight suits its weak text signal);
+  ``vissparse testbed eval``; probably because its text signal is weak and the exp step
+  weighs relevance less);
 - the kernel ``L = diag(r) S diag(r)``, and the greedy MAP inference of the DPP (Chen et
   al., 2018, incremental Cholesky) picks ``k`` tokens.
 
