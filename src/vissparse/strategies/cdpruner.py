@@ -9,10 +9,11 @@ Pruning in MLLMs" (2025, arXiv:2506.10967). The method, per image:
   min r)``. The negation is the official code's: a token *less* similar to the text
   counts as more relevant;
 - optionally (``theta < 1``) the paper's relevance step ``r <- exp(alpha * r)`` with
-  ``alpha = theta / (2 (1 - theta))`` (the paper's Eq. for the conditional kernel, with
-  ``theta = 0.5`` there). The default ``theta = 1`` leaves ``r`` as it is, which is what
-  the released code runs: ``Theia-4869/CDPruner``'s ``llava/model/llava_arch.py`` has the
-  ``exp`` step commented out in every commit, so the published numbers come without it
+  ``alpha = theta / (2 (1 - theta))`` (the paper's relevance weighting; the released
+  code keeps it as a comment with ``theta = 0.5``). The default ``theta = 1`` leaves
+  ``r`` as it is, which is what the released code runs: ``Theia-4869/CDPruner``'s
+  ``llava/model/llava_arch.py`` has the ``exp`` step commented out in every commit, so
+  the published numbers come without it
   (on the project's testbed checkpoints ``theta = 0.5`` kept more answers at keep 0.1,
   ``vissparse testbed eval``; probably because its text signal is weak and the exp step
   weighs relevance less);
@@ -117,8 +118,8 @@ class CDPrunerScorer(BudgetedMethod):
     Picks ``k`` tokens by greedy DPP MAP inference on a kernel of token similarity
     weighted by relevance to the prompt's words (signal ``"prompt_embeddings"``).
     ``theta``: 1 (default) uses the relevance as the released code does; below 1 applies
-    the paper's ``exp(theta / (2 (1 - theta)) * r)`` step (0.5 in the paper), which the
-    released code leaves commented out. See the module docstring for the paper and every
+    the paper's ``exp(theta / (2 (1 - theta)) * r)`` step, which the released code
+    leaves commented out (with ``theta = 0.5``). See the module docstring for the paper and every
     deviation from it. Cost: an ``n x n`` kernel and ``k`` greedy steps per image.
 
     Example:
