@@ -54,7 +54,7 @@ class SelectionCore:
     """One method (scorer + strategy): the signals it reads, and its choice per image.
 
     Example:
-        >>> core = SelectionCore("cosine", "topk")
+        >>> core = SelectionCore("cosine-mean", "topk")
         >>> tokens = torch.eye(4)[None]
         >>> ctx = core.context(tokens, torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
         >>> core.choose(ctx, 0.25).keep.tolist()

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from vissparse.strategies import CosineScorer, LeastCosineScorer, TopKStrategy
+from vissparse.strategies import (
+    CosineScorer,
+    LeastCosineScorer,
+    MeanCosineScorer,
+    TopKStrategy,
+    build_scorer,
+)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
@@ -13,19 +19,41 @@ def test_scores_are_float32_whatever_the_input(dtype):
 def test_matches_torch_cosine_similarity():
     tokens, query = torch.randn(3, 7, 16), torch.randn(3, 16)
     expected = torch.nn.functional.cosine_similarity(tokens, query[:, None], dim=-1)
-    torch.testing.assert_close(CosineScorer().score(tokens, query), expected)
+    torch.testing.assert_close(MeanCosineScorer().score(tokens, query), expected)
+    torch.testing.assert_close(build_scorer("cosine-mean").score(tokens, query), expected)
 
 
 def test_least_direction_keeps_the_least_similar():
     tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]])
     query = torch.tensor([[1.0, 0.0]])
-    most = TopKStrategy().select(CosineScorer().score(tokens, query), 0.3)
-    least = TopKStrategy().select(CosineScorer(largest=False).score(tokens, query), 0.3)
+    plain_least = CosineScorer(largest=False, centre=False)
+    most = TopKStrategy().select(MeanCosineScorer().score(tokens, query), 0.3)
+    least = TopKStrategy().select(plain_least.score(tokens, query), 0.3)
     assert most.tolist() == [[True, False, False]]
     assert least.tolist() == [[False, True, False]]
     torch.testing.assert_close(
-        LeastCosineScorer().score(tokens, query), CosineScorer(largest=False).score(tokens, query)
+        LeastCosineScorer().score(tokens, query), plain_least.score(tokens, query)
     )
+
+
+def test_the_default_is_the_centred_least_similar():
+    """Regression (issue 34 item 3): the default kept the background tokens.
+
+    Image tokens share one dominant direction, which the background carries most; the
+    mean prompt embedding leans on it. The seed's cosine keeps the background token, the
+    default (centred, least similar) keeps the two objects first.
+    """
+    tokens = torch.tensor([[[2.0, 0.0, 5.0], [0.0, 2.0, 5.0], [0.0, 0.0, 6.0]]])
+    query = torch.tensor([[0.05, 0.0, 1.0]])
+    default = CosineScorer()
+    assert (default.largest, default.words, default.aggregate, default.centre) == (
+        False, "all", "mean", True,
+    )  # fmt: skip
+    assert isinstance(build_scorer("cosine"), CosineScorer) and default.requires == frozenset()
+    keep = TopKStrategy().select(default.score(tokens, query), 0.6)
+    seed = TopKStrategy().select(MeanCosineScorer().score(tokens, query), 0.6)
+    assert keep.tolist() == [[True, True, False]]
+    assert seed[0, 2]  # the seed's plain form keeps the background
 
 
 def test_shape_errors_name_the_argument():

@@ -88,12 +88,12 @@ def test_content_words_change_the_ranking():
     mask = torch.ones(1, 2, dtype=torch.bool)
     ctx = PruningContext(tokens, words.mean(1), prompt_embeddings=words, prompt_mask=mask,
                          content_mask=torch.tensor([[True, False]]))  # fmt: skip
-    everything = CosineScorer(words="all", aggregate="mean").score_context(ctx)
-    content = CosineScorer(words="content", aggregate="mean").score_context(ctx)
+    everything = CosineScorer(True, words="all", centre=False).score_context(ctx)
+    content = CosineScorer(True, words="content", centre=False).score_context(ctx)
     assert int(everything.argmax()) == 1 and int(content.argmax()) == 0
     ctx.content_mask = None  # a pipeline that does not know the words: the whole prompt
     torch.testing.assert_close(
-        CosineScorer(words="content", aggregate="mean").score_context(ctx), everything
+        CosineScorer(True, words="content", centre=False).score_context(ctx), everything
     )
 
 
@@ -102,17 +102,17 @@ def test_centring_subtracts_the_image_mean_from_the_tokens_only():
     # shared direction, so the plain cosine ranks the background first
     tokens = torch.tensor([[[2.0, 0.0, 5.0], [0.0, 2.0, 5.0], [0.0, 0.0, 6.0]]])
     query = torch.tensor([[0.05, 0.0, 1.0]])
-    plain = CosineScorer(centre=False).score(tokens, query)
-    centred = CosineScorer(centre=True).score(tokens, query)
+    plain = CosineScorer(True, centre=False).score(tokens, query)
+    centred = CosineScorer(True, centre=True).score(tokens, query)
     assert int(plain.argmax()) == 2
     expected = cosine_scores(tokens - tokens.mean(dim=1, keepdim=True), query)
     torch.testing.assert_close(centred, expected)
-    least = CosineScorer(centre=True, largest=False).score(tokens, query)
+    least = CosineScorer(False, centre=True).score(tokens, query)
     assert int(least.argmin()) == 2  # centred and negated: the background goes last
     # padding is left out of the image mean
     padded = torch.cat([tokens, torch.tensor([[[50.0, 50.0, 50.0]]])], dim=1)
     valid = torch.tensor([[True, True, True, False]])
-    torch.testing.assert_close(CosineScorer(centre=True).score(padded, query, valid)[:, :3],
+    torch.testing.assert_close(CosineScorer(True, centre=True).score(padded, query, valid)[:, :3],
                                centred)  # fmt: skip
 
 
@@ -121,11 +121,11 @@ def test_least_negates_each_word_before_the_aggregate():
     words = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     ctx = PruningContext(tokens, words.mean(1), prompt_embeddings=words,
                          prompt_mask=torch.ones(1, 2, dtype=torch.bool))  # fmt: skip
-    most = CosineScorer(aggregate="max").score_context(ctx)
-    least = CosineScorer(aggregate="max", largest=False).score_context(ctx)
+    most = CosineScorer(True, aggregate="max", centre=False).score_context(ctx)
+    least = CosineScorer(False, aggregate="max", centre=False).score_context(ctx)
     assert most[0].tolist() == pytest.approx([1.0, 1.0, 0.0])
     assert least[0].tolist() == pytest.approx([0.0, 0.0, 1.0])  # most opposite to a word
-    soft = CosineScorer(aggregate="softmax", largest=False).score_context(ctx)
+    soft = CosineScorer(False, aggregate="softmax", centre=False).score_context(ctx)
     assert int(soft.argmax()) == 2  # EADP's softmax(-cos / T): mass on the opposite token
 
 

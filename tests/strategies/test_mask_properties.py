@@ -8,7 +8,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tests.strategies.strategies_hyp import keep_ratios, min_gap, token_batches
-from vissparse.strategies import CosineScorer, TopKStrategy, cosine_scores, kept_count
+from vissparse.strategies import (
+    CosineScorer,
+    MeanCosineScorer,
+    TopKStrategy,
+    cosine_scores,
+    kept_count,
+)
 
 SCORER, TOPK = CosineScorer(), TopKStrategy()
 
@@ -141,7 +147,12 @@ def test_prompt_adaptivity_two_queries_two_masks():
     car[0], sky[1] = 1.0, 1.0
     tokens[0, :8] += 4 * car  # a "car" region
     tokens[0, 40:48] += 4 * sky  # a "sky" region
-    mask_car = mask_of(tokens, car[None], 0.125)
-    mask_sky = mask_of(tokens, sky[None], 0.125)
+    # the seed's plain cosine keeps the region that matches the query
+    mask_car = mask_of(tokens, car[None], 0.125, scorer=MeanCosineScorer())
+    mask_sky = mask_of(tokens, sky[None], 0.125, scorer=MeanCosineScorer())
     assert not torch.equal(mask_car, mask_sky)
     assert bool(mask_car[0, :8].all()) and bool(mask_sky[0, 40:48].all())
+    # the default (centred, least similar) adapts to the query too: it drops that region
+    default_car, default_sky = mask_of(tokens, car[None], 0.125), mask_of(tokens, sky[None], 0.125)
+    assert not torch.equal(default_car, default_sky)
+    assert not bool(default_car[0, :8].any()) and not bool(default_sky[0, 40:48].any())

@@ -345,8 +345,8 @@ def score_and_select(
     ``sample_keys`` reaches only scorers that require the ``"sample_keys"`` signal.
 
     Example:
-        >>> from vissparse.strategies import CosineScorer, TopKStrategy
-        >>> keep = score_and_select(CosineScorer(), TopKStrategy(), torch.eye(4)[None],
+        >>> from vissparse.strategies import MeanCosineScorer, TopKStrategy
+        >>> keep = score_and_select(MeanCosineScorer(), TopKStrategy(), torch.eye(4)[None],
         ...                         torch.tensor([[0.0, 1.0, 0.0, 0.0]]), 0.25)
         >>> keep.tolist()
         [[False, True, False, False]]
@@ -361,9 +361,9 @@ def select_tokens(
     """``scorer.plan`` on ``ctx``, checked: the keep mask and any merge assignment.
 
     Example:
-        >>> from vissparse.strategies import CosineScorer, TopKStrategy
+        >>> from vissparse.strategies import MeanCosineScorer, TopKStrategy
         >>> ctx = PruningContext(torch.eye(4)[None], torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
-        >>> select_tokens(CosineScorer(), TopKStrategy(), ctx, 0.25).keep.tolist()
+        >>> select_tokens(MeanCosineScorer(), TopKStrategy(), ctx, 0.25).keep.tolist()
         [[False, False, True, False]]
     """
     check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
