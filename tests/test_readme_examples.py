@@ -51,7 +51,9 @@ def test_readme_links_resolve():
 
 def test_readme_lists_every_method():
     text = README.read_text()
-    missing = [name for name in SCORERS.names() if f"`{name}`" not in text]
+    # the package's own methods (tests register throwaway scorers in the same registry)
+    shipped = [n for n in SCORERS.names() if SCORERS.get(n).__module__.startswith("vissparse.")]
+    missing = [name for name in shipped if f"`{name}`" not in text]
     assert not missing, f"add to the README's method table: {missing}"
 
 
