@@ -138,8 +138,8 @@ class CosineScorer(TokenScorer):
 
     def score_context(self, ctx: PruningContext) -> Tensor:
         """Scores from the context (the prompt's words where an option needs them)."""
-        if not self.requires:
-            return self.score(ctx.image_tokens, ctx.query, ctx.valid)
+        if not self.requires:  # TokenScorer's path (it hands sample_keys to a subclass)
+            return super().score_context(ctx)
         check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
         words = ctx.need("prompt_embeddings", self)
         mask = ctx.need("prompt_mask", self)
