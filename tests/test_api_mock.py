@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from vissparse import VisSparse
+from vissparse import PruningConfig, VisSparse
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,15 @@ def test_readme_snippet(cosine_results, capsys):
             "baseline_latency_ms", "keep_ratio", "n_samples", "scorer"}  # fmt: skip
     assert keys <= results.keys()
     assert results["n_samples"] == 100 and results["keep_ratio"] == 0.10
-    assert results["scorer"] == "cosine"
+    # mock mode's default is the plain cosine its answer rule is built on
+    assert results["scorer"] == "cosine-mean"
+    assert results["accuracy_delta"] <= 0.10
+
+
+def test_mock_default_scorer_only_when_none_is_given():
+    assert VisSparse(base_model="mock", mock=True).config.scorer == "cosine-mean"
+    assert VisSparse(base_model="mock", mock=True, scorer="cosine").config.scorer == "cosine"
+    assert PruningConfig().scorer == "cosine"
 
 
 def test_every_call_is_recorded(cosine_results):

@@ -20,6 +20,8 @@ from vissparse.records import CallRecord
 from vissparse.strategies.base import MaskStrategy, TokenScorer
 
 MOCK_NAME = "mock"
+# the mock's default scorer: its answer rule pools the tokens most similar to the prompt
+MOCK_DEFAULT_SCORER = "cosine-mean"
 _MOCK_OPTIONS = {"dim", "n_tokens", "model_config", "sample_config", "seed"}
 
 
@@ -31,7 +33,11 @@ class VisSparse:
             ``from_pretrained``), an already-loaded model (with ``processor=``), or
             ``"mock"`` (with ``mock=True``) for the synthetic CPU model.
         keep_ratio: fraction of each image's tokens to keep, in [0.05, 1.0].
-        scorer: registered scorer name or :class:`TokenScorer` instance.
+        scorer: registered scorer name or :class:`TokenScorer` instance. Default:
+            ``"cosine"`` (the centred least-similar cosine, chosen on the testbed); with
+            ``mock=True``, ``"cosine-mean"``, the plain cosine the mock world's answer rule
+            is built on (its answers sit in the tokens most similar to the prompt, so the
+            least-similar default would drop them by construction).
         strategy: registered strategy name or :class:`MaskStrategy` instance.
         mode: ``"drop"`` (remove pruned tokens: real savings) or ``"mask"`` (zero them in
             the attention mask; the full sequence still runs).
@@ -67,7 +73,7 @@ class VisSparse:
         self,
         base_model: Any,
         keep_ratio: float = 0.10,
-        scorer: str | TokenScorer = "cosine",
+        scorer: str | TokenScorer | None = None,
         strategy: str | MaskStrategy = "topk",
         mode: Mode = "drop",
         mock: bool = False,
@@ -79,6 +85,8 @@ class VisSparse:
         compile: bool = False,
         **options: Any,
     ) -> None:
+        if scorer is None:
+            scorer = MOCK_DEFAULT_SCORER if mock is True else "cosine"
         self.config = PruningConfig(
             keep_ratio=keep_ratio, scorer=scorer, strategy=strategy, mode=mode, stage=stage,
             layer=layer, schedule=schedule, positions=positions, compile=compile,

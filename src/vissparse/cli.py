@@ -60,7 +60,8 @@ def _add_model_args(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--model", help="HF model id or local directory, or tiny:FAMILY")
     if data:
         p.add_argument("--data", help="JSONL of {image, question, answer} (with --model)")
-    p.add_argument("--scorer", default="cosine", choices=SCORERS.names())
+    p.add_argument("--scorer", default=None, choices=SCORERS.names(),
+                   help="default: cosine (--mock: cosine-mean, see the mock docs)")  # fmt: skip
     p.add_argument("--max-new-tokens", type=positive_int, default=16)
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
                    help="with --model DIR: the dtype to load in")  # fmt: skip
@@ -193,7 +194,7 @@ def run_bench(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"machine": machine_description(), "results": []}
     rows: list[dict[str, Any]] = payload["results"]
     try:
-        for scorer in args.scorers or ["cosine"]:
+        for scorer in args.scorers or [None]:  # None: the mock's default scorer
             for ratio in args.keep_ratios or [0.1]:
                 model = VisSparse(base_model="mock", keep_ratio=ratio, scorer=scorer,
                                   strategy=args.strategy, mock=True, seed=args.seed)  # fmt: skip
@@ -311,7 +312,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise interrupted(rows, out / "sweep.json") from None
     print(format_table(rows))  # before writing, so the table is never lost
     paths = write_rows(rows, out, "sweep", extra)
-    png = plot_sweep(rows, out / "sweep.png", title=f"{name} ({args.scorer})")
+    png = plot_sweep(rows, out / "sweep.png", title=f"{name} ({vs.config.scorer})")
     print(f"\nwrote {paths['csv']}, {paths['json']}, {png}")
     return 0
 
