@@ -29,7 +29,7 @@ Deviations from the original:
   ``"prompt_embeddings"`` signal the query stands in for the words;
 - when the kernel's rank is exhausted (no token has a positive marginal gain left, which
   happens when ``k`` exceeds the token dimension), the remaining picks follow relevance;
-- the budget counts LLaVA-NeXT's newline tokens (see the README's fair accounting);
+- the budget counts LLaVA-NeXT's newline tokens (see docs/concepts.md, fair accounting);
 - the min-max range is floored at ``1e-6`` (the official code divides by zero when every
   token is equally relevant), and it is taken per image (the official code takes the
   minimum and maximum over the whole batch, the same at its batch size of 1);

@@ -10,7 +10,7 @@ on (LLaVA's 8-pixel patches, Qwen2-VL's 2x2-merged 4-pixel patches): a small obj
 fills the middle of a 2x2 block of cells, a large one of a 3x3 block, so every image
 token shows part of at most one object. Objects placed anywhere straddle cells at
 random offsets, and the from-scratch vision towers then stayed near chance at telling
-the shapes apart within the CPU training budget (see the testbed section of the README).
+the shapes apart within the CPU training budget (see docs/testbed/index.md).
 
 Example:
     >>> import numpy as np

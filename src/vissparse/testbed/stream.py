@@ -26,7 +26,7 @@ from vissparse.testbed.scenes import MAX_OBJECTS
 # The question families in the order training introduces them (``family_ramp``): the
 # language model first learns to find an object named in the question, then to count
 # them, then where they are. Asking everything from the start stalled near the text-only
-# level in our development runs (see the README).
+# level in our development runs (see docs/testbed/history.md).
 FAMILY_STAGES = (("attribute",), ("existence", "counting"), ("relation", "position"))
 
 
