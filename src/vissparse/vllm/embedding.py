@@ -28,7 +28,7 @@ def prune_images(
     kept tokens' values: read them with :func:`kept_embeddings`.
 
     Example:
-        >>> core = SelectionCore("cosine", "topk")
+        >>> core = SelectionCore("cosine-mean", "topk")
         >>> image = torch.eye(4)
         >>> prune_images(core, 0.5, [image], [torch.tensor([[0.0, 1.0, 1.0, 0.0]])])
         [tensor([1, 2])]
