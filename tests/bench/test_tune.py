@@ -38,7 +38,10 @@ def test_tune_accuracy_is_reproducible(mock):
     assert chosen["accuracy_delta"] <= 0.0 and "smallest" in first.reason
 
 
-def test_tune_speedup_target_and_impossible_target(mock):
+def test_tune_speedup_target_and_impossible_target():
+    # the default mock size: at 256 tokens the best speedup sits near 1.5x, too close to
+    # the target for a timing on a shared machine
+    mock = VisSparse("mock", mock=True)
     result = mock.tune(target_speedup=1.5, n_samples=20, step=0.05, progress=False)
     assert result.met and result.keep_ratio < 1.0
     chosen = next(r for r in result.measurements if r["keep_ratio"] == result.keep_ratio)

@@ -98,10 +98,11 @@ class MockPipeline:
         text, prompt_mask = self.model.embed_text(prompt)
         query = self.model.query(text, prompt_mask)
         if prune:
+            words = "prompt_embeddings" in self.signals  # the content mask only when read
             ctx = PruningContext(
                 image_tokens.unsqueeze(0), query.unsqueeze(0),
                 prompt_embeddings=text.unsqueeze(0), prompt_mask=prompt_mask.unsqueeze(0),
-                content_mask=mock_content_mask(prompt, prompt_mask).unsqueeze(0),
+                content_mask=mock_content_mask(prompt, prompt_mask).unsqueeze(0) if words else None,
                 layouts=[mock_layout(image_tokens.shape[0])] if "layouts" in self.signals else None,
             )  # fmt: skip
             selection = select_tokens(self.scorer, self.strategy, ctx, self.config.keep_ratio)
