@@ -119,3 +119,31 @@ def test_the_hf_pipeline_fills_the_context(family):
     assert tok.decode(ids[0][content[0]]).replace(" ", "") == "dogred"
     assert torch.equal(content[1], prompt[1])  # no content word: the whole prompt
     assert tok.decode(ids[1][prompt[1]]) == "What is it?"
+
+
+def test_the_llm_stage_sees_the_content_words_in_its_columns():
+    """Regression: inside the language model the content mask was lost after a drop."""
+    from vissparse.config import PruningConfig
+    from vissparse.hf.pipeline import HFPipeline
+    from vissparse.strategies.cosine import CosineScorer
+
+    seen = []
+
+    class Spy(CosineScorer):
+        def score_context(self, ctx):
+            seen.append((ctx.prompt_mask.clone(), ctx.content_mask))
+            return super().score_context(ctx)
+
+    model, processor = tiny_model("llava")
+    config = PruningConfig(keep_ratio=0.25, scorer=Spy(words="content"), stage="llm",
+                           layer=(0, 1))  # fmt: skip
+    pipe = HFPipeline(model, processor, config)
+    inputs, prompt_mask, _, _ = pipe._encode(random_image(), "Is the dog red?")
+    pipe.prune(inputs, prompt_mask)
+    (prompt, content), (later_prompt, later) = seen
+    words = inputs["input_ids"][0][content[0].to(inputs["input_ids"].device)]
+    assert processor.tokenizer.decode(words).replace(" ", "") == "dogred"
+    assert not (content & ~prompt).any()
+    # the second stage runs on fewer columns; the same words, among its prompt's
+    assert later.shape[1] < content.shape[1]
+    assert int(later.sum()) == int(content.sum()) and not (later & ~later_prompt).any()

@@ -14,6 +14,7 @@ from torch import Tensor
 from vissparse.adapters import Embedded
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.config import PruningConfig
+from vissparse.content_words import content_mask_of
 from vissparse.hf.generate_checks import check_llm_generate_kwargs
 from vissparse.hf.generation_options import lengths_from_call
 from vissparse.hf.results import PrunedBatch, generated_ids
@@ -97,7 +98,9 @@ class LLMStage:
         """The hooks that prune ``emb``'s images inside the language model (``stage="llm"``).
 
         Install them around the model's call with ``with pruner.installed(): ...``; then
-        :meth:`llm_result` reads what they did.
+        :meth:`llm_result` reads what they did. The content words that
+        :meth:`~vissparse.hf.pipeline.HFPipeline.prepare_inputs` remembered on
+        ``prompt_mask`` follow each stage's columns as an explicit mask.
         """
         if self.schedule is None:
             raise ValueError("llm_pruner needs stage='llm'")
@@ -105,7 +108,8 @@ class LLMStage:
         return LayerPruner(
             layers=self.adapter.decoder_layers(), schedule=self.schedule,
             select=lambda view: self._select_stage(emb, keys, layouts, vision, view),
-            attention_mask=emb.attention_mask, prompt_mask=prompt_mask, mode=self.config.mode,
+            attention_mask=emb.attention_mask, prompt_mask=prompt_mask,
+            content_mask=content_mask_of(prompt_mask), mode=self.config.mode,
             rows=rows if "text_attention" in self.signals else None,
             eager=self.adapter.llm_attention_kind() == "eager",
             recurrent=self.adapter.recurrent_layers(),
@@ -139,7 +143,8 @@ class LLMStage:
         present = alive if self.adapter.spec.image_newline else None
         query = query_from_embeddings(hidden, view.prompt_mask)
         ctx = self._context(tokens, query, valid, present, emb, hidden, view.prompt_mask,
-                            layouts, keys, vision, attention)  # fmt: skip
+                            layouts, keys, vision, attention,
+                            content_mask=view.content_mask)  # fmt: skip
         choice = self.core.choose(ctx, view.keep_ratio)
         keep = choice.keep & alive
         merged = None

@@ -213,7 +213,8 @@ class HFPipeline(LLMStage):
         if self.adapter.spec.image_newline:
             present = image_slots(emb.image_positions, valid.shape[1], valid.device)
         ctx = self._context(tokens, query, valid, present, emb, emb.inputs_embeds, prompt_mask,
-                            layouts, keys, vision)  # fmt: skip
+                            layouts, keys, vision,
+                            content_mask=content_mask_of(prompt_mask))  # fmt: skip
         ratio = 1.0 if self.downsampler is not None else self.config.keep_ratio  # all kept
         choice = self.core.choose(ctx, ratio)
         keep = choice.keep
@@ -248,15 +249,16 @@ class HFPipeline(LLMStage):
         emb: Embedded, hidden: Tensor, prompt_mask: Tensor,
         layouts: list[ImageLayout] | None, keys: list[bytes] | None,
         vision: VisionSignals | None, text_attention: Tensor | None = None,
+        content_mask: Tensor | None = None,
     ) -> PruningContext:  # fmt: skip
         """The selection core's context of one batch of images (rows per prompt given).
 
-        ``query`` and ``hidden`` / ``prompt_mask`` are per prompt row (``[B, ...]``);
-        the context has one row per image.
+        ``query`` and ``hidden`` / ``prompt_mask`` / ``content_mask`` are per prompt row
+        (``[B, ...]``); the context has one row per image.
         """
         rows = to_device(torch.tensor(emb.image_sample, dtype=torch.long), query.device)
         words = "prompt_embeddings" in self.signals
-        content = content_mask_of(prompt_mask) if words else None
+        content = content_mask if words else None
         return self.core.context(
             tokens, query.index_select(0, rows), valid, present,
             prompt_embeddings=hidden.index_select(0, rows) if words else None,

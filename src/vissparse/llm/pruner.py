@@ -91,6 +91,8 @@ class StageView:
         prompt_mask: ``[B, L_cur]`` the user's words, in ``hidden``'s columns.
         attention: ``[B, L_cur]`` float32 text attention to each column at the layer
             before, or ``None`` when the method needs none.
+        content_mask: ``[B, L_cur]`` the user's content words, in ``hidden``'s columns,
+            or ``None`` when the pipeline gave none.
     """
 
     stage: int
@@ -99,6 +101,7 @@ class StageView:
     position: Tensor
     prompt_mask: Tensor
     attention: Tensor | None
+    content_mask: Tensor | None = None
 
 
 # A stage's selection: the new [B, L] keep mask over original positions, and the hidden
@@ -116,6 +119,8 @@ class LayerPruner:
         select: the selection of each stage (the pipeline's scorer and strategy).
         attention_mask: ``[B, L]`` the unpruned prompt's padding mask (left padding).
         prompt_mask: ``[B, L]`` the user's words.
+        content_mask: ``[B, L]`` the user's content words (``None``: none given); each
+            stage sees it in the current columns, as ``prompt_mask``.
         mode: ``"drop"`` or ``"mask"`` (the reference).
         rows: whose attention the method reads (``None``: none).
         eager: the model uses eager attention (additive float masks) rather than SDPA.
@@ -135,6 +140,7 @@ class LayerPruner:
     select: Select
     attention_mask: Tensor
     prompt_mask: Tensor
+    content_mask: Tensor | None = None
     mode: Literal["drop", "mask"] = "drop"
     rows: Rows | None = None
     eager: bool = False
@@ -207,6 +213,7 @@ class LayerPruner:
             stage=stage, keep_ratio=self.schedule.relative_ratios()[stage], hidden=hidden,
             position=self._position(), prompt_mask=self._current(self.prompt_mask),
             attention=None if request is None else request.result,
+            content_mask=None if self.content_mask is None else self._current(self.content_mask),
         )  # fmt: skip
         if self.rows is not None and view.attention is None:
             raise RuntimeError(f"no text attention was read for stage {stage}")

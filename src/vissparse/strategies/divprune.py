@@ -42,9 +42,9 @@ from vissparse.strategies.base import (
     MaskStrategy,
     TokenScorer,
     check_tokens_and_query,
-    select_by_scores,
 )
 from vissparse.strategies.context import PruningContext, Selection
+from vissparse.strategies.greedy import plan_greedy, ranks_from_order
 from vissparse.strategies.registry import register_scorer
 
 
@@ -131,27 +131,12 @@ class DivPruneScorer(TokenScorer):
             >>> DivPruneScorer().plan(ctx, 0.5, TopKStrategy()).keep.tolist()
             [[True, False, False, True]]
         """
-        from vissparse.strategies.topk import TopKStrategy, kept_count
-
-        if type(strategy) is not TopKStrategy or ctx.present is not None:
-            return super().plan(ctx, keep_ratio, strategy)
-        tokens = ctx.image_tokens
-        check_tokens_and_query(tokens, ctx.query, ctx.valid)
-        b, n = tokens.shape[:2]
-        # the padded width bounds every row's budget (no read of the valid counts): a row
-        # whose k is smaller keeps its first k picks all the same
-        steps = kept_count(keep_ratio, n) if b else 0
-        order = divprune_order(tokens, ctx.valid, steps=steps)[:, :steps]
-        ranks = torch.arange(n, n - steps, -1, dtype=torch.float32, device=order.device) / n
-        scores = torch.zeros(b, n, dtype=torch.float32, device=order.device)
-        scores.scatter_(1, order, ranks.expand(b, steps))
-        return select_by_scores(ctx, scores, keep_ratio, strategy, self)
+        check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
+        return plan_greedy(self, ctx, keep_ratio, strategy,
+                           lambda k: divprune_order(ctx.image_tokens, ctx.valid, steps=k),
+                           newlines=False)  # fmt: skip
 
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
         """``(n - p) / n`` for the ``p``-th token picked; top-k is DivPrune's k-set."""
         check_tokens_and_query(image_tokens, query, valid)
-        b, n = image_tokens.shape[:2]
-        order = divprune_order(image_tokens, valid)
-        ranks = torch.arange(n, 0, -1, dtype=torch.float32, device=order.device) / max(n, 1)
-        scores = torch.empty(b, n, dtype=torch.float32, device=order.device)
-        return scores.scatter_(1, order, ranks.expand(b, n))
+        return ranks_from_order(divprune_order(image_tokens, valid), image_tokens.shape[1])

@@ -65,14 +65,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.strategies.base import (
     MaskStrategy,
     TokenScorer,
     check_tokens_and_query,
-    select_by_scores,
 )
 from vissparse.strategies.context import PruningContext, Selection
+from vissparse.strategies.greedy import plan_greedy, ranks_from_order
 from vissparse.strategies.registry import register_scorer
 
 EPS = 1e-8  # MMTok's clamp of the norms
@@ -164,14 +163,6 @@ def mmtok_order(cover: Tensor, valid: Tensor | None = None, steps: int | None = 
     return order
 
 
-def _rank_scores(order: Tensor, n: int) -> Tensor:
-    """``[B, n]`` float32: ``(n - p) / n`` at the ``p``-th pick, 0 where never picked."""
-    b, steps = order.shape
-    ranks = torch.arange(n, n - steps, -1, dtype=torch.float32, device=order.device) / max(n, 1)
-    scores = torch.zeros(b, n, dtype=torch.float32, device=order.device)
-    return scores.scatter_(1, order, ranks.expand(b, steps))
-
-
 def _positive(name: str, value: object, allow_zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
@@ -245,7 +236,7 @@ class MMTokScorer(TokenScorer):
 
     def score_context(self, ctx: PruningContext) -> Tensor:
         """``(n - p) / n`` for the ``p``-th token picked; top-k is MMTok's k-set."""
-        return _rank_scores(self.order(ctx), ctx.image_tokens.shape[1])
+        return ranks_from_order(self.order(ctx), ctx.image_tokens.shape[1])
 
     def plan(self, ctx: PruningContext, keep_ratio: float, strategy: MaskStrategy) -> Selection:
         """Under top-k, stop the greedy loop after ``k`` picks (``k`` of the padded width).
@@ -264,15 +255,7 @@ class MMTokScorer(TokenScorer):
             >>> MMTokScorer().plan(ctx, 0.5, TopKStrategy()).keep.tolist()
             [[True, True, False, False]]
         """
-        from vissparse.strategies.topk import TopKStrategy, kept_count
-
-        keep_ratio = validate_keep_ratio(keep_ratio)
-        if type(strategy) is not TopKStrategy:
-            return super().plan(ctx, keep_ratio, strategy)
-        b, n = ctx.image_tokens.shape[:2]
-        steps = kept_count(keep_ratio, n) if b else 0
-        scores = _rank_scores(self.order(ctx, steps), n)
-        return select_by_scores(ctx, scores, keep_ratio, strategy, self)
+        return plan_greedy(self, ctx, keep_ratio, strategy, lambda k: self.order(ctx, k))
 
     def __repr__(self) -> str:
         return f"MMTokScorer(tau_tv={self.tau_tv}, tau_vv={self.tau_vv}, alpha={self.alpha})"

@@ -61,9 +61,9 @@ from vissparse.strategies.base import (
     MaskStrategy,
     TokenScorer,
     check_tokens_and_query,
-    select_by_scores,
 )
 from vissparse.strategies.context import PruningContext, Selection, check_vision_layer
+from vissparse.strategies.greedy import plan_greedy, ranks_from_order
 from vissparse.strategies.registry import register_scorer
 
 EPS = 1e-8
@@ -124,21 +124,6 @@ def scope_order(
         taken[rows, pick] = True
         cur = torch.maximum(cur, sim[rows, pick])
     return order
-
-
-def ranks_from_order(order: Tensor, n: int) -> Tensor:
-    """``[B, n]`` float32: ``(n - p) / n`` for the token at position ``p`` of ``order``.
-
-    ``order`` is ``[B, steps]`` (no ``-1`` entries); tokens not in it score 0.
-
-    Example:
-        >>> ranks_from_order(torch.tensor([[2, 0]]), 4).tolist()
-        [[0.75, 0.0, 1.0, 0.0]]
-    """
-    b, steps = order.shape
-    ranks = torch.arange(n, n - steps, -1, dtype=torch.float32, device=order.device) / max(n, 1)
-    scores = torch.zeros(b, n, dtype=torch.float32, device=order.device)
-    return scores.scatter_(1, order, ranks.expand(b, steps))
 
 
 @register_scorer
@@ -204,14 +189,7 @@ class ScopeScorer(TokenScorer):
         0, so top-k keeps the same tokens (a row with a smaller ``k`` keeps its first
         picks all the same; LLaVA-NeXT's newlines take their row's best score).
         """
-        from vissparse.strategies.topk import TopKStrategy, kept_count
-
-        if type(strategy) is not TopKStrategy:
-            return super().plan(ctx, keep_ratio, strategy)
-        b, n = ctx.image_tokens.shape[:2]
-        steps = kept_count(keep_ratio, n) if b else 0
-        order = self._order(ctx, steps)[:, :steps]
-        return select_by_scores(ctx, ranks_from_order(order, n), keep_ratio, strategy, self)
+        return plan_greedy(self, ctx, keep_ratio, strategy, lambda k: self._order(ctx, k))
 
     def __repr__(self) -> str:
         return (
