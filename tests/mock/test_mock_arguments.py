@@ -72,3 +72,9 @@ def test_model_config_is_checked(kwargs, message):
 def test_sample_config_is_checked(kwargs, exc, message):
     with pytest.raises(exc, match=message):
         MockSampleConfig(**kwargs)
+
+
+def test_the_mock_refuses_downsampling_at_set_up():
+    """Regression: the mock took ``scorer="downsample"`` and failed at the first sample."""
+    with pytest.raises(ValueError, match=r"resizes each image before the processor.*'pool'"):
+        VisSparse(base_model="mock", mock=True, scorer="downsample", keep_ratio=0.25)

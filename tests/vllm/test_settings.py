@@ -51,6 +51,7 @@ def test_user_scorer_by_import_path():
         ({"keep_ratio": 0.1, "scorer": "prumerge+"}, "inside the vision encoder"),
         ({"keep_ratio": 0.1, "scorer": "random"}, "per-sample random keys"),
         ({"keep_ratio": 0.1, "scorer": "fastv"}, "`vissparse.scorer`"),
+        ({"keep_ratio": 0.1, "scorer": "downsample"}, "resize the images before they reach"),
         ({"keep_ratio": 0.1, "stage": "llm"}, "`vissparse.stage` is not supported"),
         ({"keep_ratio": 0.1, "mode": "mask"}, "`vissparse.mode` is not supported"),
         ({"keep_ratio": 0.1, "kep": 1}, "`vissparse.kep` is not an option"),

@@ -18,6 +18,7 @@ from vissparse.mock.world import MockWorld, tokenize
 from vissparse.records import BatchAnswers
 from vissparse.strategies.base import required_signals, select_tokens
 from vissparse.strategies.context import ImageLayout, PruningContext, merge_tokens
+from vissparse.strategies.downsample import refuse_resizing
 from vissparse.strategies.registry import build_scorer, build_strategy
 
 
@@ -67,6 +68,8 @@ class MockPipeline:
         self.scorer = build_scorer(config.scorer)
         self.strategy = build_strategy(config.strategy)
         self.signals = required_signals(self.scorer)
+        refuse_resizing(self.scorer, "the mock (it has no images, only token vectors)",
+                        "use scorer='pool' or any method that chooses tokens")  # fmt: skip
         missing = sorted(self.signals - MOCK_SIGNALS)
         if missing:
             raise ValueError(

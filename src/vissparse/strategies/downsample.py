@@ -17,6 +17,27 @@ _ONLY_BEFORE = (
 )
 
 
+def refuse_resizing(scorer: TokenScorer, engine: str, instead: str) -> None:
+    """A one-line ``ValueError`` at set-up when ``engine`` is given a resizing scorer.
+
+    ``"downsample"`` works by resizing each image before the processor, which only the
+    HF pipeline does; ``engine`` (the mock, the vLLM plugin) would otherwise accept the
+    name and fail at the first image. ``instead`` says what to do there.
+
+    Example:
+        >>> refuse_resizing(DownsampleScorer(), "the mock", "use scorer='pool'")
+        Traceback (most recent call last):
+        ...
+        ValueError: `scorer` 'downsample' resizes each image before the processor, which the mock does not do; use scorer='pool'
+    """  # noqa: E501
+    if getattr(scorer, "resizes_images", False):
+        name = getattr(scorer, "name", type(scorer).__name__)
+        raise ValueError(
+            f"`scorer` {name!r} resizes each image before the processor, which {engine} "
+            f"does not do; {instead}"
+        )
+
+
 @register_scorer
 class DownsampleScorer(TokenScorer):
     """Downsample each image so the encoder emits about ``keep_ratio x n`` tokens (``"downsample"``).

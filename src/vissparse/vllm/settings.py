@@ -14,6 +14,7 @@ from typing import Any
 from vissparse.keep_ratio import validate_keep_ratio
 from vissparse.selection import SelectionCore
 from vissparse.strategies.base import MaskStrategy, TokenScorer
+from vissparse.strategies.downsample import refuse_resizing
 
 KEY = "vissparse"
 OPTIONS = ("keep_ratio", "scorer", "strategy")
@@ -97,6 +98,8 @@ class ServeSettings:
         strategy = _resolve(self.strategy, "strategy", MaskStrategy)
         try:
             core = SelectionCore(scorer, strategy)
+            refuse_resizing(core.scorer, "the vLLM plugin (it prunes after vLLM's processor)",
+                            "resize the images before they reach vLLM, or use 'pool'")  # fmt: skip
         except (KeyError, ValueError) as err:
             message = err.args[0] if err.args else err
             raise ValueError(f"`{KEY}.scorer`/`{KEY}.strategy`: {message}") from None
