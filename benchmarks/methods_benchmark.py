@@ -37,7 +37,7 @@ from vissparse.llm.schedule import schedule_for_average
 from vissparse.strategies import SCORERS, build_scorer
 from vissparse.strategies.base import reads_llm_attention
 from vissparse.testbed.ceiling import ceilings, with_ceiling
-from vissparse.testbed.evaluate import llm_layers as testbed_llm_layers
+from vissparse.testbed.llm_rows import llm_layers as testbed_llm_layers
 from vissparse.testbed.report import SCORER_STYLE
 
 # testbed model -> the shape-faithful config of the same family
@@ -61,7 +61,7 @@ def llm_scorers() -> list[str]:
 def llm_layers(scorer: str, text_layers: int) -> tuple[int, ...]:
     """Where ``scorer`` prunes in a ``text_layers``-layer model, as in the testbed eval.
 
-    :func:`vissparse.testbed.evaluate.llm_layers`: speed and accuracy are then of the same
+    :func:`vissparse.testbed.llm_rows.llm_layers`: speed and accuracy are then of the same
     schedule (both configs have 4 language-model layers at the default depth / 8, as the
     testbed models do).
     """

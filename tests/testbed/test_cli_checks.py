@@ -6,7 +6,7 @@ import re
 import pytest
 
 from vissparse.cli import main as cli
-from vissparse.testbed import evaluate
+from vissparse.testbed import evaluate, llm_rows
 from vissparse.testbed.train import train as train_function  # before `no_training` patches it
 
 
@@ -71,8 +71,8 @@ def test_lowest_llm_keep_is_reachable():
     from vissparse.llm.schedule import schedule_for_average
 
     for scorer, n_layers in (("fastv", 4), ("pdrop", 4), ("fastv", 32), ("pdrop", 6)):
-        low = evaluate.lowest_llm_keep(scorer, n_layers)
-        layers = evaluate.llm_layers(scorer, n_layers)
+        low = llm_rows.lowest_llm_keep(scorer, n_layers)
+        layers = llm_rows.llm_layers(scorer, n_layers)
         assert schedule_for_average(layers, n_layers, low) is not None
         assert schedule_for_average(layers, n_layers, low - 0.002) is None
 

@@ -100,7 +100,7 @@ def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch):
     """By name, and by default beside every registered scorer."""
     from vissparse.cli import main as cli
     from vissparse.strategies.registry import SCORERS
-    from vissparse.testbed import evaluate
+    from vissparse.testbed import llm_rows
 
     seen = []
 
@@ -108,7 +108,7 @@ def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch):
         seen.append(list(scorers))
         raise AssertionError("checked")
 
-    monkeypatch.setattr(evaluate, "check_llm_keeps", stop)
+    monkeypatch.setattr(llm_rows, "check_llm_keeps", stop)
     argv = ["testbed", "eval", "--model", str(saved_untrained), "--out", str(tmp_path)]
     for extra in (["--scorer", "oracle-one-per-object", "--scorer", "random"], []):
         with pytest.raises(AssertionError, match="checked"):

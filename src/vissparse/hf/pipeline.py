@@ -17,10 +17,11 @@ from vissparse.adapters import Embedded, get_adapter
 from vissparse.adapters.vision_signals import VisionSignals
 from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
-from vissparse.content_words import attach_content_mask, content_mask_of
+from vissparse.content_words import content_mask_of
 from vissparse.hf.apply_mode import apply_mode
 from vissparse.hf.compiled import check_compilable, full_batch, generate_from
 from vissparse.hf.downsample import downsampler_for
+from vissparse.hf.encode import encode_items
 from vissparse.hf.generate_checks import (
     RESERVED_GENERATE_KWARGS,
     check_generate_kwargs,
@@ -28,7 +29,7 @@ from vissparse.hf.generate_checks import (
 )
 from vissparse.hf.generation_options import as_new_tokens, lengths_from_call
 from vissparse.hf.host_facts import assert_counts, host_counts, reported_counts
-from vissparse.hf.inputs import Item, chat_text, normalize_batch, prompt_masks, sample_keys
+from vissparse.hf.inputs import Item, normalize_batch, sample_keys
 from vissparse.hf.llm_stage import LLMStage
 from vissparse.hf.results import (
     CallOutput,
@@ -37,7 +38,7 @@ from vissparse.hf.results import (
     call_metrics,
     generated_ids,
 )
-from vissparse.host_sync import keep_host_copy, to_device
+from vissparse.host_sync import to_device
 from vissparse.llm.additions import added_to_layers
 from vissparse.llm.pruner import LayerPruner
 from vissparse.pruning import (
@@ -104,41 +105,8 @@ class HFPipeline(LLMStage):
     ) -> tuple[Any, Tensor, list[Item], bool]:
         """Processed inputs (``downsample``: of the downsampled images), and the items."""
         items, batched = normalize_batch(image, prompt, self.adapter.spec.placeholders)
-        texts = [chat_text(self.processor, item) for item in items]
-        fed: list[Item] = items
-        extra: dict[str, Any] = {}
-        if downsample and self.downsampler is not None:
-            fed, extra = self.downsampler.resize(items)
-        images = [img for item in fed for img in item.images]
-        # LLaVA-OneVision's processor reads images nested per prompt (multi-image prompts)
-        given: Any = [list(i.images) for i in fed] if self.adapter.spec.nested_images else images
-        try:
-            inputs = self.processor(
-                images=given, text=[text for text, _ in texts], padding=True,
-                padding_side="left", return_tensors="pt", **extra,
-            )  # fmt: skip
-        except ValueError as err:  # the image processor's own checks (aspect ratio, size)
-            sizes = [img.size for img in images]
-            raise ValueError(
-                f"`image` (sizes {sizes}) was refused by the {type(self.model).__name__} "
-                f"image processor: {err}"
-            ) from None
-        prompt_mask = prompt_masks(
-            self.processor, texts, inputs["input_ids"], inputs["attention_mask"],
-            self.adapter.image_token_id,
-        )  # fmt: skip
-        host = {key: inputs[key] for key in ("input_ids", "attention_mask")}
-        inputs = inputs.to(self.model.device)
-        for key, value in host.items():  # spans and counts are read from these copies
-            keep_host_copy(inputs[key], value)
-        for key, value in inputs.items():
-            if torch.is_floating_point(value):
-                inputs[key] = value.to(self.model.dtype)
-        device = self.model.device  # the content words travel with the prompt mask
-        content = content_mask_of(prompt_mask)
-        mask = prompt_mask.to(device)
-        if content is not None:
-            attach_content_mask(mask, content.to(device))
+        down = self.downsampler if downsample else None
+        inputs, mask = encode_items(self.model, self.processor, self.adapter, items, down)
         return inputs, mask, items, batched
 
     def prepare_inputs(self, image: Any, prompt: Any) -> Any:

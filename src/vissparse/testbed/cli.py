@@ -229,11 +229,11 @@ def _eval(args: argparse.Namespace) -> int:
         KEEP_RATIOS,
         Run,
         blank_check,
-        check_llm_keeps,
         load_testbed_model,
         run_scorers,
         summarize_run,
     )
+    from vissparse.testbed.llm_rows import check_llm_keeps
     from vissparse.testbed.oracle import ORACLES
     from vissparse.testbed.questions import make_questions
     from vissparse.testbed.report import accuracy_table, write_results
