@@ -166,6 +166,28 @@ def _acc_cell(r: dict[str, Any] | None) -> str:
     return f"{_pct(r['accuracy'])}{star} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
 
 
+def _speed_gaps(speed: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """What the speed run lacks against the accuracy rows, said in the caption.
+
+    Example:
+        >>> _speed_gaps({"runs": [{"scorer": "a"}]}, [{"scorer": "a"}, {"scorer": "b"}])[:48]
+        ' This speed JSON is of an earlier format (one ke'
+    """
+    measured = {r["scorer"] for r in speed["runs"]}
+    missing = sorted({r["scorer"] for r in rows if not r["scorer"].startswith("oracle")}
+                     - measured)  # fmt: skip
+    text = ""
+    if "keeps" not in speed:
+        text += (" This speed JSON is of an earlier format (one keep, written before the "
+                 "cdpruner, visionzip and prumerge+ defaults followed the released code; "
+                 "the earlier defaults ran).")  # fmt: skip
+    if missing:
+        text += f" No speed row in this run for: {', '.join(missing)}."
+    if text:
+        text += " `make bench-methods` measures every row again."
+    return text
+
+
 def render(speed: dict[str, Any], testbed: dict[str, Any], out: Path) -> str:
     """Markdown per testbed model: methods ranked at ``RANK_KEEP``, Pareto plot and table.
 
@@ -193,6 +215,7 @@ def render(speed: dict[str, Any], testbed: dict[str, Any], out: Path) -> str:
         f"time is what a user decides by.",
     ]
     rows = with_ceiling([r for r in testbed["results"] if r["family"] == "all"])
+    text[0] += _speed_gaps(speed, rows)
     fast = {(r["config"], r["scorer"], r.get("stage", "input"), r["keep_ratio"]): r
             for r in speed["runs"]}  # fmt: skip
     for model, config in CONFIG_FOR.items():

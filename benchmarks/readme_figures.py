@@ -17,14 +17,20 @@ from typing import Any
 from mock_benchmark import publish
 
 from vissparse.bench.report import machine_name
+from vissparse.config import PruningConfig
+from vissparse.testbed.oracle import is_oracle
 
 RESULTS = Path(__file__).parent / "results"
 KEEP = 0.1
 SPEED_CONFIG = "llava-1.5-7b"
+DEFAULT = str(PruningConfig().scorer)  # the default method's row is quoted beside the best
 
 
 def accuracy_figure(testbed: dict[str, Any], keep: float = KEEP) -> str:
-    """The best method per testbed model at ``keep``, against unpruned and random.
+    """The best method per testbed model at ``keep``, against the default, unpruned and random.
+
+    The oracle rows (:mod:`vissparse.testbed.oracle`) are no method: they give the
+    ceiling the best method is a share of.
 
     Example:
         >>> rows = [{"model": "m", "scorer": s, "keep_ratio": k, "family": "all",
@@ -38,14 +44,23 @@ def accuracy_figure(testbed: dict[str, Any], keep: float = KEEP) -> str:
     parts = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
-        at_keep = [r for r in mine if r["keep_ratio"] == keep and r["scorer"] != "random"]
-        best = max(at_keep, key=lambda r: r["accuracy"])
+        here = [r for r in mine if r["keep_ratio"] == keep]
+        methods = [r for r in here if r["scorer"] != "random" and not is_oracle(r["scorer"])]
+        best = max(methods, key=lambda r: r["accuracy"])
+        oracles = [r["accuracy"] for r in here if is_oracle(r["scorer"])]
         unpruned = next(r for r in mine if r["keep_ratio"] == 1.0)
-        random = [r for r in mine if r["keep_ratio"] == keep and r["scorer"] == "random"]
+        named = {r["scorer"]: r["accuracy"] for r in here}
+        ceiling = (f", {100 * best['accuracy'] / max(oracles):.0f}% of the oracle ceiling "
+                   f"{100 * max(oracles):.1f}%" if oracles else "")  # fmt: skip
         parts.append(
             f"on the {model} checkpoint {best['scorer']} answers "
-            f"{100 * best['accuracy']:.1f}% right (unpruned {100 * unpruned['accuracy']:.1f}%"
-            + (f", random {100 * random[0]['accuracy']:.1f}%" if random else "")
+            f"{100 * best['accuracy']:.1f}% right{ceiling} (unpruned "
+            f"{100 * unpruned['accuracy']:.1f}%"
+            + "".join(
+                f", {'the default ' * (name == DEFAULT)}{name} {100 * named[name]:.1f}%"
+                for name in (DEFAULT, "random")
+                if name in named and name != best["scorer"]
+            )
             + ")"
         )
     machine = testbed["machine"]
