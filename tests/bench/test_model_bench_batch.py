@@ -80,7 +80,12 @@ def test_timed_call_on_a_left_padded_batch_gives_each_row_its_own_tokens(prune):
 
 def test_old_results_without_batch_size_read_as_batch_one():
     report = json.loads((RESULTS / "llava-1.5-7b_cpu_float32_d8.json").read_text())
-    assert "batch_size" not in report["config"]
+    # as recorded before batches and --compile: no batch size, throughput or compile flag
+    added = ("batch_size", "compile", "throughput_gain", "baseline_sequences_per_s",
+             "pruned_sequences_per_s", "baseline_tokens_per_s", "pruned_tokens_per_s")  # fmt: skip
+    for part in (report["config"], *report["results"]):
+        for key in added:
+            part.pop(key, None)
     rows = with_throughput(report)["results"]
     assert all(r["batch_size"] == 1 for r in rows)
     row = rows[0]
@@ -101,8 +106,12 @@ def test_model_benchmark_script_renders_a_table_per_batch_size(tmp_path, monkeyp
     shutil.copy(RESULTS / f"{stem}.json", tmp_path / f"{stem}.json")
     batched = json.loads((RESULTS / f"{stem}.json").read_text())
     batched["config"].update(batch_size=8, n_image_tokens=8 * 576)
+    for row in batched["results"]:
+        row.update(batch_size=8)
     (tmp_path / f"{stem}_b8.json").write_text(json.dumps(batched))
     batched["config"].update(compile=True)
+    for row in batched["results"]:  # the recorded rows carry their own flags
+        row.update(batch_size=8, compile=True)
     (tmp_path / f"{stem}_b8_compiled.json").write_text(json.dumps(batched))
     assert script.result_path(tmp_path, stem, 1).name == f"{stem}.json"
     assert script.result_path(tmp_path, stem, 1, True).name == f"{stem}_compiled.json"
