@@ -14,6 +14,8 @@ about 30 s at the default depth; each prints a progress line.
 
     python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md
     python benchmarks/methods_benchmark.py --out benchmarks/results/methods --render-only
+    python benchmarks/methods_benchmark.py --out benchmarks/results/methods --readme README.md \
+        --scorer cosine --merge    # only cosine's rows again, the others kept as recorded
 """
 
 from __future__ import annotations
@@ -155,6 +157,47 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+MACHINE_KEYS = ("processor", "cpu_count", "torch_threads", "torch", "transformers")
+
+
+def merge_runs(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old``'s speed rows with those ``new`` measured (config and scorer) replaced.
+
+    Both runs must share depth, repeats, new tokens, keeps and machine, so that their
+    rows compare; ``new``'s command and minutes are recorded under ``"merged"``.
+
+    Example:
+        >>> meta = {"depth_scale": 8, "repeats": 3, "new_tokens": 1, "keeps": [0.1],
+        ...         "machine": {"cpu_count": 2}}
+        >>> old = {**meta, "runs": [{"config": "c", "scorer": "a"},
+        ...                         {"config": "c", "scorer": "b", "v": 1}]}
+        >>> new = {**meta, "runs": [{"config": "c", "scorer": "b", "v": 2}],
+        ...        "command": "m", "minutes": 1}
+        >>> [r.get("v") for r in merge_runs(old, new)["runs"]]
+        [None, 2]
+    """
+    for key in ("depth_scale", "repeats", "new_tokens", "keeps"):
+        if old.get(key, [RANK_KEEP] if key == "keeps" else None) != new.get(key):
+            raise SystemExit(f"--merge: the recorded run's {key} is {old.get(key)!r}, this "
+                             f"run's {new.get(key)!r}: give the same settings")  # fmt: skip
+    for key in MACHINE_KEYS:
+        if old["machine"].get(key) != new["machine"].get(key):
+            raise SystemExit(f"--merge: the recorded run's machine has {key} "
+                             f"{old['machine'].get(key)!r}, this one {new['machine'].get(key)!r}: "
+                             "speed rows of two machines do not compare")  # fmt: skip
+    measured = {(r["config"], r["scorer"]) for r in new["runs"]}
+    runs = [r for r in old["runs"] if (r["config"], r["scorer"]) not in measured] + new["runs"]
+    note = {"scorers": sorted({s for _, s in measured}), "command": new["command"],
+            "minutes": new["minutes"]}  # fmt: skip
+    return {**old, "runs": runs, "merged": [*old.get("merged", []), note]}
+
+
+def _merged_text(speed: dict[str, Any]) -> str:
+    return "".join(f" Rows of {', '.join(n['scorers'])} measured again by `{n['command']}` "
+                   f"({n['minutes']:.0f} minutes, same machine and settings) and merged in."
+                   for n in speed.get("merged", []))  # fmt: skip
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -215,7 +258,7 @@ def render(speed: dict[str, Any], testbed: dict[str, Any], out: Path) -> str:
         f"time is what a user decides by.",
     ]
     rows = with_ceiling([r for r in testbed["results"] if r["family"] == "all"])
-    text[0] += _speed_gaps(speed, rows)
+    text[0] += _merged_text(speed) + _speed_gaps(speed, rows)
     fast = {(r["config"], r["scorer"], r.get("stage", "input"), r["keep_ratio"]): r
             for r in speed["runs"]}  # fmt: skip
     for model, config in CONFIG_FOR.items():
@@ -279,6 +322,8 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, help="also put the tables into this README")
     parser.add_argument("--render-only", action="store_true",
                         help="rebuild the markdown from an earlier run's JSON")  # fmt: skip
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the recorded rows of the scorers not measured now")  # fmt: skip
     args = parser.parse_args()
     args.keep = sorted(set(args.keep or KEEPS))
     if not args.testbed.exists():
@@ -289,6 +334,10 @@ def main() -> None:
         speed = json.loads(path.read_text())
     else:
         speed = measure(args)
+        if args.merge:
+            if not path.exists():
+                raise SystemExit(f"--merge: no recorded run at {path}")
+            speed = merge_runs(json.loads(path.read_text()), speed)
         path.write_text(json.dumps(speed, indent=2) + "\n")
     text = render(speed, json.loads(args.testbed.read_text()), args.out)
     publish(text, args.out / "methods.md", args.readme, "methods-results")

@@ -34,10 +34,11 @@ class VisSparse:
             ``"mock"`` (with ``mock=True``) for the synthetic CPU model.
         keep_ratio: fraction of each image's tokens to keep, in [0.05, 1.0].
         scorer: registered scorer name or :class:`TokenScorer` instance. Default:
-            ``"cosine"`` (the centred least-similar cosine, chosen on the testbed); with
-            ``mock=True``, ``"cosine-mean"``, the plain cosine the mock world's answer rule
-            is built on (its answers sit in the tokens most similar to the prompt, so the
-            least-similar default would drop them by construction).
+            ``"cosine"`` (per-word softmax mass on the least similar centred tokens,
+            chosen on the testbed); with ``mock=True``, ``"cosine-mean"``, the plain
+            cosine the mock world's answer rule is built on (its answers sit in the tokens
+            most similar to the prompt, so the least-similar default would drop them by
+            construction).
         strategy: registered strategy name or :class:`MaskStrategy` instance.
         mode: ``"drop"`` (remove pruned tokens: real savings) or ``"mask"`` (zero them in
             the attention mask; the full sequence still runs).

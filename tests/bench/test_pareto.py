@@ -160,3 +160,30 @@ def test_methods_render_has_ceiling_front_and_plot(methods_benchmark, tmp_path):
     assert not any(line.startswith("| oracle") for line in lines)
     assert (tmp_path / "pareto_llava.png").is_file()
     assert "](benchmarks/results/methods/pareto_llava.png)" in text
+
+
+def test_merged_speed_rows_replace_their_scorers_and_say_so(methods_benchmark):
+    machine = {"processor": "x", "cpu_count": 2, "torch_threads": 2, "torch": "t"}
+    meta = {"depth_scale": 8, "repeats": 3, "new_tokens": 1, "keeps": [0.1, 0.5],
+            "machine": machine}  # fmt: skip
+    old = {**meta, "minutes": 90.0, "runs": [
+        {"config": "l", "scorer": "a", "keep_ratio": 0.1, "prefill_speedup": 3.0},
+        {"config": "l", "scorer": "b", "keep_ratio": 0.1, "prefill_speedup": 2.0},
+        {"config": "q", "scorer": "b", "keep_ratio": 0.1, "prefill_speedup": 1.5}]}  # fmt: skip
+    new = {**meta, "command": "python m.py --configs l --scorer b --merge", "minutes": 4.0,
+           "runs": [{"config": "l", "scorer": "b", "keep_ratio": 0.1,
+                     "prefill_speedup": 2.5}]}  # fmt: skip
+    merged = methods_benchmark.merge_runs(old, new)
+    got = [(r["config"], r["scorer"], r["prefill_speedup"]) for r in merged["runs"]]
+    assert got == [("l", "a", 3.0), ("q", "b", 1.5), ("l", "b", 2.5)]  # q's row kept
+    assert merged["minutes"] == 90.0
+    assert "Rows of b measured again by `python m.py --configs l --scorer b --merge` (4 min" in (
+        methods_benchmark._merged_text(merged))  # fmt: skip
+    with pytest.raises(SystemExit, match="repeats is 3, this run's 5"):
+        methods_benchmark.merge_runs(old, {**new, "repeats": 5})
+    with pytest.raises(SystemExit, match="machine has cpu_count 2, this one 16"):
+        methods_benchmark.merge_runs(old, {**new, "machine": {**machine, "cpu_count": 16}})
+    older = {k: v for k, v in old.items() if k != "keeps"}  # the earlier format: keep 0.1
+    with pytest.raises(SystemExit, match=r"keeps is None, this run's \[0.1, 0.5\]"):
+        methods_benchmark.merge_runs(older, new)
+    methods_benchmark.merge_runs(older, {**new, "keeps": [0.1]})

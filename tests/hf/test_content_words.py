@@ -94,18 +94,35 @@ def test_the_mask_travels_with_the_prompt_mask_only():
         attach_content_mask(mask, content[:, :2])
 
 
+def _spy_on_packing(monkeypatch):
+    """The masks the pipeline packs, in the sequence's columns, and what the scorer gets."""
+    import vissparse.hf.pipeline as hf_pipeline
+    from vissparse.query import pack_words
+
+    seen, packed = [], []
+
+    def spy(hidden, prompt_mask, width, content_mask=None):
+        seen.append((prompt_mask.clone(), content_mask))
+        packed.append(pack_words(hidden, prompt_mask, width, content_mask))
+        return packed[-1]
+
+    monkeypatch.setattr(hf_pipeline, "pack_words", spy)
+    return seen, packed
+
+
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
-def test_the_hf_pipeline_fills_the_context(family):
+def test_the_hf_pipeline_fills_the_context(family, monkeypatch):
     """Regression: the HF pipeline left ``PruningContext.content_mask`` empty."""
     from vissparse.config import PruningConfig
     from vissparse.hf.pipeline import HFPipeline
     from vissparse.strategies.cosine import CosineScorer
 
-    seen = []
+    seen, packed = _spy_on_packing(monkeypatch)
+    given = []
 
     class Spy(CosineScorer):
         def score_context(self, ctx):
-            seen.append((ctx.prompt_mask.clone(), ctx.content_mask.clone()))
+            given.append((ctx.prompt_embeddings, ctx.prompt_mask, ctx.content_mask))
             return super().score_context(ctx)
 
     model, processor = tiny_model(family)
@@ -119,23 +136,22 @@ def test_the_hf_pipeline_fills_the_context(family):
     assert tok.decode(ids[0][content[0]]).replace(" ", "") == "dogred"
     assert torch.equal(content[1], prompt[1])  # no content word: the whole prompt
     assert tok.decode(ids[1][prompt[1]]) == "What is it?"
+    # the scorer gets the words alone, packed into the fewest columns the shapes allow
+    words, word_mask, word_content = given[0]
+    assert words.shape[1] < ids.shape[1] and torch.equal(word_mask.sum(1), prompt.sum(1))
+    assert all(torch.equal(a, b) for a, b in zip(given[0], packed[0], strict=True))
+    assert torch.equal(word_content.sum(1), content.sum(1))
 
 
-def test_the_llm_stage_sees_the_content_words_in_its_columns():
+def test_the_llm_stage_sees_the_content_words_in_its_columns(monkeypatch):
     """Regression: inside the language model the content mask was lost after a drop."""
     from vissparse.config import PruningConfig
     from vissparse.hf.pipeline import HFPipeline
     from vissparse.strategies.cosine import CosineScorer
 
-    seen = []
-
-    class Spy(CosineScorer):
-        def score_context(self, ctx):
-            seen.append((ctx.prompt_mask.clone(), ctx.content_mask))
-            return super().score_context(ctx)
-
+    seen, _ = _spy_on_packing(monkeypatch)
     model, processor = tiny_model("llava")
-    config = PruningConfig(keep_ratio=0.25, scorer=Spy(words="content"), stage="llm",
+    config = PruningConfig(keep_ratio=0.25, scorer=CosineScorer(words="content"), stage="llm",
                            layer=(0, 1))  # fmt: skip
     pipe = HFPipeline(model, processor, config)
     inputs, prompt_mask, _, _ = pipe._encode(random_image(), "Is the dog red?")

@@ -95,11 +95,11 @@ def test_the_guard_catches_a_sync_in_the_path(monkeypatch: pytest.MonkeyPatch) -
     """The check can fail: a scorer that reads a value back is caught inside the path."""
     from vissparse.strategies.cosine import CosineScorer
 
-    def reading(self: Any, image_tokens: Any, query: Any, valid: Any = None) -> Any:
-        scores = torch.zeros(image_tokens.shape[:2])
-        return scores + float(query.sum())  # a host read
+    def reading(self: Any, ctx: Any) -> Any:
+        scores = torch.zeros(ctx.image_tokens.shape[:2])
+        return scores + float(ctx.query.sum())  # a host read
 
-    monkeypatch.setattr(CosineScorer, "score", reading)
+    monkeypatch.setattr(CosineScorer, "score_context", reading)
     with pytest.raises(HostSyncError):
         _run_guarded("llava", "cosine", "drop")
 

@@ -93,7 +93,7 @@ def test_budget_counts_newlines_exactly(rows, cols, base, ratio, seed):
     ctx = PruningContext(torch.randn(1, n + 2, 4, generator=gen), torch.randn(1, 4, generator=gen),
                          valid=torch.cat([~layout.newline, torch.zeros(2, dtype=torch.bool)])[None],
                          present=(torch.arange(n + 2) < n)[None], layouts=[layout])  # fmt: skip
-    keep = select_tokens(CosineScorer(), TopKStrategy(), ctx, ratio).keep[0]
+    keep = select_tokens(CosineScorer(aggregate="mean"), TopKStrategy(), ctx, ratio).keep[0]
     assert int(keep.sum()) == kept_count(ratio, n)
     assert not keep[n:].any()  # padding
     line = layout.line_of()
@@ -114,7 +114,8 @@ def test_signals_are_declared_and_checked():
     from vissparse.strategies import get_scorer
 
     assert required_signals(get_scorer("random")()) == {"sample_keys"}
-    assert required_signals(get_scorer("cosine")()) == frozenset()
+    assert required_signals(get_scorer("cosine")()) == {"prompt_embeddings"}
+    assert required_signals(get_scorer("cosine-least")()) == frozenset()
     assert required_signals(get_scorer("pool")()) == {"layouts"}
     assert required_signals(get_scorer("cosine-max")()) == {"prompt_embeddings"}
     with pytest.raises(ValueError, match="unknown signals"):

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 
 from tests.strategies.strategies_hyp import token_batches
-from vissparse.strategies import MaxCosineScorer, PruningContext, cosine_scores
+from vissparse.strategies import CosineScorer, MaxCosineScorer, PruningContext, cosine_scores
 
 
 def test_hand_example_two_words_beat_their_mean():
@@ -33,8 +33,12 @@ def test_one_word_equals_cosine_and_rows_are_independent(batch):
     assert torch.equal(MaxCosineScorer().score_context(alone)[0], scores[-1])
 
 
-def test_without_prompt_embeddings_the_error_names_the_signal():
-    with pytest.raises(ValueError, match="prompt_embeddings"):
-        MaxCosineScorer().score_context(PruningContext(torch.zeros(1, 2, 2), torch.ones(1, 2)))
-    with pytest.raises(ValueError, match="word embeddings"):
-        MaxCosineScorer().score(torch.zeros(1, 2, 2), torch.ones(1, 2))
+def test_without_prompt_embeddings_the_query_is_the_only_word():
+    tokens, query = torch.randn(2, 5, 3), torch.randn(2, 3)
+    ctx = PruningContext(tokens, query)
+    torch.testing.assert_close(MaxCosineScorer().score_context(ctx), cosine_scores(tokens, query))
+    # without the words, score() takes the query as the only word: the plain cosine
+    tokens, query = torch.randn(2, 5, 3), torch.randn(2, 3)
+    torch.testing.assert_close(MaxCosineScorer().score(tokens, query), cosine_scores(tokens, query))
+    with pytest.raises(ValueError, match="prompt_embeddings"):  # content words need the mask
+        CosineScorer(words="content").score_context(ctx)

@@ -88,13 +88,12 @@ def test_content_words_change_the_ranking():
     mask = torch.ones(1, 2, dtype=torch.bool)
     ctx = PruningContext(tokens, words.mean(1), prompt_embeddings=words, prompt_mask=mask,
                          content_mask=torch.tensor([[True, False]]))  # fmt: skip
-    everything = CosineScorer(True, words="all", centre=False).score_context(ctx)
-    content = CosineScorer(True, words="content", centre=False).score_context(ctx)
+    everything = CosineScorer(True, words="all", centre=False, aggregate="mean").score_context(ctx)
+    content = CosineScorer(True, words="content", centre=False, aggregate="mean").score_context(ctx)
     assert int(everything.argmax()) == 1 and int(content.argmax()) == 0
     ctx.content_mask = None  # a pipeline that does not know the words: the whole prompt
-    torch.testing.assert_close(
-        CosineScorer(True, words="content", centre=False).score_context(ctx), everything
-    )
+    content = CosineScorer(True, words="content", centre=False, aggregate="mean")
+    torch.testing.assert_close(content.score_context(ctx), everything)
 
 
 def test_centring_subtracts_the_image_mean_from_the_tokens_only():
@@ -102,18 +101,18 @@ def test_centring_subtracts_the_image_mean_from_the_tokens_only():
     # shared direction, so the plain cosine ranks the background first
     tokens = torch.tensor([[[2.0, 0.0, 5.0], [0.0, 2.0, 5.0], [0.0, 0.0, 6.0]]])
     query = torch.tensor([[0.05, 0.0, 1.0]])
-    plain = CosineScorer(True, centre=False).score(tokens, query)
-    centred = CosineScorer(True, centre=True).score(tokens, query)
+    plain = CosineScorer(True, centre=False, aggregate="mean").score(tokens, query)
+    centred = CosineScorer(True, centre=True, aggregate="mean").score(tokens, query)
     assert int(plain.argmax()) == 2
     expected = cosine_scores(tokens - tokens.mean(dim=1, keepdim=True), query)
     torch.testing.assert_close(centred, expected)
-    least = CosineScorer(False, centre=True).score(tokens, query)
+    least = CosineScorer(False, centre=True, aggregate="mean").score(tokens, query)
     assert int(least.argmin()) == 2  # centred and negated: the background goes last
     # padding is left out of the image mean
     padded = torch.cat([tokens, torch.tensor([[[50.0, 50.0, 50.0]]])], dim=1)
     valid = torch.tensor([[True, True, True, False]])
-    torch.testing.assert_close(CosineScorer(True, centre=True).score(padded, query, valid)[:, :3],
-                               centred)  # fmt: skip
+    centring = CosineScorer(True, centre=True, aggregate="mean")
+    torch.testing.assert_close(centring.score(padded, query, valid)[:, :3], centred)
 
 
 def test_least_negates_each_word_before_the_aggregate():
@@ -182,8 +181,9 @@ def test_requires_words_only_when_an_option_reads_them():
     assert CosineScorer(words="all", aggregate="mean", centre=True).requires == frozenset()
     assert CosineScorer(words="content").requires == {"prompt_embeddings"}
     assert CosineScorer(aggregate="max").requires == {"prompt_embeddings"}
+    assert CosineScorer().requires == {"prompt_embeddings"}  # the default reads the words
     with pytest.raises(ValueError, match="word embeddings"):
-        CosineScorer(aggregate="softmax").score(torch.zeros(1, 2, 2), torch.ones(1, 2))
+        CosineScorer(words="content").score(torch.zeros(1, 2, 2), torch.ones(1, 2))
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

@@ -123,3 +123,24 @@ def assert_counts(counts: HostCounts, attention_mask: Tensor, keep_seq: Tensor) 
     torch._assert_async(
         (kept == expected).all(), "a method with exact_budget kept another count than top-k"
     )
+
+
+def word_columns(emb: Embedded) -> int:
+    """A bound on any row's prompt words, from shapes alone: ``L`` less a row's image tokens.
+
+    Each row's words are among its columns that are not image tokens, so the longest
+    sequence less the fewest image tokens of any row bounds them
+    (:func:`vissparse.query.pack_words` packs the words into that many columns). It holds
+    in the language model too, where a stage has dropped image tokens but no word.
+
+    Example:
+        >>> from vissparse.adapters import Embedded
+        >>> emb = Embedded(torch.zeros(2, 10, 1), torch.ones(2, 10), torch.zeros(2, 10),
+        ...                [0, 1, 1], [torch.arange(6), torch.arange(3), torch.arange(4)], [])
+        >>> word_columns(emb)
+        4
+    """
+    images = [0] * emb.attention_mask.shape[0]
+    for row, positions in zip(emb.image_sample, emb.image_positions, strict=True):
+        images[row] += positions.numel()
+    return emb.attention_mask.shape[1] - min(images, default=0)

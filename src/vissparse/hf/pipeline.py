@@ -28,7 +28,7 @@ from vissparse.hf.generate_checks import (
     check_llm_generate_kwargs,
 )
 from vissparse.hf.generation_options import as_new_tokens, lengths_from_call
-from vissparse.hf.host_facts import assert_counts, host_counts, reported_counts
+from vissparse.hf.host_facts import assert_counts, host_counts, reported_counts, word_columns
 from vissparse.hf.inputs import Item, normalize_batch, sample_keys
 from vissparse.hf.llm_stage import LLMStage
 from vissparse.hf.results import (
@@ -48,7 +48,7 @@ from vissparse.pruning import (
     scatter_images,
     sequence_keep_mask,
 )
-from vissparse.query import query_from_embeddings
+from vissparse.query import pack_words, query_from_embeddings
 from vissparse.records import BatchAnswers
 from vissparse.selection import SelectionCore
 from vissparse.strategies.context import ImageLayout, PruningContext
@@ -227,6 +227,9 @@ class HFPipeline(LLMStage):
         rows = to_device(torch.tensor(emb.image_sample, dtype=torch.long), query.device)
         words = "prompt_embeddings" in self.signals
         content = content_mask if words else None
+        if words:  # the user's words only: a word scorer compares each with every token
+            hidden, prompt_mask, content = pack_words(hidden, prompt_mask, word_columns(emb),
+                                                      content)  # fmt: skip
         return self.core.context(
             tokens, query.index_select(0, rows), valid, present,
             prompt_embeddings=hidden.index_select(0, rows) if words else None,

@@ -158,7 +158,8 @@ class PruningContext:
         present: ``[B, N]`` bool, the image's real tokens, newlines included (what the
             budget counts); ``None`` means the same as ``valid``.
         prompt_embeddings: ``[B, T, D]`` the row's prompt embeddings (signal
-            ``"prompt_embeddings"``), with ``prompt_mask`` ``[B, T]`` marking the user's words.
+            ``"prompt_embeddings"``), with ``prompt_mask`` ``[B, T]`` marking the user's words
+            (the pipelines pack the words first: ``T`` bounds the words, not the sequence).
         content_mask: ``[B, T]`` bool, the user's content words: ``prompt_mask`` less
             function words and punctuation, or ``prompt_mask`` itself in a row that has no
             content word (filled with ``"prompt_embeddings"``; ``None`` where the pipeline

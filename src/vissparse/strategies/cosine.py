@@ -2,7 +2,7 @@
 
 One scorer, :class:`CosineScorer`, with the options of issue 34 (which words, how the
 words are combined, centred image tokens, direction); the registered names fix a few of
-them: ``"cosine"`` (the default: the least similar to the mean prompt embedding after
+them: ``"cosine"`` (the default: per-word softmax mass on the least similar tokens after
 centring the image's tokens), ``"cosine-mean"`` (the seed's plain form: cosine to the
 mean prompt embedding, most similar kept), ``"cosine-least"`` (its negation, TRIM's and CDPruner's
 direction) and ``"cosine-max"`` (the best single prompt word).
@@ -47,14 +47,17 @@ AGGREGATES = ("mean", "max", "softmax")
 class CosineScorer(TokenScorer):
     """Cosine relevance of each image token to the prompt; the default scorer (``"cosine"``).
 
-    The default (``CosineScorer()``, name ``"cosine"``) keeps the image tokens LEAST
-    similar to the mean prompt embedding after centring each image's tokens on their mean
-    (``words="all"``, ``aggregate="mean"``, ``centre=True``, ``largest=False``): image
-    tokens share one dominant direction, background tokens carry most of it, and the mean
-    prompt embedding leans on it, so the plain cosine (``"cosine-mean"``) keeps background.
-    Chosen on both testbed checkpoints at keep 0.10 and 0.25 from the grid of options in
-    ``benchmarks/results/text_relevance/text_relevance.md`` (made by
-    ``benchmarks/text_relevance.py``); it needs no signal beyond the query.
+    The default (``CosineScorer()``, name ``"cosine"``) centres each image's tokens on
+    their mean, and each of the user's prompt words spreads a unit of softmax mass over the
+    tokens LEAST similar to it; a token scores its mean mass (``words="all"``,
+    ``aggregate="softmax"``, ``centre=True``, ``largest=False``, ``temperature=0.02``).
+    Image tokens share one dominant direction, background tokens carry most of it, and
+    the mean prompt embedding leans on it, so the plain cosine (``"cosine-mean"``) keeps
+    background. Chosen from the grid of 24 options on both testbed checkpoints at keep
+    0.10 and 0.25 (``benchmarks/text_relevance.py``, ``docs/methods/cosine.md``): the best
+    worst cell, significantly above random in all four. It reads the prompt's word
+    embeddings (signal ``"prompt_embeddings"``, filled by the HF, vLLM and mock
+    pipelines); :meth:`score` without them takes the query as the only word.
 
     Options (keywords, checked with one-line errors):
 
@@ -93,7 +96,7 @@ class CosineScorer(TokenScorer):
     name = "cosine"
 
     def __init__(
-        self, largest: bool = False, *, words: str = "all", aggregate: str = "mean",
+        self, largest: bool = False, *, words: str = "all", aggregate: str = "softmax",
         centre: bool = True, temperature: float = 0.02,
     ) -> None:  # fmt: skip
         for arg, value in (("largest", largest), ("centre", centre)):
@@ -120,16 +123,23 @@ class CosineScorer(TokenScorer):
     def score(self, image_tokens: Tensor, query: Tensor, valid: Tensor | None = None) -> Tensor:
         """Scores from the tokens and the mean-prompt query alone, float32 ``[B, N]``.
 
-        Defined for ``words="all"`` with ``aggregate="mean"``; the other options need the
-        prompt's words: use :meth:`score_context`.
+        Without the prompt's words, ``words="all"`` takes the query (the mean prompt
+        embedding) as the only word: ``"max"`` is then the cosine to it and ``"softmax"``
+        a monotone function of it, so the kept set is the ``"mean"`` option's.
+        ``words="content"`` needs the content-word mask: use :meth:`score_context`.
+
+        Example:
+            >>> x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+            >>> CosineScorer().score(x, torch.tensor([[1.0, 0.0]])).argmax(-1).tolist()
+            [2]
         """
         check_tokens_and_query(image_tokens, query, valid)
-        if self.requires:
+        if self.words == "content":
             raise ValueError(
                 f"`scorer` {self!r} needs the prompt's word embeddings: call score_context "
                 "with a PruningContext that has `prompt_embeddings` and `prompt_mask`"
             )
-        if not self.centre:  # the seed's form, one batched call
+        if not self.centre and self.aggregate != "softmax":  # one batched call
             sims = cosine_scores(image_tokens, query)
             return sims if self.largest else -sims
         words = query.unsqueeze(1)
@@ -137,8 +147,13 @@ class CosineScorer(TokenScorer):
         return self._rows(image_tokens, valid, words, mask)
 
     def score_context(self, ctx: PruningContext) -> Tensor:
-        """Scores from the context (the prompt's words where an option needs them)."""
-        if not self.requires:  # TokenScorer's path (it hands sample_keys to a subclass)
+        """Scores from the context (the prompt's words where an option needs them).
+
+        A context without ``prompt_embeddings`` (one built from tokens and a query alone)
+        is scored as :meth:`score` scores it: the query is the only word.
+        """
+        no_words = ctx.prompt_embeddings is None and self.words == "all"
+        if not self.requires or no_words:  # TokenScorer's path: score(), keys to a subclass
             return super().score_context(ctx)
         check_tokens_and_query(ctx.image_tokens, ctx.query, ctx.valid)
         words = ctx.need("prompt_embeddings", self)
