@@ -18,6 +18,7 @@ from pathlib import Path
 from mock_benchmark import marker_files, replace_between_markers
 
 from vissparse.strategies import SCORERS
+from vissparse.testbed.models import TESTBED_LACKS
 
 RESULTS = Path(__file__).parent / "results"
 SOURCES = (
@@ -77,6 +78,8 @@ def method_block(name: str, sources: list[tuple[str, str, str]]) -> str:
             head = ["| model " + header[0], "|---" + header[1]]
             source = text.splitlines()[0]
             parts.append(f"**{title}** (`{path}`). {source}\n\n" + "\n".join(head + rows))
+    if not parts and name in TESTBED_LACKS:
+        return f"No testbed or speed row: {TESTBED_LACKS[name]}."
     if not parts:
         return f"No recorded table has a `{name}` row yet: `make bench-testbed` measures it."
     return "\n\n".join(parts)

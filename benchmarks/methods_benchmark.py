@@ -40,6 +40,7 @@ from vissparse.strategies import SCORERS, build_scorer
 from vissparse.strategies.base import reads_llm_attention
 from vissparse.testbed.ceiling import ceilings, with_ceiling
 from vissparse.testbed.llm_rows import llm_layers as testbed_llm_layers
+from vissparse.testbed.models import TESTBED_LACKS
 from vissparse.testbed.report import SCORER_STYLE
 
 # testbed model -> the shape-faithful config of the same family
@@ -51,8 +52,9 @@ RESULTS = "benchmarks/results/methods"
 
 
 def input_scorers() -> list[str]:
-    """The registered methods that prune before the language model."""
-    return [s for s in SCORERS.names() if not reads_llm_attention(build_scorer(s))]
+    """The registered methods that prune before the language model (testbed-runnable)."""
+    names = [s for s in SCORERS.names() if s not in TESTBED_LACKS]
+    return [s for s in names if not reads_llm_attention(build_scorer(s))]
 
 
 def llm_scorers() -> list[str]:
@@ -76,7 +78,9 @@ def _wanted(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     for name in names:
         if name not in SCORERS.names():
             print(f"skipped {name}: not a registered scorer in this version")
-    known = [n for n in names if n in SCORERS.names()]
+        elif name in TESTBED_LACKS:
+            print(f"skipped {name}: no testbed accuracy, {TESTBED_LACKS[name]}")
+    known = [n for n in names if n in SCORERS.names() and n not in TESTBED_LACKS]
     return ([n for n in known if n not in llm_scorers()], [n for n in known if n in llm_scorers()])
 
 

@@ -77,12 +77,14 @@ class SelectionCore:
         prompt_mask: Tensor | None = None, layouts: Sequence[ImageLayout] | None = None,
         keys: Sequence[bytes] | None = None, vision: Any = None,
         text_attention: Tensor | None = None, content_mask: Tensor | None = None,
+        texts: Sequence[str] | None = None,
     ) -> PruningContext:  # fmt: skip
         """The :class:`PruningContext` of a batch of images, with the signals asked for.
 
         Every argument has one row per image. ``prompt_embeddings`` / ``prompt_mask``
         (the prompt's word embeddings) and ``content_mask`` (its content words,
-        :mod:`vissparse.content_words`) reach the context only when the method reads them;
+        :mod:`vissparse.content_words`) and ``texts`` (the prompt as typed) reach the
+        context only when the method reads them;
         ``vision`` is an object with per-image ``attention`` / ``keys`` / ``features``
         lists (:class:`vissparse.adapters.vision_signals.VisionSignals`), or ``None``.
         """
@@ -99,6 +101,7 @@ class SelectionCore:
             vision_keys=pad_rows(None if vision is None else vision.keys, valid),
             vision_features=pad_rows(None if vision is None else vision.features, valid),
             text_attention=text_attention,
+            prompt_texts=texts if "prompt_texts" in self.signals else None,
         )  # fmt: skip
 
     def choose(self, ctx: PruningContext, keep_ratio: float) -> Choice:

@@ -96,11 +96,12 @@ def test_oracle_errors_name_the_argument():
         oracle_scorer("oracle-objects", [{"image": None, "question": "q"}], None)
 
 
-def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch):
+def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch, capsys):
     """By name, and by default beside every registered scorer."""
     from vissparse.cli import main as cli
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed import llm_rows
+    from vissparse.testbed.models import TESTBED_LACKS
 
     seen = []
 
@@ -113,4 +114,8 @@ def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch):
     for extra in (["--scorer", "oracle-one-per-object", "--scorer", "random"], []):
         with pytest.raises(AssertionError, match="checked"):
             cli(argv + extra)
-    assert seen == [["oracle-one-per-object", "random"], [*SCORERS.names(), *ORACLES]]
+    runnable = [s for s in SCORERS.names() if s not in TESTBED_LACKS]
+    assert "trim" in SCORERS.names() and "trim" not in runnable
+    assert seen == [["oracle-one-per-object", "random"], [*runnable, *ORACLES]]
+    assert cli([*argv, "--scorer", "trim"]) != 0
+    assert "'trim' cannot run on the testbed: it ranks" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from torch import Tensor
 from vissparse.content_words import attach_content_mask, content_mask_of
 from vissparse.hf.inputs import Item, chat_text, prompt_masks
 from vissparse.host_sync import keep_host_copy
+from vissparse.prompt_texts import attach_prompt_texts
 
 __all__ = ["encode_items"]
 
@@ -25,7 +26,8 @@ def encode_items(
     """The processor's inputs on ``model``'s device and dtype, and the prompt mask.
 
     The ``[B, L]`` bool prompt mask marks the user's words and carries the mask of
-    their content words (:func:`vissparse.content_words.content_mask_of`). The host
+    their content words (:func:`vissparse.content_words.content_mask_of`) and each row's
+    prompt as typed (:func:`vissparse.prompt_texts.prompt_texts_of`). The host
     copies of ``input_ids`` and ``attention_mask`` stay attached, so spans and counts are
     read without a device sync. A processor's refusal of an image (aspect ratio, size)
     becomes a ``ValueError`` naming ``image`` and the sizes.
@@ -73,4 +75,5 @@ def encode_items(
     mask = prompt_mask.to(model.device)
     if content is not None:
         attach_content_mask(mask, content.to(model.device))
+    attach_prompt_texts(mask, [item.prompt for item in items])
     return inputs, mask

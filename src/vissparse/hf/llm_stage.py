@@ -6,6 +6,7 @@ The stage's choice among the image tokens still alive at layer K goes through th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from vissparse.hf.generation_options import lengths_from_call
 from vissparse.hf.results import PrunedBatch, generated_ids
 from vissparse.llm.pruner import LayerPruner, StageView, check_attention_readable
 from vissparse.llm.schedule import LayerSchedule, average_tokens
+from vissparse.prompt_texts import prompt_texts_of
 from vissparse.pruning import image_counts, image_token_mask, sequence_keep_mask
 from vissparse.query import query_from_embeddings
 from vissparse.selection import SelectionCore
@@ -105,9 +107,10 @@ class LLMStage:
         if self.schedule is None:
             raise ValueError("llm_pruner needs stage='llm'")
         rows = getattr(self.scorer, "attention_rows", None)
+        texts = prompt_texts_of(prompt_mask)  # the same at every stage
         return LayerPruner(
             layers=self.adapter.decoder_layers(), schedule=self.schedule,
-            select=lambda view: self._select_stage(emb, keys, layouts, vision, view),
+            select=lambda view: self._select_stage(emb, keys, layouts, vision, view, texts),
             attention_mask=emb.attention_mask, prompt_mask=prompt_mask,
             content_mask=content_mask_of(prompt_mask), mode=self.config.mode,
             rows=rows if "text_attention" in self.signals else None,
@@ -117,7 +120,7 @@ class LLMStage:
 
     def _select_stage(
         self, emb: Embedded, keys: list[bytes] | None, layouts: list[ImageLayout] | None,
-        vision: VisionSignals | None, view: StageView,
+        vision: VisionSignals | None, view: StageView, texts: Sequence[str] | None = None,
     ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         """One stage's choice among the image tokens still alive, from layer-K states."""
         hidden = view.hidden
@@ -144,7 +147,7 @@ class LLMStage:
         query = query_from_embeddings(hidden, view.prompt_mask)
         ctx = self._context(tokens, query, valid, present, emb, hidden, view.prompt_mask,
                             layouts, keys, vision, attention,
-                            content_mask=view.content_mask)  # fmt: skip
+                            content_mask=view.content_mask, texts=texts)  # fmt: skip
         choice = self.core.choose(ctx, view.keep_ratio)
         keep = choice.keep & alive
         merged = None

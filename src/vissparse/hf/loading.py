@@ -18,17 +18,25 @@ class ModelNotFoundError(OSError):
     """The weights are neither in a local directory nor reachable on the hub."""
 
 
-def _not_found(base_model: str, err: Exception) -> ModelNotFoundError:
+def not_found_error(
+    base_model: str, err: Exception, argument: str = "base_model", usage: str = ""
+) -> ModelNotFoundError:
+    """The error for weights that are neither local nor on a reachable hub.
+
+    ``argument`` names the argument at fault; ``usage`` shows passing the downloaded
+    directory (``{path}`` is replaced by it).
+    """
     from huggingface_hub import constants
 
     example = Path(base_model).name or "model"
+    call = (usage or "VisSparse(base_model='{path}')").replace("{path}", f"./{example}")
     return ModelNotFoundError(
-        f"could not load `base_model`={base_model!r}: it is not a local directory, and the "
+        f"could not load `{argument}`={base_model!r}: it is not a local directory, and the "
         f"HuggingFace hub has no such model or cannot be reached (looked in the hub cache "
         f"{constants.HF_HUB_CACHE}; HF_HUB_OFFLINE={int(constants.HF_HUB_OFFLINE)}). "
         f"Download it where the hub is reachable, e.g. `hf download {base_model} "
         f"--local-dir ./{example}`, then pass the directory: "
-        f"VisSparse(base_model='./{example}'). Cause: {type(err).__name__}: {err}"
+        f"{call}. Cause: {type(err).__name__}: {err}"
     )
 
 
@@ -207,12 +215,12 @@ def load_model_and_processor(
     try:
         config = AutoConfig.from_pretrained(source, **lookup)
     except OSError as err:
-        raise _not_found(source, err) from err
+        raise not_found_error(source, err) from err
     family_of(getattr(config, "model_type", None))
     try:
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
     except OSError as err:
-        raise _not_found(source, err) from err
+        raise not_found_error(source, err) from err
     if device is not None:
         model.to(device)
     model.eval()

@@ -6,7 +6,7 @@ The scoring, selection and merging are the selection core's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from vissparse.bench.timing import timed
 from vissparse.config import PruningConfig
 from vissparse.content_words import content_mask_of
 from vissparse.hf.apply_mode import apply_mode
+from vissparse.hf.clip_space import check_vision_tower
 from vissparse.hf.compiled import check_compilable, full_batch, generate_from
 from vissparse.hf.downsample import downsampler_for
 from vissparse.hf.encode import encode_items
@@ -41,6 +42,7 @@ from vissparse.hf.results import (
 from vissparse.host_sync import to_device
 from vissparse.llm.additions import added_to_layers
 from vissparse.llm.pruner import LayerPruner
+from vissparse.prompt_texts import prompt_texts_of
 from vissparse.pruning import (
     gather_images,
     image_slots,
@@ -82,6 +84,7 @@ class HFPipeline(LLMStage):
         check_compilable(self.adapter, config.compile)
         # scorer="downsample": the images are resized before the processor instead
         self.downsampler = downsampler_for(self.core.scorer, self.adapter.spec, processor, config)
+        check_vision_tower(self.core.scorer, model)  # trim: CLIP towers only
         if config.mode == "mask" and self.adapter.recurrent_layers():
             raise ValueError(
                 f"mode='mask' is not supported on {self.adapter.spec.name}: its linear-"
@@ -181,8 +184,8 @@ class HFPipeline(LLMStage):
         if self.adapter.spec.image_newline:
             present = image_slots(emb.image_positions, valid.shape[1], valid.device)
         ctx = self._context(tokens, query, valid, present, emb, emb.inputs_embeds, prompt_mask,
-                            layouts, keys, vision,
-                            content_mask=content_mask_of(prompt_mask))  # fmt: skip
+                            layouts, keys, vision, content_mask=content_mask_of(prompt_mask),
+                            texts=prompt_texts_of(prompt_mask))  # fmt: skip
         ratio = 1.0 if self.downsampler is not None else self.config.keep_ratio  # all kept
         choice = self.core.choose(ctx, ratio)
         keep = choice.keep
@@ -217,12 +220,12 @@ class HFPipeline(LLMStage):
         emb: Embedded, hidden: Tensor, prompt_mask: Tensor,
         layouts: list[ImageLayout] | None, keys: list[bytes] | None,
         vision: VisionSignals | None, text_attention: Tensor | None = None,
-        content_mask: Tensor | None = None,
+        content_mask: Tensor | None = None, texts: Sequence[str] | None = None,
     ) -> PruningContext:  # fmt: skip
         """The selection core's context of one batch of images (rows per prompt given).
 
-        ``query`` and ``hidden`` / ``prompt_mask`` / ``content_mask`` are per prompt row
-        (``[B, ...]``); the context has one row per image.
+        ``query`` and ``hidden`` / ``prompt_mask`` / ``content_mask`` / ``texts`` are per
+        prompt row (``[B, ...]``); the context has one row per image.
         """
         rows = to_device(torch.tensor(emb.image_sample, dtype=torch.long), query.device)
         words = "prompt_embeddings" in self.signals
@@ -235,8 +238,8 @@ class HFPipeline(LLMStage):
             prompt_embeddings=hidden.index_select(0, rows) if words else None,
             prompt_mask=prompt_mask.index_select(0, rows) if words else None, layouts=layouts,
             content_mask=None if content is None else content.index_select(0, rows),
-            keys=keys,
-            vision=vision, text_attention=text_attention,
+            keys=keys, vision=vision, text_attention=text_attention,
+            texts=None if texts is None else [texts[i] for i in emb.image_sample],
         )  # fmt: skip
 
     # --- generation -----------------------------------------------------------------

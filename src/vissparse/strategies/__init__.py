@@ -45,6 +45,7 @@ from vissparse.strategies.registry import (
 from vissparse.strategies.scope import ScopeScorer
 from vissparse.strategies.text_attention import FastVScorer, PDropScorer, TextAttentionScorer
 from vissparse.strategies.topk import TopKStrategy, kept_count, topk_mask
+from vissparse.strategies.trim import TrimScorer
 from vissparse.strategies.visionzip import VisionZipScorer
 from vissparse.strategies.vispruner import VisPrunerScorer
 
@@ -75,6 +76,7 @@ __all__ = [
     "TextAttentionScorer",
     "TokenScorer",
     "TopKStrategy",
+    "TrimScorer",
     "UniformScorer",
     "VisPrunerScorer",
     "VisionZipScorer",

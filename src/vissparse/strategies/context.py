@@ -19,7 +19,7 @@ from vissparse.host_sync import to_device, values_on_host
 # Signals a pipeline can fill. Each is a field of PruningContext.
 SIGNALS = frozenset(
     {"prompt_embeddings", "layouts", "sample_keys", "vision_attention", "vision_keys",
-     "vision_features", "text_attention"}
+     "vision_features", "text_attention", "prompt_texts"}
 )  # fmt: skip
 
 
@@ -181,6 +181,9 @@ class PruningContext:
             ``attention_rows``) pay each image token at the layer before pruning,
             averaged over heads and rows; 0 on padding and dropped tokens (signal
             ``"text_attention"``).
+        prompt_texts: one ``str`` per row, the user's prompt as typed, image placeholders
+            removed (signal ``"prompt_texts"``): for methods that encode the prompt with
+            a text tower of their own (``trim``).
 
     Example:
         >>> ctx = PruningContext(torch.zeros(1, 4, 2), torch.ones(1, 2))
@@ -201,6 +204,7 @@ class PruningContext:
     vision_keys: Tensor | None = None
     vision_features: Tensor | None = None
     text_attention: Tensor | None = None
+    prompt_texts: Sequence[str] | None = None
 
     def budget_mask(self) -> Tensor:
         """``[B, N]`` bool: the tokens the keep budget counts (``present``, else ``valid``)."""

@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
         share,
     )
     from vissparse.strategies.registry import SCORERS
-    from vissparse.testbed.models import TESTBED_FAMILIES
+    from vissparse.testbed.models import TESTBED_FAMILIES, TESTBED_LACKS
     from vissparse.testbed.oracle import ORACLES
     from vissparse.testbed.train import PADDING_SIDES
     from vissparse.testbed.train import TRAIN_DEFAULTS as D
@@ -93,7 +93,8 @@ def add_parser(sub: Any) -> None:
     ev.add_argument("--seed", type=integer, default=0, help="seed of the test questions")
     ev.add_argument("--scorer", action="append", choices=[*SCORERS.names(), *ORACLES],
                     dest="scorers", help="repeat for several (default: every registered "
-                    "scorer and the testbed's oracles)")  # fmt: skip
+                    f"scorer but {', '.join(TESTBED_LACKS)}, and the testbed's "
+                    "oracles)")  # fmt: skip
     ev.add_argument("--keep-ratio", type=keep_ratio, action="append", dest="keep_ratios",
                     help=KEEP_HELP)  # fmt: skip
     ev.add_argument("--random-seeds", type=positive_int, default=3)
@@ -234,6 +235,7 @@ def _eval(args: argparse.Namespace) -> int:
         summarize_run,
     )
     from vissparse.testbed.llm_rows import check_llm_keeps
+    from vissparse.testbed.models import TESTBED_LACKS
     from vissparse.testbed.oracle import ORACLES
     from vissparse.testbed.questions import make_questions
     from vissparse.testbed.report import accuracy_table, write_results
@@ -246,7 +248,13 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.model:
             raise ValueError("no testbed checkpoint ships with this version: pass `--model DIR`")
     paths = [_model_path(m) for m in args.model]
-    scorers = list(dict.fromkeys(args.scorers or [*SCORERS.names(), *ORACLES]))
+    runnable = [s for s in SCORERS.names() if s not in TESTBED_LACKS]
+    scorers = list(dict.fromkeys(args.scorers or [*runnable, *ORACLES]))
+    for name in scorers:
+        if name in TESTBED_LACKS:
+            raise ValueError(
+                f"`--scorer` {name!r} cannot run on the testbed: {TESTBED_LACKS[name]}"
+            )
     keeps = sorted(set(args.keep_ratios or KEEP_RATIOS))
     for name, path in zip(args.model, paths, strict=True):
         if not (path / "config.json").is_file():

@@ -28,6 +28,7 @@ UNSERVED_SIGNALS = {
     "vision_features": "vision features before the projector",
     "text_attention": "attention inside the language model (stage='llm')",
     "sample_keys": "per-sample random keys (the prompt string and pixels)",
+    "prompt_texts": "the prompt as typed (the string does not reach the embedding step)",
 }
 REFUSED_OPTIONS = {
     "stage": "the count per image is fixed before the model runs, so only stage='input' serves",
