@@ -235,6 +235,22 @@ def _speed_gaps(speed: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return text
 
 
+def made_by(command: str) -> str:
+    """The run's source as a caption names it: ``make bench-methods`` for that target's call.
+
+    Example:
+        >>> made_by("python benchmarks/methods_benchmark.py --out " + RESULTS + " --readme R.md")
+        'make bench-methods'
+        >>> made_by("python benchmarks/methods_benchmark.py --scorer random")
+        'python benchmarks/methods_benchmark.py --scorer random'
+    """
+    args = command.split()[2:]
+    if "--readme" in args:
+        at = args.index("--readme")
+        del args[at : at + 2]
+    return "make bench-methods" if args in ([], ["--out", RESULTS]) else command
+
+
 def render(speed: dict[str, Any], testbed: dict[str, Any], out: Path) -> str:
     """Markdown per testbed model: methods ranked at ``RANK_KEEP``, Pareto plot and table.
 
@@ -243,7 +259,8 @@ def render(speed: dict[str, Any], testbed: dict[str, Any], out: Path) -> str:
     machine = speed["machine"]
     keeps = speed.get("keeps", [RANK_KEEP])
     text = [
-        f"Measured by `make bench-methods` on {machine_name(machine)} ({machine['cpu_count']} "
+        f"Measured by `{made_by(speed.get('command', ''))}` on {machine_name(machine)} "
+        f"({machine['cpu_count']} "
         f"cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
         f"transformers {machine['transformers']}) in {speed['minutes']:.0f} minutes, after "
         f"`make bench-testbed` ({testbed['n_questions']} held-out questions, drop mode). "
