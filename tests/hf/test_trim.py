@@ -80,25 +80,55 @@ def test_generate_through_the_facade_and_sync_free(llava_and_clip):
                                                  strict=True))  # fmt: skip
 
 
-def test_in_llm_stage_reads_the_prompt_text(llava_and_clip):
-    model, processor, _clip, _tok, folder = llava_and_clip
+def test_multi_image_prompts_score_each_image_with_its_own_prompt(llava_and_clip):
+    model, processor, clip, tok, folder = llava_and_clip
+    config = PruningConfig(keep_ratio=0.25, scorer=TrimScorer(clip=str(folder)))
+    pipe = HFPipeline(model, processor, config)
+    images = [[random_image(seed=5), random_image(seed=6)], random_image(seed=7)]
+    inputs, prompt_mask, _, _ = pipe._encode(images, PROMPTS)
+    batch = pipe.prune(inputs, prompt_mask)
+    for i, prompt in enumerate([PROMPTS[0], PROMPTS[0], PROMPTS[1]]):  # images in order
+        pixels = inputs["pixel_values"][i : i + 1]
+        expected = literal_keep(model, clip, tok, pixels, prompt, 0.25)
+        assert set(batch.image_keep[i].nonzero().flatten().tolist()) == expected
+
+
+def test_in_llm_stage_keeps_the_released_codes_tokens(llava_and_clip):
+    model, processor, clip, tok, folder = llava_and_clip
     config = PruningConfig(keep_ratio=0.5, scorer=TrimScorer(clip=str(folder)), stage="llm",
                            layer=1)  # fmt: skip
     pipe = HFPipeline(model, processor, config)
-    out = pipe.generate(random_image(seed=3), PROMPTS[0], max_new_tokens=1,
-                        return_details=True)  # fmt: skip
-    assert out.metrics["n_image_tokens"] == 16
+    inputs, prompt_mask, _, _ = pipe._encode(random_image(seed=3), PROMPTS[0])
+    batch = pipe.prune(inputs, prompt_mask)
+    kept = set(batch.image_keep[0].nonzero().flatten().tolist())
+    # the scores read the vision features and the prompt only: the layer changes nothing
+    ratio = len(kept) / 16
+    assert 0 < len(kept) < 16
+    assert kept == literal_keep(model, clip, tok, inputs["pixel_values"], PROMPTS[0], ratio)
 
 
-def test_llava_next_clip_tiles():
+def test_llava_next_clip_tiles_follow_the_prompt():
     model, processor = tiny_model("llava_next")
-    clip, tok = tiny_clip(model.model.vision_tower)
-    pipe = HFPipeline(model, processor, PruningConfig(
-        keep_ratio=0.25, scorer=TrimScorer(clip=ClipSpace.from_model(clip, tok))))  # fmt: skip
-    out = pipe.generate(random_image(56, 84, seed=2), PROMPTS[1], max_new_tokens=1,
-                        return_details=True)  # fmt: skip
-    n = out.metrics["n_image_tokens"]
-    assert out.metrics["n_kept"] == kept_count(0.25, n)
+    clip, tok = tiny_clip(model.model.vision_tower, seed=5)
+    space = ClipSpace.from_model(clip, tok)
+    pipe = HFPipeline(model, processor, PruningConfig(keep_ratio=0.25,
+                                                      scorer=TrimScorer(clip=space)))  # fmt: skip
+    image = random_image(56, 84, seed=2)
+    kept = []
+    for prompt in PROMPTS:
+        inputs, prompt_mask, _, _ = pipe._encode(image, prompt)
+        batch = pipe.prune(inputs, prompt_mask)
+        n = batch.n_image_tokens[0]
+        assert batch.n_kept[0] == kept_count(0.25, n)
+        kept.append(batch.image_keep[0])
+    assert not torch.equal(kept[0], kept[1])
+
+
+def test_a_clip_of_another_geometry_is_refused():
+    model, processor = tiny_model("llava_next")  # a 28-pixel tower; tiny_clip's is 56
+    space = ClipSpace.from_model(*tiny_clip())
+    with pytest.raises(ValueError, match=r"\(image size, patch size, width\) \(56, 14, 32\)"):
+        HFPipeline(model, processor, PruningConfig(keep_ratio=0.25, scorer=TrimScorer(clip=space)))
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "llava_onevision", "gemma3"])
@@ -108,16 +138,12 @@ def test_towers_without_a_text_aligned_space_are_refused(family):
         HFPipeline(model, processor, PruningConfig(keep_ratio=0.25, scorer="trim"))
 
 
-def test_missing_clip_weights_name_clip(llava_and_clip, monkeypatch):
+def test_missing_clip_weights_name_clip_at_set_up(llava_and_clip, monkeypatch):
     model, processor, *_ = llava_and_clip
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pipe = HFPipeline(model, processor, PruningConfig(
-        keep_ratio=0.25, scorer=TrimScorer(clip="no-such-org/no-such-clip",
-                                           local_files_only=True)))  # fmt: skip
-    with pytest.raises(
-        ModelNotFoundError, match="could not load `clip`='no-such-org/no-such-clip'"
-    ):
-        pipe.generate(random_image(), "What is it?", max_new_tokens=1)
+    scorer = TrimScorer(clip="no-such-org/no-such-clip", load_options={"local_files_only": True})
+    with pytest.raises(ModelNotFoundError, match="could not load `clip`='no-such-org/no-such"):
+        HFPipeline(model, processor, PruningConfig(keep_ratio=0.25, scorer=scorer))
 
 
 def test_features_of_another_width_are_refused():
@@ -125,7 +151,7 @@ def test_features_of_another_width_are_refused():
     space = ClipSpace.from_model(clip, tok)
     with pytest.raises(ValueError, match="takes vision features of width 32, got 1280"):
         space.embed_patches(torch.zeros(1, 4, 1280))
-    with pytest.raises(ValueError, match="`clip` must be a CLIP model"):
+    with pytest.raises(ValueError, match="`model` must be a CLIP model"):
         ClipSpace.from_model(torch.nn.Linear(2, 2), tok)
 
 

@@ -135,6 +135,11 @@ def test_contract_errors_and_registry():
         TrimScorer(clip=3)
     with pytest.raises(ValueError, match="`largest` must be a bool"):
         TrimScorer(largest="yes")
+    with pytest.raises(ValueError, match="`load_options` takes local_files_only, cache_dir"):
+        TrimScorer(load_options={"local_file_only": True})
+    with pytest.raises(ValueError, match="with a loaded space"):
+        TrimScorer(clip=FixedSpace(6, 3, 0), load_options={"revision": "main"})
+    assert TrimScorer(load_options={"revision": "v1"}).load_options == {"revision": "v1"}
     ctx = PruningContext(torch.zeros(1, 3, 2), torch.zeros(1, 2),
                          vision_features=torch.zeros(1, 3, 6))  # fmt: skip
     with pytest.raises(ValueError, match="'prompt_texts' signal"):

@@ -7,9 +7,13 @@ directory, and keeps only what the space needs: the text tower and its projectio
 vision tower's ``post_layernorm`` and ``visual_projection`` (the vision layers are dropped
 after loading). ``trim`` (:class:`vissparse.strategies.trim.TrimScorer`) reads it.
 
-Families whose vision tower has no text-aligned partner (Qwen's ViTs, SigLIP towers
-without a patch projection) have no such space; the width check of
-:meth:`ClipSpace.embed_patches` refuses features of another tower by their width.
+Families whose vision tower has no text-aligned patch space (Qwen's ViTs; SigLIP towers,
+which pool with an attention head and have no patch projection) are refused when the
+pipeline is set up (:func:`check_vision_tower`, by the tower's ``model_type``), as is a
+CLIP checkpoint of another image size, patch size or width; the width check of
+:meth:`ClipSpace.embed_patches` is a last guard. A CLIP tower of the same shape whose
+weights were trained further with the language model is not detected: its space is then
+only approximately CLIP's (check whether a checkpoint froze its tower).
 """
 
 from __future__ import annotations
@@ -21,32 +25,61 @@ import torch
 from torch import Tensor, nn
 
 from vissparse.hf.loading import not_found_error
+from vissparse.host_sync import to_device
 from vissparse.strategies.trim import CLIP_FOR_LLAVA
 
-__all__ = ["CLIP_FOR_LLAVA", "ClipSpace", "check_vision_tower"]
+__all__ = ["CLIP_FOR_LLAVA", "ClipSpace", "check_vision_tower", "vision_geometry"]
+
+
+def vision_geometry(config: Any) -> tuple[int, int, int] | None:
+    """``(image_size, patch_size, hidden_size)`` of a vision config, or ``None``.
+
+    Example:
+        >>> from transformers import CLIPVisionConfig
+        >>> vision_geometry(CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=768))
+        (336, 14, 768)
+    """
+    try:
+        return int(config.image_size), int(config.patch_size), int(config.hidden_size)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def check_vision_tower(scorer: Any, model: Any) -> None:
-    """Refuse a scorer whose ``vision_towers`` do not name ``model``'s vision tower.
+    """Refuse a scorer that reads a space ``model``'s vision tower does not have.
 
     A method that reads a space only some vision towers have (``trim``: CLIP's
-    text-aligned space) lists their ``model_type`` in ``vision_towers``.
+    text-aligned space) lists their ``model_type`` in ``vision_towers``; its ``space`` is
+    loaded here (a missing checkpoint fails at set-up, not at the first call) and the
+    CLIP tower it belongs to must have the model's image size, patch size and width.
 
     Example:
         >>> from vissparse.strategies import TrimScorer
         >>> from vissparse.testing import tiny_model
-        >>> check_vision_tower(TrimScorer(), tiny_model("llava")[0])
+        >>> from vissparse.testing_clip import tiny_clip
+        >>> model = tiny_model("llava")[0]
+        >>> space = ClipSpace.from_model(*tiny_clip(model.model.vision_tower))
+        >>> check_vision_tower(TrimScorer(clip=space), model)
     """
     towers = getattr(scorer, "vision_towers", None)
     if towers is None:
         return
+    name = getattr(scorer, "name", type(scorer).__name__)
     vision = getattr(getattr(model, "config", None), "vision_config", None)
     kind = getattr(vision, "model_type", None)
     if kind not in towers:
         raise ValueError(
-            f"`scorer` {getattr(scorer, 'name', type(scorer).__name__)!r} needs a vision "
-            f"tower of type {', '.join(map(repr, towers))} (a text-aligned space); this "
-            f"model's vision tower is {kind!r}, which has none"
+            f"`scorer` {name!r} needs a vision tower of type {', '.join(map(repr, towers))} "
+            f"with a text-aligned patch space; this model's vision tower is {kind!r}, which "
+            "has none"
+        )
+    expected = getattr(getattr(scorer, "space", None), "vision_geometry", None)
+    found = vision_geometry(vision)
+    if expected is not None and found is not None and expected != found:
+        raise ValueError(
+            f"`clip` of `scorer` {name!r} is a CLIP tower with (image size, patch size, "
+            f"width) {expected}, this model's vision tower has {found}: pass the CLIP "
+            "checkpoint the model's vision tower was taken from"
         )
 
 
@@ -82,6 +115,8 @@ class ClipSpace(nn.Module):
         self.visual_projection = visual_projection
         self.tokenizer = tokenizer
         self.max_length = max_length
+        # (image_size, patch_size, hidden_size) of the CLIP tower (None: not known)
+        self.vision_geometry: tuple[int, int, int] | None = None
         self.eval()
 
     @property
@@ -95,12 +130,14 @@ class ClipSpace(nn.Module):
         for part in ("text_model", "text_projection", "vision_model", "visual_projection"):
             if not hasattr(model, part):
                 raise ValueError(
-                    f"`clip` must be a CLIP model (CLIPModel) with a `{part}`, got "
+                    f"`model` must be a CLIP model (CLIPModel) with a `{part}`, got "
                     f"{type(model).__name__}"
                 )
         length = getattr(model.config.text_config, "max_position_embeddings", 77)
-        return cls(model.text_model, model.text_projection, model.vision_model.post_layernorm,
-                   model.visual_projection, tokenizer, int(length))  # fmt: skip
+        space = cls(model.text_model, model.text_projection, model.vision_model.post_layernorm,
+                    model.visual_projection, tokenizer, int(length))  # fmt: skip
+        space.vision_geometry = vision_geometry(model.config.vision_config)
+        return space
 
     @classmethod
     def from_pretrained(cls, source: str = CLIP_FOR_LLAVA, **options: Any) -> ClipSpace:
@@ -135,7 +172,7 @@ class ClipSpace(nn.Module):
         # no attention mask: the tower is causal and the padding follows the end-of-text
         # token it pools, so the mask changes nothing there; given, transformers would
         # read it on the host (a device sync)
-        input_ids = ids["input_ids"].to(self.text_projection.weight.device)
+        input_ids = to_device(ids["input_ids"], self.text_projection.weight.device)
         pooled = self.text_model(input_ids=input_ids).pooler_output
         return self.text_projection(pooled).float()
 
@@ -149,8 +186,7 @@ class ClipSpace(nn.Module):
             raise ValueError(
                 f"the CLIP space takes vision features of width {self.vision_width}, got "
                 f"{features.shape[-1]}: this model's vision tower is not the CLIP tower of "
-                "`clip` (a text-aligned space exists for LLaVA-1.5's CLIP tower, not for "
-                "Qwen's ViTs or SigLIP)"
+                "`clip`"
             )
         self._move(features.device)
         weight = self.visual_projection.weight

@@ -16,8 +16,10 @@ Deviations from the released code:
 
 - top-k of the negated dot product instead of the top-k of its softmax: the same order
   (softmax is monotonic within a row) without float32 ties when the softmax underflows;
-- the count is ``keep_ratio``'s, as for every method: the released ``TextSim:-1`` (an
-  adaptive count, the upper IQR outliers of the softmax) is not offered;
+- the count is ``keep_ratio``'s, as for every method: ``ceil(keep_ratio * N)`` where the
+  released ``TextSim:k`` keeps ``int(k * N)`` (the same set when ``k * N`` is whole, one
+  more token otherwise), and the released ``TextSim:-1`` (an adaptive count, the upper
+  IQR outliers of the softmax) is not offered;
 - ``TextSim+`` (one extra token, the mean of the pruned tokens, appended) is not offered:
   VisSparse keeps exactly the budget's slots;
 - the prompt is the user's text as typed, truncated to CLIP's 77-token context.
@@ -25,15 +27,18 @@ Deviations from the released code:
 CLIP's text tower and projections are not part of a LLaVA checkpoint: they come from the
 CLIP checkpoint LLaVA's vision tower was taken from (``clip``, loaded on first use by
 :class:`vissparse.hf.clip_space.ClipSpace`). A family has this space only when its vision
-tower is that CLIP tower: LLaVA-1.5 (and LLaVA-NeXT's CLIP variants), not Qwen's ViTs or
-SigLIP towers, which are refused by their feature width. The testbed checkpoints have no
-text tower, so ``trim`` has no testbed row. Sync-free: the text is tokenised on the host
-from the prompt strings, and the ids go to the device without a read back.
+tower is that CLIP tower: LLaVA-1.5, and approximately LLaVA-NeXT's CLIP variants where
+the tower was trained further. The HF pipeline refuses other towers (Qwen's ViTs, SigLIP,
+InternViT) when it is set up, by the tower's type, and loads ``clip`` there, refusing a
+CLIP checkpoint of another image size, patch size or width. The testbed checkpoints have
+no text tower, so ``trim`` has no testbed row. Sync-free: the text is tokenised on the
+host from the prompt strings and the ids are copied to the device asynchronously.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -44,6 +49,7 @@ from vissparse.strategies.registry import register_scorer
 
 # the CLIP checkpoint whose vision tower LLaVA-1.5 (and llava-hf's conversions) carry
 CLIP_FOR_LLAVA = "openai/clip-vit-large-patch14-336"
+LOAD_OPTIONS = ("local_files_only", "cache_dir", "revision", "token")
 
 
 class TextAlignedSpace(Protocol):
@@ -78,10 +84,12 @@ class TrimScorer(TokenScorer):
     Reads the ``"vision_features"`` signal of vision layer ``vision_layer`` (``None``:
     the layer feeding the projector, as in the released code) and the prompt as typed
     (``"prompt_texts"``). ``clip`` is a hub id or a local directory of the CLIP checkpoint
-    the vision tower came from (loaded on first use; ``load_options`` go to its
-    ``from_pretrained``), or a loaded space (anything with ``embed_text`` and
-    ``embed_patches``). ``largest=False`` keeps the patches least aligned with the
-    prompt, as the released code does. See the module docstring for every deviation.
+    the vision tower came from (loaded on first use, which the HF pipeline makes its
+    set-up; ``load_options`` go to its ``from_pretrained``: ``local_files_only``,
+    ``cache_dir``, ``revision``, ``token``), or a loaded space (anything with
+    ``embed_text`` and ``embed_patches``). ``largest=False`` keeps the patches least
+    aligned with the prompt, as the released code does. See the module docstring for
+    every deviation.
 
     Example:
         >>> from vissparse.hf.clip_space import ClipSpace
@@ -101,7 +109,7 @@ class TrimScorer(TokenScorer):
 
     def __init__(
         self, clip: str | TextAlignedSpace = CLIP_FOR_LLAVA, largest: bool = False,
-        vision_layer: int | None = None, **load_options: Any,
+        vision_layer: int | None = None, load_options: Mapping[str, Any] | None = None,
     ) -> None:  # fmt: skip
         is_space = hasattr(clip, "embed_text") and hasattr(clip, "embed_patches")
         if not (isinstance(clip, str) and clip) and not is_space:
@@ -111,10 +119,17 @@ class TrimScorer(TokenScorer):
             )
         if not isinstance(largest, bool):
             raise ValueError(f"`largest` must be a bool, got {largest!r}")
+        options = dict(load_options or {})
+        unknown = sorted(set(options) - set(LOAD_OPTIONS))
+        if unknown or (options and is_space):
+            raise ValueError(
+                f"`load_options` takes {', '.join(LOAD_OPTIONS)} for loading `clip` by id or "
+                f"folder, got {options!r}" + (" with a loaded space" if is_space else "")
+            )
         self.clip = clip
         self.largest = largest
         self.vision_layer = check_vision_layer(vision_layer)
-        self.load_options = load_options
+        self.load_options = options
         self._space: TextAlignedSpace | None = None if isinstance(clip, str) else clip
 
     @property
@@ -136,16 +151,15 @@ class TrimScorer(TokenScorer):
 
     def score_context(self, ctx: PruningContext) -> Tensor:
         """Minus each token's dot product with its prompt in the space (higher = keep)."""
-        features = ctx.need("vision_features", self)
-        texts = ctx.need("prompt_texts", self)
-        assert isinstance(features, Tensor)
-        if len(texts) != features.shape[0]:  # type: ignore[arg-type]
+        features = cast(Tensor, ctx.need("vision_features", self))
+        texts = list(cast(Sequence[str], ctx.need("prompt_texts", self)))
+        if len(texts) != features.shape[0]:
             raise ValueError(
                 f"`prompt_texts` must have one text per image ({features.shape[0]}), "
-                f"got {len(texts)}"  # type: ignore[arg-type]
+                f"got {len(texts)}"
             )
         patches = self.space.embed_patches(features.to(ctx.image_tokens.device))
-        text = self.space.embed_text(list(texts), patches.device)  # type: ignore[call-overload]
+        text = self.space.embed_text(texts, patches.device)
         return trim_scores(patches, text, self.largest)
 
     def __repr__(self) -> str:
