@@ -162,3 +162,15 @@ def test_mock_and_vllm_refuse_trim():
         ServeSettings.parse({"keep_ratio": 0.1, "scorer": "trim"}).core()
     with pytest.raises(ValueError, match="trim"):
         VisSparse(base_model="mock", keep_ratio=0.1, mock=True, scorer="trim")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_the_zoo_guard_passes_trim(device):
+    """The sync-free test of the zoo, on trim (on CUDA with the sync debug mode too)."""
+    from tests.hf.test_sync_free import _run_guarded
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    model, _ = tiny_model("llava", 0)  # the weights _run_guarded's model has
+    space = ClipSpace.from_model(*tiny_clip(model.model.vision_tower))
+    _run_guarded("llava", TrimScorer(clip=space), "drop", device=device)
