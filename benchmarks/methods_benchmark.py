@@ -40,7 +40,7 @@ from vissparse.strategies import SCORERS, build_scorer
 from vissparse.strategies.base import reads_llm_attention
 from vissparse.testbed.ceiling import ceilings, with_ceiling
 from vissparse.testbed.llm_rows import llm_layers as testbed_llm_layers
-from vissparse.testbed.models import TESTBED_LACKS
+from vissparse.testbed.models import TESTBED_LACKS, testbed_scorers
 from vissparse.testbed.report import SCORER_STYLE
 
 # testbed model -> the shape-faithful config of the same family
@@ -53,8 +53,7 @@ RESULTS = "benchmarks/results/methods"
 
 def input_scorers() -> list[str]:
     """The registered methods that prune before the language model (testbed-runnable)."""
-    names = [s for s in SCORERS.names() if s not in TESTBED_LACKS]
-    return [s for s in names if not reads_llm_attention(build_scorer(s))]
+    return [s for s in testbed_scorers() if not reads_llm_attention(build_scorer(s))]
 
 
 def llm_scorers() -> list[str]:

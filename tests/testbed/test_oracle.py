@@ -101,7 +101,7 @@ def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch, 
     from vissparse.cli import main as cli
     from vissparse.strategies.registry import SCORERS
     from vissparse.testbed import llm_rows
-    from vissparse.testbed.models import TESTBED_LACKS
+    from vissparse.testbed.models import testbed_scorers
 
     seen = []
 
@@ -114,7 +114,7 @@ def test_testbed_eval_takes_the_oracles(saved_untrained, tmp_path, monkeypatch, 
     for extra in (["--scorer", "oracle-one-per-object", "--scorer", "random"], []):
         with pytest.raises(AssertionError, match="checked"):
             cli(argv + extra)
-    runnable = [s for s in SCORERS.names() if s not in TESTBED_LACKS]
+    runnable = testbed_scorers()
     assert "trim" in SCORERS.names() and "trim" not in runnable
     assert seen == [["oracle-one-per-object", "random"], [*runnable, *ORACLES]]
     assert cli([*argv, "--scorer", "trim"]) != 0

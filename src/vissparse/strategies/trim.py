@@ -43,6 +43,7 @@ from typing import Any, ClassVar, Protocol, cast
 import torch
 from torch import Tensor
 
+from vissparse.host_sync import to_device
 from vissparse.strategies.base import TokenScorer
 from vissparse.strategies.context import PruningContext, check_vision_layer
 from vissparse.strategies.registry import register_scorer
@@ -159,8 +160,12 @@ class TrimScorer(TokenScorer):
                 f"got {len(texts)}"
             )
         patches = self.space.embed_patches(features.to(ctx.image_tokens.device))
-        text = self.space.embed_text(texts, patches.device)
-        return trim_scores(patches, text, self.largest)
+        # each prompt once: a prompt's images (and repeated prompts) share its embedding
+        unique = list(dict.fromkeys(texts))
+        where = torch.tensor([unique.index(t) for t in texts], dtype=torch.long)
+        text = self.space.embed_text(unique, patches.device)
+        return trim_scores(patches, text.index_select(0, to_device(where, text.device)),
+                           self.largest)  # fmt: skip
 
     def __repr__(self) -> str:
         clip = self.clip if isinstance(self.clip, str) else type(self.clip).__name__

@@ -225,7 +225,6 @@ def _eval(args: argparse.Namespace) -> int:
 
     from vissparse.bench.report import check_writable, machine_description, write_rows
     from vissparse.cli_support import interrupted
-    from vissparse.strategies.registry import SCORERS
     from vissparse.testbed.evaluate import (
         KEEP_RATIOS,
         Run,
@@ -235,7 +234,7 @@ def _eval(args: argparse.Namespace) -> int:
         summarize_run,
     )
     from vissparse.testbed.llm_rows import check_llm_keeps
-    from vissparse.testbed.models import TESTBED_LACKS
+    from vissparse.testbed.models import TESTBED_LACKS, testbed_scorers
     from vissparse.testbed.oracle import ORACLES
     from vissparse.testbed.questions import make_questions
     from vissparse.testbed.report import accuracy_table, write_results
@@ -248,8 +247,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.model:
             raise ValueError("no testbed checkpoint ships with this version: pass `--model DIR`")
     paths = [_model_path(m) for m in args.model]
-    runnable = [s for s in SCORERS.names() if s not in TESTBED_LACKS]
-    scorers = list(dict.fromkeys(args.scorers or [*runnable, *ORACLES]))
+    scorers = list(dict.fromkeys(args.scorers or [*testbed_scorers(), *ORACLES]))
     for name in scorers:
         if name in TESTBED_LACKS:
             raise ValueError(

@@ -42,6 +42,20 @@ TESTBED_LACKS = {
     "trim": "it ranks tokens in CLIP's text-aligned space, and the testbed's vision towers "
     "were trained without a text tower (they have no such space)",
 }
+
+
+def testbed_scorers() -> list[str]:
+    """The registered scorers that can run on the testbed checkpoints (not ``TESTBED_LACKS``).
+
+    Example:
+        >>> "random" in testbed_scorers(), "trim" in testbed_scorers()
+        (True, False)
+    """
+    from vissparse.strategies.registry import SCORERS
+
+    return [name for name in SCORERS.names() if name not in TESTBED_LACKS]
+
+
 # The module whose output is the image tokens the language model sees, per family, in
 # raster order over a 16 x 16 grid (training attaches its auxiliary head there).
 IMAGE_TOKEN_MODULE = {"llava": "model.multi_modal_projector", "qwen2_vl": "model.visual.merger"}
